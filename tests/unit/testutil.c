@@ -1,0 +1,87 @@
+/* Helpers shared by the unit tests. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "core/loop.h"
+#include "core/xalloc.h"
+#include "tests/unit/testutil.h"
+
+struct deadline {
+    bool expired;
+};
+
+static void deadline_cb(uv_timer_t *t)
+{
+    struct deadline *d = t->data;
+
+    d->expired = true;
+}
+
+bool tu_run_until(struct loop *loop, bool (*pred)(void *), void *arg, unsigned real_timeout_ms)
+{
+    /* A real libuv timer, even on a fake-clock loop: it bounds the wait in real time. */
+    uv_timer_t timer;
+    struct deadline d = {false};
+    bool ok;
+
+    uv_timer_init(loop_uv(loop), &timer);
+    timer.data = &d;
+    uv_timer_start(&timer, deadline_cb, real_timeout_ms, 0);
+    while (!(ok = pred(arg)) && !d.expired)
+        loop_run_once(loop, true);
+    uv_close((uv_handle_t *)&timer, NULL);
+    loop_run_once(loop, false);
+    return ok;
+}
+
+char *tu_mkdtemp(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *path = xasprintf("%s/n3test.XXXXXX", base != NULL ? base : "/tmp");
+
+    if (mkdtemp(path) == NULL)
+        fatal("mkdtemp %s failed", path);
+    return path;
+}
+
+void tu_rmdir_r(const char *path)
+{
+    char *cmd = xasprintf("rm -rf -- '%s'", path); /* test paths come from mkdtemp: no quotes */
+
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", path);
+    free(cmd);
+}
+
+void tu_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+
+    if (f == NULL || fputs(text, f) == EOF || fclose(f) != 0)
+        fatal("cannot write %s", path);
+}
+
+char *tu_read_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *data = NULL;
+    size_t len = 0, cap = 0, n;
+
+    if (f == NULL)
+        return NULL;
+    do {
+        if (cap - len < 4096) {
+            cap = cap ? cap * 2 : 8192;
+            data = xrealloc(data, cap);
+        }
+        n = fread(data + len, 1, cap - len - 1, f);
+        len += n;
+    } while (n > 0);
+    fclose(f);
+    data[len] = '\0';
+    return data;
+}

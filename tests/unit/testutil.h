@@ -1,0 +1,20 @@
+/* Helpers shared by the unit tests: run a loop until something happens, temp dirs. */
+#ifndef N3_TESTUTIL_H
+#define N3_TESTUTIL_H
+
+#include <stdbool.h>
+
+struct loop;
+
+/* Run the loop until pred(arg) is true or real_timeout_ms of real time pass.
+ * Returns pred's final value. Never sleeps: it waits for loop events. */
+bool tu_run_until(struct loop *loop, bool (*pred)(void *), void *arg, unsigned real_timeout_ms);
+/* A fresh temporary directory (removed by tu_rmdir_r); aborts on failure. */
+char *tu_mkdtemp(void);
+void tu_rmdir_r(const char *path);
+/* Write a file; aborts on failure. */
+void tu_write_file(const char *path, const char *text);
+/* Read a whole file into a new string, or NULL. */
+char *tu_read_file(const char *path);
+
+#endif
