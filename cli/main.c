@@ -1,2 +1,244 @@
+/* n3ctl: main() and the table of commands that --help is generated from. */
 #include "config.h"
-int main(void) { return 0; }
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/cfg.h"
+#include "core/xalloc.h"
+
+static const struct cli_opt run_opts[] = {
+    {'j', "json", NULL, "print one JSON document with the run's result on stdout"},
+    {'p', "parallel", "N", "run at most N processes at once in the whole plan (1-10000)"},
+    {'m', "metrics", "FILE", "write the run's metrics to FILE in Prometheus text format"},
+    {'t', "traces", "FILE", "write the run's spans to FILE as JSON lines"},
+    {'v', "verbose", NULL, "list every step in the final table, not only the ones that failed"},
+    {'q', "quiet", NULL, "no live progress on the terminal"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt no_opts[] = {{0, NULL, NULL, NULL}};
+
+static const struct cli_opt version_opts[] = {
+    {'j', "json", NULL, "print the versions as JSON"},
+    {0, NULL, NULL, NULL},
+};
+
+const struct cli_cmd cli_cmds[] = {
+    {
+        .name = "run",
+        .args = "PLAN.json",
+        .summary = "run a plan of parallel blocks on the embedded executor",
+        .details = "Runs the plan's blocks with their strategies (all, any_success, race,\n"
+                   "map_reduce, collect), concurrency limits, timeouts, retries and\n"
+                   "dependencies; docs/plan.md describes the format. On a terminal it shows\n"
+                   "live progress per running block, then a table of the steps.\n"
+                   "Ctrl-C stops the running steps (TERM, then KILL after the plan's\n"
+                   "kill_grace_seconds) and reports what it stopped; a second Ctrl-C kills\n"
+                   "them at once.\n"
+                   "\n"
+                   "Exit status: 0 the plan succeeded, 1 it failed, 2 usage or plan error,\n"
+                   "130 interrupted.",
+        .opts = run_opts,
+        .exec = cmd_run,
+    },
+    {
+        .name = "version",
+        .args = NULL,
+        .summary = "print n3ctl's version and the versions of its libraries",
+        .details = NULL,
+        .opts = version_opts,
+        .exec = cmd_version,
+    },
+    {
+        .name = "help",
+        .args = "[COMMAND]",
+        .summary = "show the commands, or the help of one command",
+        .details = NULL,
+        .opts = no_opts,
+        .exec = cmd_help,
+    },
+    {.name = NULL},
+};
+
+static const struct cli_cmd *find_cmd(const char *name)
+{
+    const struct cli_cmd *c;
+
+    for (c = cli_cmds; c->name != NULL; c++) {
+        if (strcmp(c->name, name) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void print_overview(FILE *f)
+{
+    const struct cli_cmd *c;
+
+    fprintf(f, "usage: n3ctl COMMAND [OPTIONS] [ARGS]\n\n"
+               "n3ctl drives an embedded parallel executor and remote workers, and\n"
+               "ships git-tagged versions to your own servers.\n\ncommands:\n");
+    for (c = cli_cmds; c->name != NULL; c++)
+        fprintf(f, "  %-10s %s\n", c->name, c->summary);
+    fprintf(f, "\n'n3ctl COMMAND --help' shows a command's options; man n3ctl has them all.\n");
+}
+
+void cli_print_help(const struct cli_cmd *cmd)
+{
+    const struct cli_opt *o;
+
+    printf("usage: n3ctl %s [OPTIONS]%s%s\n\n%s\n\noptions:\n", cmd->name, cmd->args ? " " : "",
+           cmd->args ? cmd->args : "", cmd->summary);
+    for (o = cmd->opts; o->key != 0; o++) {
+        char left[64];
+
+        if (o->key < 256)
+            snprintf(left, sizeof left, "-%c, --%s%s%s", o->key, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        else
+            snprintf(left, sizeof left, "    --%s%s%s", o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+        printf("  %-24s %s\n", left, o->help);
+    }
+    printf("  %-24s %s\n", "-h, --help", "show this help");
+    if (cmd->details != NULL)
+        printf("\n%s\n", cmd->details);
+}
+
+void cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "n3ctl %s: ", cmd->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nusage: n3ctl %s [OPTIONS]%s%s (see 'n3ctl %s --help')\n", cmd->name,
+            cmd->args ? " " : "", cmd->args ? cmd->args : "", cmd->name);
+}
+
+bool cli_parse_uint(const struct cli_cmd *cmd, const char *opt, const char *s, unsigned min,
+                    unsigned max, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 || v < min || v > max) {
+        cli_usage_error(cmd, "%s wants a whole number from %u to %u, not \"%.40s\"", opt, min, max,
+                        s);
+        return false;
+    }
+    *out = (unsigned)v;
+    return true;
+}
+
+int cli_next_opt(const struct cli_cmd *cmd, int argc, char **argv, const char **arg,
+                 int *optind_out)
+{
+    struct option longs[32];
+    char shorts[80];
+    size_t nl = 0, ns = 0;
+    const struct cli_opt *o;
+    int c;
+
+    shorts[ns++] = '+'; /* stop at the first operand: "run plan.json -- ..." stays intact */
+    shorts[ns++] = ':'; /* report a missing argument as ':' */
+    for (o = cmd->opts; o->key != 0 && nl < 30; o++) {
+        longs[nl++] =
+            (struct option){o->name, o->arg ? required_argument : no_argument, NULL, o->key};
+        if (o->key < 256) {
+            shorts[ns++] = (char)o->key;
+            if (o->arg)
+                shorts[ns++] = ':';
+        }
+    }
+    longs[nl++] = (struct option){"help", no_argument, NULL, CLI_OPT_HELP};
+    longs[nl] = (struct option){NULL, 0, NULL, 0};
+    shorts[ns++] = 'h';
+    shorts[ns] = '\0';
+
+    opterr = 0;
+    c = getopt_long(argc, argv, shorts, longs, NULL);
+    *optind_out = optind;
+    *arg = optarg;
+    if (c == CLI_OPT_HELP) {
+        cli_print_help(cmd);
+        return CLI_OPT_HELP;
+    }
+    if (c == '?') {
+        if (optopt != 0 && optopt < 256)
+            cli_usage_error(cmd, "unknown option -%c", optopt);
+        else
+            cli_usage_error(cmd, "unknown option %s", argv[optind - 1]);
+        return '?';
+    }
+    if (c == ':') {
+        cli_usage_error(cmd, "option %s needs an argument", argv[optind - 1]);
+        return '?';
+    }
+    return c;
+}
+
+int cmd_help(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    const struct cli_cmd *c;
+    const char *arg;
+    int opt, first;
+
+    while ((opt = cli_next_opt(cmd, argc, argv, &arg, &first)) != -1)
+        return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
+    if (first >= argc) {
+        print_overview(stdout);
+        return EXIT_OK;
+    }
+    c = find_cmd(argv[first]);
+    if (c == NULL) {
+        cli_usage_error(cmd, "no command \"%.40s\"", argv[first]);
+        return EXIT_USAGE;
+    }
+    cli_print_help(c);
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    const struct cli_cmd *c;
+    const char *names[16];
+    size_t n = 0;
+
+    if (argc < 2) {
+        print_overview(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        print_overview(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)
+        return cmd_version(find_cmd("version"), 1, argv);
+    c = find_cmd(argv[1]);
+    if (c == NULL) {
+        const char *hint;
+
+        for (c = cli_cmds; c->name != NULL && n < 15; c++)
+            names[n++] = c->name;
+        names[n] = NULL;
+        hint = cfg_suggest(argv[1], names);
+        if (hint != NULL)
+            fprintf(stderr, "n3ctl: no command \"%.40s\"; did you mean \"%s\"?\n", argv[1], hint);
+        else
+            fprintf(stderr, "n3ctl: no command \"%.40s\"; 'n3ctl --help' lists them\n", argv[1]);
+        return EXIT_USAGE;
+    }
+    /* getopt sees "n3ctl-run [options...]" */
+    optind = 1;
+    return c->exec(c, argc - 1, argv + 1);
+}

@@ -23,9 +23,9 @@ struct breaker_policy {
 struct breaker {
     struct breaker_policy policy;
     enum breaker_state state;
-    unsigned failures;   /* consecutive failures while closed */
-    unsigned successes;  /* trial successes while half-open */
-    unsigned inflight;   /* trial calls allowed and not yet reported while half-open */
+    unsigned failures;  /* consecutive failures while closed */
+    unsigned successes; /* trial successes while half-open */
+    unsigned inflight;  /* trial calls allowed and not yet reported while half-open */
     uint64_t opened_at_ms;
     uint64_t transitions;
 };

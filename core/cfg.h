@@ -41,7 +41,8 @@ const char *cfg_name(const struct cfg *c);
  * A node not from this document gives 0:0. */
 void cfg_pos(const struct cfg *c, const cJSON *node, unsigned *line, unsigned *col);
 void cfg_key_pos(const struct cfg *c, const cJSON *node, unsigned *line, unsigned *col);
-/* The path of a node from the root: "" for the root, "steps[2].name", "env.HOME". */
+/* Append the path of a node from the root: "" for the root, "steps[2].name", "env.HOME",
+ * env["MY-VAR"] for keys that are not identifiers; keys longer than 64 bytes are cut with "...". */
 void cfg_path(const struct cfg *c, const cJSON *node, struct buf *out);
 
 /* "FILE:LINE:COL: PATH: message" at the node's value (or at its key); returns -1. */
@@ -56,7 +57,8 @@ const char *cfg_type_name(const cJSON *node);
 /*
  * Check that node is an object whose keys are all in `allowed` (NULL-terminated)
  * and that each appears once. An unknown key is reported at the key with the
- * closest allowed key as a suggestion.
+ * closest allowed key as a suggestion. allowed == NULL allows any key but still
+ * refuses duplicates (maps such as "env").
  */
 int cfg_check_object(const struct cfg *c, const cJSON *node, const char *const *allowed,
                      struct err *err);
@@ -71,8 +73,8 @@ int cfg_get_string(const struct cfg *c, const cJSON *obj, const char *key, bool 
 int cfg_get_bool(const struct cfg *c, const cJSON *obj, const char *key, bool required, bool *out,
                  struct err *err);
 /* An integer in [min, max]; 1.5 or 1e400 are errors. */
-int cfg_get_int(const struct cfg *c, const cJSON *obj, const char *key, bool required,
-                int64_t min, int64_t max, int64_t *out, struct err *err);
+int cfg_get_int(const struct cfg *c, const cJSON *obj, const char *key, bool required, int64_t min,
+                int64_t max, int64_t *out, struct err *err);
 /* A finite number in [min, max]. */
 int cfg_get_number(const struct cfg *c, const cJSON *obj, const char *key, bool required,
                    double min, double max, double *out, struct err *err);

@@ -1,1 +1,1435 @@
+/* The executor: parallel blocks with strategies, concurrency, timeouts, retries and a DAG. */
 #include "config.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/buf.h"
+#include "core/bus.h"
+#include "core/executor.h"
+#include "core/loop.h"
+#include "core/metrics.h"
+#include "core/retry.h"
+#include "core/trace.h"
+#include "core/xalloc.h"
+
+extern char **environ;
+
+struct exec_step {
+    const struct plan_step *ps;
+    struct exec_block *block;
+    struct exec_block *child;
+    size_t index;
+    enum exec_status status;
+    unsigned attempts;
+    size_t deps_left;
+    bool begun;   /* holds a concurrency slot of its block */
+    bool waiting; /* in the executor's queue for a process slot */
+    bool in_backoff;
+    bool timed_out;      /* this attempt hit the step timeout */
+    bool stop_requested; /* stopped from outside: ends as stop_status */
+    bool interrupted;    /* its process was stopped by executor_cancel */
+    enum exec_status stop_status;
+    char *stop_reason;
+    uint64_t start_us, end_us;
+    struct proc *proc;
+    struct loop_timer *timer; /* step timeout, or backoff before the next attempt */
+    int exit_code;
+    int term_signal;
+    char *reason;
+    char *out, *err;
+    size_t out_len, err_len;
+    uint64_t out_total, err_total;
+    struct span *span;
+    struct exec_step *wnext;
+};
+
+struct exec_block {
+    const struct plan_block *pb;
+    struct executor *ex;
+    struct exec_step *parent; /* NULL for the root */
+    char *path;
+    struct exec_step *steps;
+    size_t n;
+    size_t *ready; /* FIFO of step indices whose dependencies are met */
+    size_t rhead, rtail;
+    unsigned active; /* steps holding a concurrency slot */
+    unsigned finished;
+    unsigned failures;
+    struct exec_counts counts;
+    enum exec_status status;
+    bool deciding; /* the outcome is known; the rest is being stopped */
+    unsigned hold; /* > 0 while a loop over the steps must not finish the block */
+    bool pumping, repump;
+    enum exec_status decided;
+    char *reason;
+    struct exec_step *winner;
+    cJSON *reduced; /* map_reduce */
+    uint64_t start_us, end_us;
+    struct loop_timer *timer;
+    struct span *span;
+};
+
+struct executor {
+    struct loop *loop;
+    const struct plan *plan;
+    struct exec_opts opts;
+    char run_id[33];
+    struct exec_block root;
+    unsigned procs;
+    struct exec_step *wait_head, *wait_tail;
+    bool waking, rewake;
+    bool started, finished, cancelled;
+    executor_done_fn done;
+    void *done_arg;
+    uint64_t start_us, end_us;
+    struct metric_family *m_tasks, *m_duration, *m_active, *m_retries, *m_errors, *m_blocks;
+};
+
+static const char *const status_names[EXEC_NSTATUS] = {
+    "pending", "running", "succeeded", "failed", "timed_out", "cancelled",
+};
+
+const char *exec_status_name(enum exec_status s)
+{
+    return status_names[s];
+}
+
+bool exec_status_final(enum exec_status s)
+{
+    return s >= EXEC_SUCCEEDED;
+}
+
+static void block_start(struct exec_block *b);
+static void block_decide(struct exec_block *b, enum exec_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void block_step_done(struct exec_block *b, struct exec_step *s);
+static void step_stop(struct exec_step *s, enum exec_status status, const char *reason);
+static void spawn_attempt(struct exec_step *s);
+static void wake_waiting(struct executor *ex);
+
+/* ---- events, metrics, traces ---- */
+
+static void emit(struct executor *ex, const char *name, cJSON *payload)
+{
+    if (ex->opts.bus == NULL) {
+        cJSON_Delete(payload);
+        return;
+    }
+    bus_emit(ex->opts.bus, name, "executor", ex->run_id, payload);
+}
+
+static cJSON *step_payload(const struct exec_step *s)
+{
+    cJSON *p = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(p, "block", s->block->path);
+    cJSON_AddStringToObject(p, "step", s->ps->name);
+    cJSON_AddStringToObject(p, "status", status_names[s->status]);
+    cJSON_AddNumberToObject(p, "attempt", s->attempts);
+    return p;
+}
+
+static void set_status(struct exec_step *s, enum exec_status st)
+{
+    struct exec_block *b = s->block;
+
+    b->counts.by_status[s->status]--;
+    b->counts.by_status[st]++;
+    s->status = st;
+}
+
+/* ---- the queue of steps waiting for a process slot ---- */
+
+static void wait_push(struct executor *ex, struct exec_step *s)
+{
+    s->waiting = true;
+    s->wnext = NULL;
+    if (ex->wait_tail != NULL)
+        ex->wait_tail->wnext = s;
+    else
+        ex->wait_head = s;
+    ex->wait_tail = s;
+}
+
+static void wait_remove(struct executor *ex, struct exec_step *s)
+{
+    struct exec_step **pp, *prev = NULL;
+
+    for (pp = &ex->wait_head; *pp != NULL; prev = *pp, pp = &(*pp)->wnext) {
+        if (*pp == s) {
+            *pp = s->wnext;
+            if (ex->wait_tail == s)
+                ex->wait_tail = prev;
+            break;
+        }
+    }
+    s->waiting = false;
+    s->wnext = NULL;
+}
+
+static bool proc_slot_free(const struct executor *ex)
+{
+    return ex->opts.max_procs == 0 || ex->procs < ex->opts.max_procs;
+}
+
+static void wake_waiting(struct executor *ex)
+{
+    struct exec_step *s;
+
+    /* Re-entered from a spawn that failed at once: the outer call goes on. */
+    if (ex->waking) {
+        ex->rewake = true;
+        return;
+    }
+    ex->waking = true;
+    do {
+        ex->rewake = false;
+        while (ex->wait_head != NULL && proc_slot_free(ex)) {
+            s = ex->wait_head;
+            wait_remove(ex, s);
+            spawn_attempt(s);
+        }
+    } while (ex->rewake);
+    ex->waking = false;
+}
+
+/* ---- steps ---- */
+
+static void step_free_output(struct exec_step *s)
+{
+    free(s->out);
+    free(s->err);
+    s->out = s->err = NULL;
+    s->out_len = s->err_len = 0;
+}
+
+static void step_set_reason(struct exec_step *s, const char *reason)
+{
+    free(s->reason);
+    s->reason = xstrdup(reason != NULL ? reason : "");
+}
+
+/* Mark dependents of a step that did not succeed as cancelled, iteratively (chains can be long). */
+static void cancel_dependents(struct exec_step *failed)
+{
+    struct exec_block *b = failed->block;
+    struct exec_step **stack = xcalloc(b->n, sizeof *stack);
+    size_t top = 0, i;
+
+    stack[top++] = failed;
+    b->hold++;
+    while (top > 0) {
+        struct exec_step *s = stack[--top];
+        char *why = xasprintf("cancelled: depends on \"%s\", which %s", s->ps->name,
+                              s->status == EXEC_CANCELLED   ? "was cancelled"
+                              : s->status == EXEC_TIMED_OUT ? "timed out"
+                                                            : "failed");
+
+        for (i = 0; i < s->ps->ndependents; i++) {
+            struct exec_step *d = &b->steps[s->ps->dependents[i]];
+
+            if (d->status != EXEC_PENDING || d->begun)
+                continue;
+            set_status(d, EXEC_CANCELLED);
+            step_set_reason(d, why);
+            d->start_us = d->end_us = loop_now_us(b->ex->loop);
+            b->finished++;
+            block_step_done(b, d);
+            stack[top++] = d;
+        }
+        free(why);
+    }
+    b->hold--;
+    free(stack);
+}
+
+static void step_finish(struct exec_step *s, enum exec_status status, const char *reason)
+{
+    struct exec_block *b = s->block;
+    struct executor *ex = b->ex;
+    size_t i;
+
+    if (exec_status_final(s->status))
+        fatal("step %s finished twice", s->ps->name);
+    loop_timer_free(s->timer);
+    s->timer = NULL;
+    s->in_backoff = false;
+    if (s->begun) {
+        s->begun = false;
+        b->active--;
+    }
+    set_status(s, status);
+    s->end_us = loop_now_us(ex->loop);
+    if (s->start_us == 0)
+        s->start_us = s->end_us;
+    step_set_reason(s, status == EXEC_SUCCEEDED ? "" : reason);
+    b->finished++;
+
+    if (ex->opts.metrics != NULL) {
+        const char *labels[] = {status_names[status]};
+
+        metric_inc(ex->m_tasks, labels, 1);
+        metric_observe(ex->m_duration, NULL, (double)(s->end_us - s->start_us) / 1e6);
+        metric_set(ex->m_active, NULL, ex->procs);
+    }
+    if (s->span != NULL) {
+        span_set_attrf(s->span, "attempts", "%u", s->attempts);
+        if (s->ps->kind == PLAN_STEP_EXEC && s->attempts > 0) {
+            if (s->term_signal != 0)
+                span_set_attrf(s->span, "signal", "%d", s->term_signal);
+            else if (s->exit_code >= 0)
+                span_set_attrf(s->span, "exit_code", "%d", s->exit_code);
+        }
+        if (s->reason[0] != '\0')
+            span_set_attr(s->span, "reason", s->reason);
+        trace_span_end(ex->opts.trace, s->span, status_names[status]);
+        s->span = NULL;
+    }
+    if (ex->opts.bus != NULL) {
+        cJSON *p = step_payload(s);
+
+        cJSON_AddNumberToObject(p, "duration_ms", (double)(s->end_us - s->start_us) / 1000.0);
+        if (s->reason[0] != '\0')
+            cJSON_AddStringToObject(p, "reason", s->reason);
+        emit(ex, "executor.step.finished", p);
+    }
+
+    b->hold++;
+    if (status == EXEC_SUCCEEDED) {
+        for (i = 0; i < s->ps->ndependents; i++) {
+            struct exec_step *d = &b->steps[s->ps->dependents[i]];
+
+            if (--d->deps_left == 0 && d->status == EXEC_PENDING)
+                b->ready[b->rtail++] = d->index;
+        }
+    } else if (s->ps->ndependents > 0) {
+        cancel_dependents(s);
+    }
+    b->hold--;
+    block_step_done(b, s);
+}
+
+static void step_timer_cb(void *arg)
+{
+    struct exec_step *s = arg;
+
+    if (s->in_backoff) {
+        s->in_backoff = false;
+        if (proc_slot_free(s->block->ex))
+            spawn_attempt(s);
+        else
+            wait_push(s->block->ex, s);
+        return;
+    }
+    /* The attempt ran past the step's timeout. */
+    if (s->proc != NULL) {
+        s->timed_out = true;
+        proc_terminate(s->proc, s->block->ex->plan->kill_grace_ms);
+    }
+}
+
+static void format_seconds(char *out, size_t len, uint64_t ms)
+{
+    if (ms % 1000 == 0)
+        snprintf(out, len, "%llus", (unsigned long long)(ms / 1000));
+    else
+        snprintf(out, len, "%.3gs", (double)ms / 1000.0);
+}
+
+static void attempt_failed(struct exec_step *s, struct retry_failure f, const char *reason)
+{
+    struct exec_block *b = s->block;
+    struct executor *ex = b->ex;
+    const struct retry_policy *policy = &s->ps->retry;
+
+    if (ex->opts.metrics != NULL) {
+        const char *labels[] = {retry_kind_name(f.kind)};
+
+        metric_inc(ex->m_errors, labels, 1);
+    }
+    if (!b->deciding && !ex->cancelled && retry_should(policy, s->attempts, &f)) {
+        uint64_t delay = retry_backoff_ms(policy, s->attempts, loop_random(ex->loop));
+
+        step_set_reason(s, reason);
+        s->in_backoff = true;
+        if (s->timer == NULL)
+            s->timer = loop_timer_new(ex->loop, step_timer_cb, s);
+        loop_timer_start(s->timer, delay);
+        if (ex->opts.metrics != NULL)
+            metric_inc(ex->m_retries, NULL, 1);
+        if (ex->opts.bus != NULL) {
+            cJSON *p = step_payload(s);
+
+            cJSON_AddStringToObject(p, "reason", reason);
+            cJSON_AddNumberToObject(p, "delay_ms", (double)delay);
+            emit(ex, "executor.step.retrying", p);
+        }
+        return;
+    }
+    step_finish(s, f.kind == RETRY_TIMEOUT ? EXEC_TIMED_OUT : EXEC_FAILED, reason);
+}
+
+static bool trim_newline(const char *s, size_t *len)
+{
+    if (*len > 0 && s[*len - 1] == '\n') {
+        (*len)--;
+        if (*len > 0 && s[*len - 1] == '\r')
+            (*len)--;
+        return true;
+    }
+    return false;
+}
+
+static void proc_done_cb(struct proc *p, void *arg)
+{
+    struct exec_step *s = arg;
+    struct executor *ex = s->block->ex;
+    char why[256];
+
+    ex->procs--;
+    if (s->timer != NULL && !s->in_backoff)
+        loop_timer_stop(s->timer);
+    s->term_signal = proc_term_signal(p);
+    s->exit_code = s->term_signal != 0 ? -1 : proc_exit_code(p);
+    step_free_output(s);
+    s->out = tail_dup(proc_output(p, PROC_STDOUT), &s->out_len);
+    s->err = tail_dup(proc_output(p, PROC_STDERR), &s->err_len);
+    s->out_total = proc_output(p, PROC_STDOUT)->total;
+    s->err_total = proc_output(p, PROC_STDERR)->total;
+    proc_free(p);
+    s->proc = NULL;
+
+    if (s->stop_requested) {
+        step_finish(s, s->stop_status, s->stop_reason);
+    } else if (s->timed_out) {
+        char secs[32];
+
+        format_seconds(secs, sizeof secs, s->ps->timeout_ms);
+        snprintf(why, sizeof why, "timed out after %s", secs);
+        attempt_failed(s, (struct retry_failure){RETRY_TIMEOUT, 0}, why);
+    } else if (s->term_signal != 0) {
+        const char *abbrev = sigabbrev_np(s->term_signal);
+
+        snprintf(why, sizeof why, "killed by signal %d (SIG%s)", s->term_signal,
+                 abbrev != NULL ? abbrev : "?");
+        attempt_failed(s, (struct retry_failure){RETRY_SIGNAL, s->term_signal}, why);
+    } else if (s->exit_code != 0) {
+        snprintf(why, sizeof why, "exit %d", s->exit_code);
+        attempt_failed(s, (struct retry_failure){RETRY_EXIT, s->exit_code}, why);
+    } else if (s->ps->result == PLAN_RESULT_JSON) {
+        size_t len = s->out_len;
+        cJSON *v;
+
+        trim_newline(s->out, &len);
+        v = tail_truncated(proc_output(p, PROC_STDOUT)) ? NULL : cJSON_ParseWithLength(s->out, len);
+        if (v == NULL)
+            step_finish(s, EXEC_FAILED,
+                        s->out_total > s->out_len
+                            ? "its output is larger than output_limit_bytes, so it cannot be the "
+                              "JSON result"
+                            : "its output is not valid JSON (the step has \"result\": \"json\")");
+        else
+            step_finish(s, EXEC_SUCCEEDED, NULL);
+        cJSON_Delete(v);
+    } else {
+        step_finish(s, EXEC_SUCCEEDED, NULL);
+    }
+    wake_waiting(ex);
+}
+
+/* Environment of a step: the inherited one with the step's own variables over it. */
+static char **step_env(const struct plan_step *ps)
+{
+    size_t n = 0, k = 0, i, j;
+    char **env;
+
+    for (i = 0; environ[i] != NULL; i++)
+        n++;
+    for (j = 0; ps->env[j] != NULL; j++)
+        n++;
+    env = xcalloc(n + 1, sizeof *env);
+    for (i = 0; environ[i] != NULL; i++) {
+        const char *eq = strchr(environ[i], '=');
+        size_t klen = eq != NULL ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+        bool overridden = false;
+
+        for (j = 0; ps->env[j] != NULL && !overridden; j++)
+            overridden = strncmp(ps->env[j], environ[i], klen) == 0 && ps->env[j][klen] == '=';
+        if (!overridden)
+            env[k++] = environ[i];
+    }
+    for (j = 0; ps->env[j] != NULL; j++)
+        env[k++] = ps->env[j];
+    env[k] = NULL;
+    return env;
+}
+
+static void spawn_attempt(struct exec_step *s)
+{
+    struct executor *ex = s->block->ex;
+    struct proc_spec spec;
+    struct err err;
+    char **env = s->ps->env != NULL ? step_env(s->ps) : NULL;
+    int rc;
+
+    memset(&spec, 0, sizeof spec);
+    spec.argv = (const char *const *)s->ps->argv;
+    spec.env = (const char *const *)env;
+    spec.cwd = s->ps->cwd;
+    spec.output_limit = ex->plan->output_limit;
+    spec.grace_ms = ex->plan->kill_grace_ms;
+    spec.on_done = proc_done_cb;
+    spec.arg = s;
+    s->attempts++;
+    s->timed_out = false;
+    s->exit_code = -1;
+    s->term_signal = 0;
+    rc = proc_start(ex->loop, &spec, &s->proc, &err);
+    free(env);
+    if (rc != 0) {
+        s->proc = NULL;
+        step_free_output(s);
+        attempt_failed(s, (struct retry_failure){RETRY_SPAWN, 0}, err.msg);
+        return;
+    }
+    ex->procs++;
+    if (ex->opts.metrics != NULL)
+        metric_set(ex->m_active, NULL, ex->procs);
+    if (s->ps->timeout_ms > 0) {
+        if (s->timer == NULL)
+            s->timer = loop_timer_new(ex->loop, step_timer_cb, s);
+        loop_timer_start(s->timer, s->ps->timeout_ms);
+    }
+    if (ex->opts.bus != NULL) {
+        cJSON *p = step_payload(s);
+
+        cJSON_AddNumberToObject(p, "pid", proc_pid(s->proc));
+        emit(ex, "executor.step.started", p);
+    }
+}
+
+static void block_init(struct exec_block *b, struct executor *ex, const struct plan_block *pb,
+                       struct exec_step *parent)
+{
+    size_t i;
+
+    b->pb = pb;
+    b->ex = ex;
+    b->parent = parent;
+    b->path =
+        parent != NULL ? xasprintf("%s/%s", parent->block->path, pb->name) : xstrdup(pb->name);
+    b->n = pb->nsteps;
+    b->steps = xcalloc(b->n, sizeof *b->steps);
+    b->ready = xcalloc(b->n, sizeof *b->ready);
+    b->counts.total = (unsigned)b->n;
+    b->counts.by_status[EXEC_PENDING] = (unsigned)b->n;
+    for (i = 0; i < b->n; i++) {
+        struct exec_step *s = &b->steps[i];
+
+        s->ps = &pb->steps[i];
+        s->block = b;
+        s->index = i;
+        s->deps_left = s->ps->ndeps;
+        s->exit_code = -1;
+        s->reason = xstrdup("");
+    }
+}
+
+static void block_done(struct exec_block *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        struct exec_step *s = &b->steps[i];
+
+        if (s->proc != NULL)
+            proc_free(s->proc);
+        loop_timer_free(s->timer);
+        if (s->span != NULL)
+            trace_span_end(b->ex->opts.trace, s->span, "cancelled");
+        if (s->child != NULL) {
+            block_done(s->child);
+            free(s->child);
+        }
+        free(s->reason);
+        free(s->stop_reason);
+        step_free_output(s);
+    }
+    loop_timer_free(b->timer);
+    if (b->span != NULL)
+        trace_span_end(b->ex->opts.trace, b->span, "cancelled");
+    cJSON_Delete(b->reduced);
+    free(b->steps);
+    free(b->ready);
+    free(b->path);
+    free(b->reason);
+}
+
+static void step_begin(struct exec_step *s)
+{
+    struct exec_block *b = s->block;
+    struct executor *ex = b->ex;
+
+    s->begun = true;
+    b->active++;
+    s->start_us = loop_now_us(ex->loop);
+    set_status(s, EXEC_RUNNING);
+    if (ex->opts.trace != NULL) {
+        s->span = trace_span_start(ex->opts.trace, b->span, s->ps->name);
+        span_set_attr(s->span, "block", b->path);
+        span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
+    }
+    if (s->ps->kind == PLAN_STEP_PARALLEL) {
+        s->child = xcalloc(1, sizeof *s->child);
+        block_init(s->child, ex, s->ps->block, s);
+        block_start(s->child);
+        return;
+    }
+    if (proc_slot_free(ex))
+        spawn_attempt(s);
+    else
+        wait_push(ex, s);
+}
+
+/* Start ready steps while the block has free slots. */
+static void block_pump(struct exec_block *b)
+{
+    if (b->pumping) {
+        b->repump = true;
+        return;
+    }
+    b->pumping = true;
+    do {
+        b->repump = false;
+        while (!b->deciding && b->status == EXEC_RUNNING && b->active < b->pb->max_concurrency &&
+               b->rhead < b->rtail) {
+            struct exec_step *s = &b->steps[b->ready[b->rhead++]];
+
+            if (s->status == EXEC_PENDING && !s->begun)
+                step_begin(s);
+        }
+    } while (b->repump);
+    b->pumping = false;
+}
+
+/* ---- results ---- */
+
+static cJSON *step_result(const struct exec_step *s)
+{
+    size_t len;
+
+    if (s->status != EXEC_SUCCEEDED)
+        return cJSON_CreateNull();
+    if (s->child != NULL)
+        return exec_block_result(s->child);
+    len = s->out_len;
+    trim_newline(s->out, &len);
+    if (s->ps->result == PLAN_RESULT_JSON) {
+        cJSON *v = cJSON_ParseWithLength(s->out, len);
+
+        return v != NULL ? v : cJSON_CreateNull();
+    }
+    {
+        char *text = xstrndup(s->out, len);
+        cJSON *v = cJSON_CreateString(text);
+
+        free(text);
+        return v;
+    }
+}
+
+/* A value for a reduce: JSON results as they are, text results parsed as JSON when they can be. */
+static cJSON *reduce_value(const struct exec_step *s)
+{
+    cJSON *v = step_result(s);
+
+    if (cJSON_IsString(v)) {
+        cJSON *parsed = cJSON_Parse(v->valuestring);
+
+        if (parsed != NULL) {
+            cJSON_Delete(v);
+            return parsed;
+        }
+    }
+    return v;
+}
+
+static int block_reduce(struct exec_block *b, struct buf *why)
+{
+    size_t i;
+    double sum = 0;
+    bool arrays = true, texts = true;
+    cJSON *acc = NULL;
+
+    switch (b->pb->reduce) {
+    case PLAN_REDUCE_COUNT:
+        b->reduced = cJSON_CreateNumber((double)b->counts.by_status[EXEC_SUCCEEDED]);
+        return 0;
+    case PLAN_REDUCE_SUM:
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = reduce_value(&b->steps[i]);
+
+            if (!cJSON_IsNumber(v)) {
+                buf_addf(why, "reduce sum: step \"%s\" did not print a number",
+                         b->steps[i].ps->name);
+                cJSON_Delete(v);
+                return -1;
+            }
+            sum += v->valuedouble;
+            cJSON_Delete(v);
+        }
+        b->reduced = cJSON_CreateNumber(sum);
+        return 0;
+    case PLAN_REDUCE_CONCAT:
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = step_result(&b->steps[i]);
+
+            texts = texts && cJSON_IsString(v);
+            cJSON_Delete(v);
+            v = reduce_value(&b->steps[i]);
+            arrays = arrays && cJSON_IsArray(v);
+            cJSON_Delete(v);
+        }
+        if (arrays) {
+            acc = cJSON_CreateArray();
+            for (i = 0; i < b->n; i++) {
+                cJSON *v = reduce_value(&b->steps[i]), *item;
+
+                while ((item = cJSON_DetachItemFromArray(v, 0)) != NULL)
+                    cJSON_AddItemToArray(acc, item);
+                cJSON_Delete(v);
+            }
+        } else if (texts) {
+            struct buf all;
+
+            buf_init(&all);
+            for (i = 0; i < b->n; i++) {
+                cJSON *v = step_result(&b->steps[i]);
+
+                if (i > 0)
+                    buf_addc(&all, '\n');
+                buf_adds(&all, v->valuestring);
+                cJSON_Delete(v);
+            }
+            acc = cJSON_CreateString(all.data);
+            buf_done(&all);
+        } else {
+            buf_adds(why, "reduce concat: the results are neither all JSON arrays nor all text");
+            return -1;
+        }
+        b->reduced = acc;
+        return 0;
+    case PLAN_REDUCE_MERGE:
+        acc = cJSON_CreateObject();
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = reduce_value(&b->steps[i]), *item;
+
+            if (!cJSON_IsObject(v)) {
+                buf_addf(why, "reduce merge: step \"%s\" did not print a JSON object",
+                         b->steps[i].ps->name);
+                cJSON_Delete(v);
+                cJSON_Delete(acc);
+                return -1;
+            }
+            /* Later steps win on a key both have. */
+            while ((item = v->child) != NULL) {
+                cJSON_DetachItemViaPointer(v, item);
+                cJSON_DeleteItemFromObjectCaseSensitive(acc, item->string);
+                cJSON_AddItemToObject(acc, item->string, item);
+            }
+            cJSON_Delete(v);
+        }
+        b->reduced = acc;
+        return 0;
+    case PLAN_REDUCE_NONE:
+        break;
+    }
+    return 0;
+}
+
+cJSON *exec_block_result(const struct exec_block *b)
+{
+    cJSON *r;
+    size_t i;
+
+    if (!exec_status_final(b->status))
+        return NULL;
+    switch (b->pb->strategy) {
+    case PLAN_ANY_SUCCESS:
+    case PLAN_RACE:
+        return b->winner != NULL ? step_result(b->winner) : cJSON_CreateNull();
+    case PLAN_MAP_REDUCE:
+        return b->reduced != NULL ? cJSON_Duplicate(b->reduced, true) : cJSON_CreateNull();
+    case PLAN_COLLECT:
+        r = cJSON_CreateObject();
+        for (i = 0; i < b->n; i++) {
+            const struct exec_step *s = &b->steps[i];
+            cJSON *e = cJSON_CreateObject();
+
+            cJSON_AddStringToObject(e, "status", status_names[s->status]);
+            if (s->status == EXEC_SUCCEEDED)
+                cJSON_AddItemToObject(e, "result", step_result(s));
+            else
+                cJSON_AddStringToObject(e, "error", s->reason);
+            cJSON_AddNumberToObject(e, "duration_ms", (double)(s->end_us - s->start_us) / 1000.0);
+            cJSON_AddItemToObject(r, s->ps->name, e);
+        }
+        return r;
+    case PLAN_ALL:
+        break;
+    }
+    r = cJSON_CreateObject();
+    for (i = 0; i < b->n; i++)
+        cJSON_AddItemToObject(r, b->steps[i].ps->name, step_result(&b->steps[i]));
+    return r;
+}
+
+/* ---- blocks ---- */
+
+static void executor_finish(struct executor *ex);
+
+static void block_finish(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+    struct exec_step *parent = b->parent;
+
+    loop_timer_free(b->timer);
+    b->timer = NULL;
+    b->status = b->decided;
+    b->end_us = loop_now_us(ex->loop);
+    if (b->reason == NULL)
+        b->reason = xstrdup("");
+    if (ex->opts.metrics != NULL) {
+        const char *labels[] = {plan_strategy_name(b->pb->strategy), status_names[b->status]};
+
+        metric_inc(ex->m_blocks, labels, 1);
+    }
+    if (b->span != NULL) {
+        if (b->reason[0] != '\0')
+            span_set_attr(b->span, "reason", b->reason);
+        trace_span_end(ex->opts.trace, b->span, status_names[b->status]);
+        b->span = NULL;
+    }
+    if (ex->opts.bus != NULL) {
+        cJSON *p = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(p, "block", b->path);
+        cJSON_AddStringToObject(p, "status", status_names[b->status]);
+        cJSON_AddStringToObject(p, "reason", b->reason);
+        cJSON_AddNumberToObject(p, "duration_ms", (double)(b->end_us - b->start_us) / 1000.0);
+        emit(ex, "executor.block.finished", p);
+    }
+    if (parent == NULL) {
+        executor_finish(ex);
+        return;
+    }
+    if (parent->stop_requested)
+        step_finish(parent, parent->stop_status, parent->stop_reason);
+    else
+        step_finish(parent, b->status, b->reason);
+}
+
+static void block_maybe_finish(struct exec_block *b)
+{
+    if (b->hold == 0 && b->deciding && b->finished == b->n && !exec_status_final(b->status))
+        block_finish(b);
+}
+
+static void block_vdecide(struct exec_block *b, enum exec_status status, const char *fmt,
+                          va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void block_vdecide(struct exec_block *b, enum exec_status status, const char *fmt,
+                          va_list ap)
+{
+    size_t i;
+    char *why;
+
+    if (b->deciding)
+        return;
+    b->deciding = true;
+    b->decided = status;
+    if (vasprintf(&b->reason, fmt, ap) < 0)
+        fatal("out of memory");
+    if (b->timer != NULL)
+        loop_timer_stop(b->timer);
+    why =
+        status == EXEC_SUCCEEDED || status == EXEC_FAILED
+            ? xasprintf("cancelled: the block \"%s\" %s", b->path,
+                        status == EXEC_SUCCEEDED ? "already has its result" : "has failed")
+            : xasprintf("%s: %s", status == EXEC_TIMED_OUT ? "timed out" : "cancelled", b->reason);
+    b->hold++;
+    for (i = 0; i < b->n; i++) {
+        struct exec_step *s = &b->steps[i];
+
+        if (exec_status_final(s->status))
+            continue;
+        step_stop(s, status == EXEC_TIMED_OUT && s->begun ? EXEC_TIMED_OUT : EXEC_CANCELLED, why);
+    }
+    b->hold--;
+    free(why);
+    block_maybe_finish(b);
+}
+
+static void block_decide(struct exec_block *b, enum exec_status status, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    block_vdecide(b, status, fmt, ap);
+    va_end(ap);
+}
+
+static bool is_failure(enum exec_status s)
+{
+    return s == EXEC_FAILED || s == EXEC_TIMED_OUT || s == EXEC_CANCELLED;
+}
+
+static bool over_budget(const struct exec_block *b)
+{
+    return (double)b->failures * 100.0 > b->pb->max_fail_percent * (double)b->n;
+}
+
+/* A step of b has finished: apply the strategy, then start more or finish. */
+static void block_step_done(struct exec_block *b, struct exec_step *s)
+{
+    if (!b->deciding) {
+        switch (b->pb->strategy) {
+        case PLAN_ALL:
+        case PLAN_MAP_REDUCE:
+            if (is_failure(s->status)) {
+                b->failures++;
+                if (b->pb->fail_fast && over_budget(b))
+                    block_decide(b, EXEC_FAILED, "step \"%s\" %s (fail_fast)", s->ps->name,
+                                 s->reason);
+            }
+            break;
+        case PLAN_ANY_SUCCESS:
+            if (s->status == EXEC_SUCCEEDED) {
+                b->winner = s;
+                block_decide(b, EXEC_SUCCEEDED, "step \"%s\" succeeded first", s->ps->name);
+            }
+            break;
+        case PLAN_RACE:
+            /* A step cancelled for a failed dependency never ran: it does not win a race. */
+            if (s->attempts > 0 || s->child != NULL) {
+                b->winner = s;
+                if (s->status == EXEC_SUCCEEDED)
+                    block_decide(b, EXEC_SUCCEEDED, "step \"%s\" finished first", s->ps->name);
+                else
+                    block_decide(b, EXEC_FAILED, "step \"%s\" finished first and %s", s->ps->name,
+                                 s->reason);
+            }
+            break;
+        case PLAN_COLLECT:
+            break;
+        }
+    }
+    if (!b->deciding && b->finished == b->n && b->hold == 0) {
+        struct buf why;
+
+        buf_init(&why);
+        switch (b->pb->strategy) {
+        case PLAN_ALL:
+            if (b->failures == 0)
+                block_decide(b, EXEC_SUCCEEDED, "%s", "");
+            else if (!over_budget(b))
+                block_decide(b, EXEC_SUCCEEDED,
+                             "%u of %zu steps failed, within max_fail_percent %g", b->failures,
+                             b->n, b->pb->max_fail_percent);
+            else
+                block_decide(b, EXEC_FAILED, "%u of %zu steps did not succeed", b->failures, b->n);
+            break;
+        case PLAN_MAP_REDUCE:
+            if (b->failures > 0)
+                block_decide(b, EXEC_FAILED, "%u of %zu steps did not succeed", b->failures, b->n);
+            else if (block_reduce(b, &why) != 0)
+                block_decide(b, EXEC_FAILED, "%s", why.data);
+            else
+                block_decide(b, EXEC_SUCCEEDED, "%s", "");
+            break;
+        case PLAN_ANY_SUCCESS:
+            block_decide(b, EXEC_FAILED, "all %zu steps failed", b->n);
+            break;
+        case PLAN_RACE:
+            block_decide(b, EXEC_FAILED, "no step finished (all were cancelled)");
+            break;
+        case PLAN_COLLECT:
+            block_decide(b, EXEC_SUCCEEDED, "%s", "");
+            break;
+        }
+        buf_done(&why);
+        return;
+    }
+    if (b->deciding) {
+        block_maybe_finish(b);
+        return;
+    }
+    if (b->hold == 0)
+        block_pump(b);
+}
+
+static void block_timer_cb(void *arg)
+{
+    struct exec_block *b = arg;
+    char secs[32];
+
+    format_seconds(secs, sizeof secs, b->pb->timeout_ms);
+    block_decide(b, EXEC_TIMED_OUT, "the block ran past its timeout of %s", secs);
+}
+
+static void block_start(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+    size_t i;
+
+    b->status = EXEC_RUNNING;
+    b->start_us = loop_now_us(ex->loop);
+    if (ex->opts.trace != NULL) {
+        b->span = trace_span_start(ex->opts.trace, b->parent != NULL ? b->parent->span : NULL,
+                                   b->pb->name);
+        span_set_attr(b->span, "block", b->path);
+        span_set_attr(b->span, "strategy", plan_strategy_name(b->pb->strategy));
+        span_set_attrf(b->span, "steps", "%zu", b->n);
+        if (b->parent == NULL)
+            span_set_attr(b->span, "run_id", ex->run_id);
+    }
+    if (ex->opts.bus != NULL) {
+        cJSON *p = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(p, "block", b->path);
+        cJSON_AddStringToObject(p, "strategy", plan_strategy_name(b->pb->strategy));
+        cJSON_AddNumberToObject(p, "steps", (double)b->n);
+        emit(ex, "executor.block.started", p);
+    }
+    b->timer = loop_timer_new(ex->loop, block_timer_cb, b);
+    loop_timer_start(b->timer, b->pb->timeout_ms);
+    for (i = 0; i < b->n; i++) {
+        if (b->steps[i].deps_left == 0)
+            b->ready[b->rtail++] = i;
+    }
+    block_pump(b);
+}
+
+/* Stop one step from outside (its block decided, or the run was cancelled). */
+static void step_stop(struct exec_step *s, enum exec_status status, const char *reason)
+{
+    struct exec_block *b = s->block;
+    struct executor *ex = b->ex;
+
+    if (exec_status_final(s->status))
+        return;
+    if (!s->begun) {
+        /* Never started: it ends here, without having run. */
+        set_status(s, EXEC_CANCELLED);
+        step_set_reason(s, reason);
+        s->start_us = s->end_us = loop_now_us(ex->loop);
+        b->finished++;
+        block_step_done(b, s);
+        return;
+    }
+    if (s->stop_requested)
+        return;
+    s->stop_requested = true;
+    s->stop_status = status;
+    s->stop_reason = xstrdup(reason);
+    if (s->child != NULL) {
+        block_decide(s->child, status == EXEC_TIMED_OUT ? EXEC_TIMED_OUT : EXEC_CANCELLED, "%s",
+                     reason);
+    } else if (s->waiting) {
+        wait_remove(ex, s);
+        step_finish(s, status, reason);
+    } else if (s->in_backoff) {
+        step_finish(s, status, reason);
+    } else if (s->proc != NULL) {
+        if (ex->cancelled)
+            s->interrupted = true;
+        proc_terminate(s->proc, ex->plan->kill_grace_ms);
+    } else {
+        step_finish(s, status, reason);
+    }
+}
+
+/* ---- the executor ---- */
+
+static void executor_finish(struct executor *ex)
+{
+    ex->finished = true;
+    ex->end_us = loop_now_us(ex->loop);
+    if (ex->opts.bus != NULL) {
+        cJSON *p = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(p, "plan", ex->root.pb->name);
+        cJSON_AddStringToObject(p, "status", status_names[ex->root.status]);
+        cJSON_AddNumberToObject(p, "duration_ms", (double)(ex->end_us - ex->start_us) / 1000.0);
+        emit(ex, "executor.run.finished", p);
+    }
+    if (ex->done != NULL)
+        ex->done(ex, ex->done_arg);
+}
+
+struct executor *executor_new(struct loop *loop, const struct plan *plan,
+                              const struct exec_opts *opts)
+{
+    struct executor *ex = xcalloc(1, sizeof *ex);
+
+    ex->loop = loop;
+    ex->plan = plan;
+    if (opts != NULL)
+        ex->opts = *opts;
+    if (ex->opts.run_id != NULL)
+        snprintf(ex->run_id, sizeof ex->run_id, "%s", ex->opts.run_id);
+    else
+        snprintf(ex->run_id, sizeof ex->run_id, "%08x%08x", loop_random(loop), loop_random(loop));
+    ex->opts.run_id = NULL;
+    if (ex->opts.metrics != NULL) {
+        static const char *const status_label[] = {"status", NULL};
+        static const char *const type_label[] = {"type", NULL};
+        static const char *const block_labels[] = {"strategy", "status", NULL};
+        struct metrics *m = ex->opts.metrics;
+
+        ex->m_tasks =
+            metrics_counter(m, "n3_tasks_total", "Steps finished, by final status.", status_label);
+        ex->m_duration = metrics_histogram(m, "n3_task_duration_seconds",
+                                           "Time from a step's start to its end, retries included.",
+                                           NULL, NULL, 0);
+        ex->m_active = metrics_gauge(m, "n3_active_tasks", "Processes running now.", NULL);
+        ex->m_retries = metrics_counter(m, "n3_task_retries_total",
+                                        "Attempts started again after a transient failure.", NULL);
+        ex->m_errors = metrics_counter(m, "n3_errors_total", "Failed attempts, by kind of failure.",
+                                       type_label);
+        ex->m_blocks = metrics_counter(m, "n3_blocks_total",
+                                       "Blocks finished, by strategy and status.", block_labels);
+    }
+    block_init(&ex->root, ex, &plan->root, NULL);
+    return ex;
+}
+
+void executor_start(struct executor *ex, executor_done_fn done, void *arg)
+{
+    if (ex->started)
+        fatal("executor_start called twice");
+    ex->started = true;
+    ex->done = done;
+    ex->done_arg = arg;
+    ex->start_us = loop_now_us(ex->loop);
+    if (ex->opts.bus != NULL) {
+        cJSON *p = cJSON_CreateObject();
+
+        cJSON_AddStringToObject(p, "plan", ex->root.pb->name);
+        cJSON_AddStringToObject(p, "source", ex->plan->source);
+        cJSON_AddNumberToObject(p, "steps", (double)ex->plan->total_steps);
+        emit(ex, "executor.run.started", p);
+    }
+    block_start(&ex->root);
+}
+
+void executor_cancel(struct executor *ex, const char *reason)
+{
+    if (!ex->started || ex->finished || ex->cancelled)
+        return;
+    ex->cancelled = true;
+    block_decide(&ex->root, EXEC_CANCELLED, "%s", reason);
+}
+
+static void block_kill(struct exec_block *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        if (b->steps[i].proc != NULL)
+            proc_terminate(b->steps[i].proc, 0);
+        if (b->steps[i].child != NULL)
+            block_kill(b->steps[i].child);
+    }
+}
+
+void executor_kill(struct executor *ex)
+{
+    if (!ex->started || ex->finished)
+        return;
+    block_kill(&ex->root);
+}
+
+bool executor_finished(const struct executor *ex)
+{
+    return ex->finished;
+}
+
+void executor_free(struct executor *ex)
+{
+    if (ex == NULL)
+        return;
+    block_done(&ex->root);
+    free(ex);
+}
+
+const char *executor_run_id(const struct executor *ex)
+{
+    return ex->run_id;
+}
+
+uint64_t executor_elapsed_us(const struct executor *ex)
+{
+    if (!ex->started)
+        return 0;
+    return (ex->finished ? ex->end_us : loop_now_us(ex->loop)) - ex->start_us;
+}
+
+const struct exec_block *executor_root(const struct executor *ex)
+{
+    return &ex->root;
+}
+
+unsigned executor_procs(const struct executor *ex)
+{
+    return ex->procs;
+}
+
+static void collect_running(const struct exec_block *b, const struct exec_block **out, size_t max,
+                            size_t *n)
+{
+    size_t i;
+
+    if (b->status != EXEC_RUNNING)
+        return;
+    if (*n < max)
+        out[*n] = b;
+    (*n)++;
+    for (i = 0; i < b->n; i++) {
+        if (b->steps[i].child != NULL)
+            collect_running(b->steps[i].child, out, max, n);
+    }
+}
+
+size_t executor_running_blocks(const struct executor *ex, const struct exec_block **out, size_t max)
+{
+    size_t n = 0;
+
+    collect_running(&ex->root, out, max, &n);
+    return n;
+}
+
+static void collect_interrupted(const struct exec_block *b, const struct exec_step **out,
+                                size_t max, size_t *n)
+{
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        if (b->steps[i].interrupted) {
+            if (*n < max)
+                out[*n] = &b->steps[i];
+            (*n)++;
+        }
+        if (b->steps[i].child != NULL)
+            collect_interrupted(b->steps[i].child, out, max, n);
+    }
+}
+
+size_t executor_interrupted(const struct executor *ex, const struct exec_step **out, size_t max)
+{
+    size_t n = 0;
+
+    collect_interrupted(&ex->root, out, max, &n);
+    return n;
+}
+
+/* ---- accessors ---- */
+
+const char *exec_block_name(const struct exec_block *b)
+{
+    return b->pb->name;
+}
+
+const char *exec_block_path(const struct exec_block *b)
+{
+    return b->path;
+}
+
+enum plan_strategy exec_block_strategy(const struct exec_block *b)
+{
+    return b->pb->strategy;
+}
+
+enum exec_status exec_block_status(const struct exec_block *b)
+{
+    return b->status;
+}
+
+const char *exec_block_reason(const struct exec_block *b)
+{
+    return b->reason != NULL && exec_status_final(b->status) ? b->reason : "";
+}
+
+void exec_block_counts(const struct exec_block *b, struct exec_counts *c)
+{
+    *c = b->counts;
+}
+
+uint64_t exec_block_elapsed_us(const struct exec_block *b)
+{
+    if (b->start_us == 0 && b->status == EXEC_PENDING)
+        return 0;
+    return (exec_status_final(b->status) ? b->end_us : loop_now_us(b->ex->loop)) - b->start_us;
+}
+
+size_t exec_block_nsteps(const struct exec_block *b)
+{
+    return b->n;
+}
+
+const struct exec_step *exec_block_step(const struct exec_block *b, size_t i)
+{
+    return &b->steps[i];
+}
+
+const char *exec_step_name(const struct exec_step *s)
+{
+    return s->ps->name;
+}
+
+const struct exec_block *exec_step_block(const struct exec_step *s)
+{
+    return s->block;
+}
+
+const struct exec_block *exec_step_child(const struct exec_step *s)
+{
+    return s->child;
+}
+
+enum exec_status exec_step_status(const struct exec_step *s)
+{
+    return s->status;
+}
+
+unsigned exec_step_attempts(const struct exec_step *s)
+{
+    return s->attempts;
+}
+
+uint64_t exec_step_duration_us(const struct exec_step *s)
+{
+    if (s->status == EXEC_PENDING)
+        return 0;
+    return (exec_status_final(s->status) ? s->end_us : loop_now_us(s->block->ex->loop)) -
+           s->start_us;
+}
+
+int exec_step_exit_code(const struct exec_step *s)
+{
+    return s->exit_code;
+}
+
+int exec_step_signal(const struct exec_step *s)
+{
+    return s->term_signal;
+}
+
+const char *exec_step_reason(const struct exec_step *s)
+{
+    return s->reason;
+}
+
+const char *exec_step_output(const struct exec_step *s, enum proc_stream stream, size_t *len,
+                             uint64_t *total)
+{
+    const char *data = stream == PROC_STDOUT ? s->out : s->err;
+
+    if (len != NULL)
+        *len = stream == PROC_STDOUT ? s->out_len : s->err_len;
+    if (total != NULL)
+        *total = stream == PROC_STDOUT ? s->out_total : s->err_total;
+    return data != NULL ? data : "";
+}
+
+pid_t exec_step_pid(const struct exec_step *s)
+{
+    return s->proc != NULL ? proc_pid(s->proc) : 0;
+}
+
+/* ---- the report ---- */
+
+static cJSON *output_json(const char *data, size_t len, uint64_t total)
+{
+    cJSON *o = cJSON_CreateObject();
+    char *text = xstrndup(data, len);
+
+    cJSON_AddStringToObject(o, "tail", text);
+    cJSON_AddNumberToObject(o, "bytes", (double)total);
+    cJSON_AddBoolToObject(o, "truncated", total > len);
+    free(text);
+    return o;
+}
+
+static cJSON *block_report(const struct exec_block *b);
+
+static cJSON *step_report(const struct exec_step *s)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(o, "name", s->ps->name);
+    cJSON_AddStringToObject(o, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
+    cJSON_AddStringToObject(o, "status", status_names[s->status]);
+    cJSON_AddNumberToObject(o, "attempts", s->attempts);
+    cJSON_AddNumberToObject(o, "duration_ms", (double)exec_step_duration_us(s) / 1000.0);
+    if (s->reason[0] != '\0')
+        cJSON_AddStringToObject(o, "reason", s->reason);
+    if (s->ps->kind == PLAN_STEP_PARALLEL) {
+        if (s->child != NULL)
+            cJSON_AddItemToObject(o, "block", block_report(s->child));
+        return o;
+    }
+    if (s->attempts > 0) {
+        if (s->exit_code >= 0)
+            cJSON_AddNumberToObject(o, "exit_code", s->exit_code);
+        else
+            cJSON_AddNullToObject(o, "exit_code");
+        if (s->term_signal != 0)
+            cJSON_AddNumberToObject(o, "signal", s->term_signal);
+        if (s->out != NULL) {
+            cJSON_AddItemToObject(o, "stdout", output_json(s->out, s->out_len, s->out_total));
+            cJSON_AddItemToObject(o, "stderr", output_json(s->err, s->err_len, s->err_total));
+        }
+    }
+    return o;
+}
+
+static cJSON *block_report(const struct exec_block *b)
+{
+    cJSON *o = cJSON_CreateObject(), *steps, *counts, *result;
+    size_t i;
+    int st;
+
+    cJSON_AddStringToObject(o, "name", b->pb->name);
+    cJSON_AddStringToObject(o, "path", b->path);
+    cJSON_AddStringToObject(o, "strategy", plan_strategy_name(b->pb->strategy));
+    cJSON_AddStringToObject(o, "status", status_names[b->status]);
+    cJSON_AddStringToObject(o, "reason", exec_block_reason(b));
+    cJSON_AddNumberToObject(o, "duration_ms", (double)exec_block_elapsed_us(b) / 1000.0);
+    counts = cJSON_AddObjectToObject(o, "counts");
+    cJSON_AddNumberToObject(counts, "total", b->counts.total);
+    for (st = 0; st < EXEC_NSTATUS; st++)
+        cJSON_AddNumberToObject(counts, status_names[st], b->counts.by_status[st]);
+    result = exec_block_result(b);
+    cJSON_AddItemToObject(o, "result", result != NULL ? result : cJSON_CreateNull());
+    steps = cJSON_AddArrayToObject(o, "steps");
+    for (i = 0; i < b->n; i++)
+        cJSON_AddItemToArray(steps, step_report(&b->steps[i]));
+    return o;
+}
+
+cJSON *executor_report(const struct executor *ex)
+{
+    cJSON *o = cJSON_CreateObject();
+
+    cJSON_AddNumberToObject(o, "version", 1);
+    cJSON_AddStringToObject(o, "run_id", ex->run_id);
+    cJSON_AddStringToObject(o, "plan", ex->plan->source);
+    cJSON_AddStringToObject(o, "status", status_names[ex->root.status]);
+    cJSON_AddNumberToObject(o, "duration_ms", (double)executor_elapsed_us(ex) / 1000.0);
+    cJSON_AddItemToObject(o, "block", block_report(&ex->root));
+    return o;
+}

@@ -14,8 +14,8 @@ struct loop_timer {
     loop_timer_fn fn;
     void *arg;
     bool active;
-    uv_timer_t *uv; /* real clock only */
-    uint64_t due_us; /* fake clock only */
+    uv_timer_t *uv;                 /* real clock only */
+    uint64_t due_us;                /* fake clock only */
     struct loop_timer *next, *prev; /* fake clock: every timer of the loop */
 };
 

@@ -40,7 +40,8 @@ struct metric_family *metrics_histogram(struct metrics *m, const char *name, con
                                         size_t nbuckets);
 
 /* `values` holds one value per label name, in order (NULL when the family has no labels). */
-void metric_inc(struct metric_family *f, const char *const *values, double delta); /* counter, delta >= 0 */
+void metric_inc(struct metric_family *f, const char *const *values,
+                double delta); /* counter, delta >= 0 */
 void metric_set(struct metric_family *f, const char *const *values, double v);     /* gauge */
 void metric_add(struct metric_family *f, const char *const *values, double delta); /* gauge */
 void metric_observe(struct metric_family *f, const char *const *values, double v); /* histogram */

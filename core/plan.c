@@ -1,1 +1,682 @@
+/* Plans: load a tree of parallel blocks from JSON and validate all of it before anything runs. */
 #include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/buf.h"
+#include "core/cfg.h"
+#include "core/plan.h"
+#include "core/xalloc.h"
+
+#define PLAN_FORMAT_VERSION 1
+
+static const char *const strategy_names[] = {
+    [PLAN_ALL] = "all",         [PLAN_ANY_SUCCESS] = "any_success",
+    [PLAN_RACE] = "race",       [PLAN_MAP_REDUCE] = "map_reduce",
+    [PLAN_COLLECT] = "collect", NULL,
+};
+
+static const char *const reduce_names[] = {
+    [PLAN_REDUCE_NONE] = "none",     [PLAN_REDUCE_SUM] = "sum",     [PLAN_REDUCE_COUNT] = "count",
+    [PLAN_REDUCE_CONCAT] = "concat", [PLAN_REDUCE_MERGE] = "merge", NULL,
+};
+
+static const char *const root_keys[] = {
+    "version",
+    "name",
+    "description",
+    "strategy",
+    "reduce",
+    "max_concurrency",
+    "timeout_seconds",
+    "fail_fast",
+    "max_fail_percent",
+    "retry",
+    "steps",
+    "kill_grace_seconds",
+    "output_limit_bytes",
+    NULL,
+};
+
+/* A nested block takes its name from its step. */
+static const char *const nested_keys[] = {
+    "description", "strategy",         "reduce", "max_concurrency", "timeout_seconds",
+    "fail_fast",   "max_fail_percent", "retry",  "steps",           NULL,
+};
+
+static const char *const step_keys[] = {
+    "name", "description",     "exec",  "shell",      "parallel", "env",
+    "cwd",  "timeout_seconds", "retry", "depends_on", "result",   NULL,
+};
+
+static const char *const retry_keys[] = {"max_attempts", "backoff", "retry_on", NULL};
+static const char *const backoff_keys[] = {"base_seconds", "cap_seconds", NULL};
+
+struct loader {
+    const struct cfg *cfg;
+    struct plan *plan;
+    struct err *err;
+};
+
+const char *plan_strategy_name(enum plan_strategy s)
+{
+    return strategy_names[s];
+}
+
+const char *plan_reduce_name(enum plan_reduce r)
+{
+    return reduce_names[r];
+}
+
+/* Index of s in a NULL-terminated table, or -1. */
+static int table_find(const char *const *table, const char *s)
+{
+    int i;
+
+    for (i = 0; table[i] != NULL; i++) {
+        if (strcmp(table[i], s) == 0)
+            return i;
+    }
+    return -1;
+}
+
+static void join_names(const char *const *table, int skip, struct buf *out)
+{
+    int i;
+
+    for (i = 0; table[i] != NULL; i++) {
+        if (i == skip)
+            continue;
+        if (out->len > 0)
+            buf_adds(out, ", ");
+        buf_adds(out, table[i]);
+    }
+}
+
+/* A string member that must be one of table's names; reports a suggestion. */
+static int get_enum(struct loader *ld, const cJSON *obj, const char *key, const char *const *table,
+                    int skip, int *out)
+{
+    const char *s = NULL;
+    const char *hint;
+    const cJSON *node;
+    struct buf names;
+    int i, rc;
+
+    if (cfg_get_string(ld->cfg, obj, key, false, &s, ld->err) != 0)
+        return -1;
+    if (s == NULL)
+        return 0;
+    i = table_find(table, s);
+    if (i >= 0 && i != skip) {
+        *out = i;
+        return 0;
+    }
+    node = cJSON_GetObjectItemCaseSensitive(obj, key);
+    hint = cfg_suggest(s, table);
+    buf_init(&names);
+    join_names(table, skip, &names);
+    if (hint != NULL && table_find(table, hint) != skip)
+        rc = cfg_error(ld->cfg, ld->err, node, "unknown %s \"%.60s\"; did you mean \"%s\"?", key, s,
+                       hint);
+    else
+        rc = cfg_error(ld->cfg, ld->err, node, "unknown %s \"%.60s\"; expected one of: %s", key, s,
+                       names.data);
+    buf_done(&names);
+    return rc;
+}
+
+static int get_seconds(struct loader *ld, const cJSON *obj, const char *key, double min, double max,
+                       uint64_t *out_ms)
+{
+    double v = -1;
+
+    if (cfg_get_number(ld->cfg, obj, key, false, min, max, &v, ld->err) != 0)
+        return -1;
+    if (v >= 0)
+        *out_ms = (uint64_t)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+static bool valid_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           strchr("._:@+-", c) != NULL;
+}
+
+static int check_name(struct loader *ld, const cJSON *node, const char *name)
+{
+    size_t i, n = strlen(name);
+
+    if (n == 0)
+        return cfg_error(ld->cfg, ld->err, node, "a step name cannot be empty");
+    if (n > PLAN_NAME_MAX)
+        return cfg_error(ld->cfg, ld->err, node,
+                         "a step name is at most %d characters, this one has %zu", PLAN_NAME_MAX,
+                         n);
+    for (i = 0; i < n; i++) {
+        if (!valid_name_char(name[i]))
+            return cfg_error(ld->cfg, ld->err, node,
+                             "character %zu of the step name is not allowed; use letters, digits "
+                             "and . _ : @ + -",
+                             i + 1);
+    }
+    return 0;
+}
+
+static int load_retry(struct loader *ld, const cJSON *obj, struct retry_policy *p)
+{
+    const cJSON *r, *backoff, *on, *item;
+    int64_t attempts = -1;
+    uint64_t base = p->base_ms, cap = p->cap_ms;
+
+    r = cfg_get(ld->cfg, obj, "retry", cJSON_Object, false, ld->err);
+    if (r == NULL)
+        return cfg_has(obj, "retry") ? -1 : 0;
+    if (cfg_check_object(ld->cfg, r, retry_keys, ld->err) != 0)
+        return -1;
+    if (cfg_get_int(ld->cfg, r, "max_attempts", false, 1, 100, &attempts, ld->err) != 0)
+        return -1;
+    if (attempts > 0)
+        p->max_attempts = (unsigned)attempts;
+    backoff = cfg_get(ld->cfg, r, "backoff", cJSON_Object, false, ld->err);
+    if (backoff == NULL && cfg_has(r, "backoff"))
+        return -1;
+    if (backoff != NULL) {
+        if (cfg_check_object(ld->cfg, backoff, backoff_keys, ld->err) != 0 ||
+            get_seconds(ld, backoff, "base_seconds", 0, 3600, &base) != 0 ||
+            get_seconds(ld, backoff, "cap_seconds", 0, 86400, &cap) != 0)
+            return -1;
+        if (cap < base)
+            return cfg_error(ld->cfg, ld->err,
+                             cJSON_GetObjectItemCaseSensitive(backoff, "cap_seconds"),
+                             "cap_seconds must not be less than base_seconds");
+        p->base_ms = base;
+        p->cap_ms = cap;
+    }
+    on = cfg_get(ld->cfg, r, "retry_on", cJSON_Array, false, ld->err);
+    if (on == NULL && cfg_has(r, "retry_on"))
+        return -1;
+    if (on != NULL) {
+        retry_policy_clear_on(p);
+        cJSON_ArrayForEach(item, on)
+        {
+            if (!cJSON_IsString(item))
+                return cfg_error(ld->cfg, ld->err, item, "expected a string, got %s",
+                                 cfg_type_name(item));
+            if (retry_policy_add_on(p, item->valuestring, ld->err) != 0)
+                return cfg_error(ld->cfg, ld->err, item, "%s", ld->err->msg);
+        }
+    }
+    return 0;
+}
+
+static char **strv_add(char **v, size_t *n, char *s)
+{
+    v = xreallocarray(v, *n + 2, sizeof *v);
+    v[(*n)++] = s;
+    v[*n] = NULL;
+    return v;
+}
+
+static void strv_free(char **v)
+{
+    size_t i;
+
+    if (v == NULL)
+        return;
+    for (i = 0; v[i] != NULL; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool valid_env_name(const char *s)
+{
+    size_t i;
+
+    if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_'))
+        return false;
+    for (i = 1; s[i] != '\0'; i++) {
+        char c = s[i];
+
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static int load_block(struct loader *ld, const cJSON *obj, struct plan_block *b, const char *name,
+                      const struct retry_policy *inherit, unsigned depth);
+
+static int load_command(struct loader *ld, const cJSON *obj, struct plan_step *s)
+{
+    const cJSON *exec = cJSON_GetObjectItemCaseSensitive(obj, "exec");
+    const cJSON *shell = cJSON_GetObjectItemCaseSensitive(obj, "shell");
+    const cJSON *item, *env;
+    size_t n = 0;
+
+    if (exec != NULL) {
+        if (!cJSON_IsArray(exec) || cJSON_GetArraySize(exec) == 0)
+            return cfg_error(ld->cfg, ld->err, exec,
+                             "expected a non-empty array of strings (the program and its "
+                             "arguments), got %s",
+                             cJSON_IsArray(exec) ? "an empty array" : cfg_type_name(exec));
+        cJSON_ArrayForEach(item, exec)
+        {
+            if (!cJSON_IsString(item))
+                return cfg_error(ld->cfg, ld->err, item, "expected a string, got %s",
+                                 cfg_type_name(item));
+            s->argv = strv_add(s->argv, &n, xstrdup(item->valuestring));
+        }
+        if (s->argv[0][0] == '\0')
+            return cfg_error(ld->cfg, ld->err, cJSON_GetArrayItem(exec, 0),
+                             "the program name cannot be empty");
+    } else {
+        if (!cJSON_IsString(shell))
+            return cfg_error(ld->cfg, ld->err, shell,
+                             "expected a string (a command for /bin/sh -c), got %s",
+                             cfg_type_name(shell));
+        if (shell->valuestring[0] == '\0')
+            return cfg_error(ld->cfg, ld->err, shell, "the shell command cannot be empty");
+        s->shell = xstrdup(shell->valuestring);
+        s->argv = strv_add(s->argv, &n, xstrdup("/bin/sh"));
+        s->argv = strv_add(s->argv, &n, xstrdup("-c"));
+        s->argv = strv_add(s->argv, &n, xstrdup(shell->valuestring));
+    }
+
+    env = cfg_get(ld->cfg, obj, "env", cJSON_Object, false, ld->err);
+    if (env == NULL && cfg_has(obj, "env"))
+        return -1;
+    n = 0;
+    if (env != NULL) {
+        cJSON_ArrayForEach(item, env)
+        {
+            if (!valid_env_name(item->string))
+                return cfg_key_error(ld->cfg, ld->err, item,
+                                     "not a valid environment variable name; use letters, digits "
+                                     "and _, not starting with a digit");
+            if (!cJSON_IsString(item))
+                return cfg_error(ld->cfg, ld->err, item, "expected a string, got %s",
+                                 cfg_type_name(item));
+            s->env = strv_add(s->env, &n, xasprintf("%s=%s", item->string, item->valuestring));
+        }
+    }
+    {
+        const char *cwd = NULL;
+
+        if (cfg_get_string(ld->cfg, obj, "cwd", false, &cwd, ld->err) != 0)
+            return -1;
+        if (cwd != NULL) {
+            if (cwd[0] == '\0')
+                return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(obj, "cwd"),
+                                 "cwd cannot be empty; leave it out to use the current directory");
+            s->cwd = xstrdup(cwd);
+        }
+    }
+    return 0;
+}
+
+static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, struct plan_step *s)
+{
+    const cJSON *name_node;
+    int kinds, result = PLAN_RESULT_TEXT;
+    const char *name = NULL;
+
+    if (cfg_check_object(ld->cfg, obj, step_keys, ld->err) != 0)
+        return -1;
+    if (cfg_get_string(ld->cfg, obj, "name", true, &name, ld->err) != 0)
+        return -1;
+    name_node = cJSON_GetObjectItemCaseSensitive(obj, "name");
+    if (check_name(ld, name_node, name) != 0)
+        return -1;
+    s->name = xstrdup(name);
+    s->retry = b->retry;
+
+    kinds = cfg_has(obj, "exec") + cfg_has(obj, "shell") + cfg_has(obj, "parallel");
+    if (kinds != 1)
+        return cfg_error(ld->cfg, ld->err, obj,
+                         kinds == 0 ? "step \"%s\" says nothing to run; give it one of \"exec\" "
+                                      "(program and arguments), \"shell\" (a /bin/sh command) or "
+                                      "\"parallel\" (a nested block)"
+                                    : "step \"%s\" has more than one of \"exec\", \"shell\" and "
+                                      "\"parallel\"; keep one",
+                         s->name);
+    if (load_retry(ld, obj, &s->retry) != 0)
+        return -1;
+    if (get_seconds(ld, obj, "timeout_seconds", 0.001, 2592000, &s->timeout_ms) != 0)
+        return -1;
+    if (cfg_has(obj, "parallel")) {
+        const cJSON *nested = cfg_get(ld->cfg, obj, "parallel", cJSON_Object, true, ld->err);
+        static const char *const exec_only[] = {"env", "cwd", "result", NULL};
+        size_t i;
+
+        if (nested == NULL)
+            return -1;
+        for (i = 0; exec_only[i] != NULL; i++) {
+            if (cfg_has(obj, exec_only[i]))
+                return cfg_key_error(ld->cfg, ld->err,
+                                     cJSON_GetObjectItemCaseSensitive(obj, exec_only[i]),
+                                     "\"%s\" applies to exec and shell steps, not to a "
+                                     "\"parallel\" step",
+                                     exec_only[i]);
+        }
+        s->kind = PLAN_STEP_PARALLEL;
+        s->block = xcalloc(1, sizeof *s->block);
+        return load_block(ld, nested, s->block, s->name, &s->retry, b->depth + 1);
+    }
+    s->kind = PLAN_STEP_EXEC;
+    if (get_enum(ld, obj, "result", (const char *const[]){"text", "json", NULL}, -1, &result) != 0)
+        return -1;
+    s->result = (enum plan_result)result;
+    return load_command(ld, obj, s);
+}
+
+static ssize_t find_step(const struct plan_block *b, size_t n, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (strcmp(b->steps[i].name, name) == 0)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b)
+{
+    const char **names = xcalloc(b->nsteps + 1, sizeof *names);
+    const cJSON *step, *deps, *item;
+    size_t i = 0, j;
+    int rc = 0;
+
+    for (j = 0; j < b->nsteps; j++)
+        names[j] = b->steps[j].name;
+    cJSON_ArrayForEach(step, steps)
+    {
+        struct plan_step *s = &b->steps[i++];
+
+        deps = cfg_get(ld->cfg, step, "depends_on", cJSON_Array, false, ld->err);
+        if (deps == NULL && cfg_has(step, "depends_on")) {
+            rc = -1;
+            break;
+        }
+        if (deps == NULL)
+            continue;
+        cJSON_ArrayForEach(item, deps)
+        {
+            ssize_t d;
+
+            if (!cJSON_IsString(item)) {
+                rc = cfg_error(ld->cfg, ld->err, item, "expected a step name, got %s",
+                               cfg_type_name(item));
+                goto out;
+            }
+            d = find_step(b, b->nsteps, item->valuestring);
+            if (d < 0) {
+                const char *hint = cfg_suggest(item->valuestring, names);
+
+                if (hint != NULL)
+                    rc = cfg_error(ld->cfg, ld->err, item,
+                                   "no step \"%.60s\" in this block; did you mean \"%s\"?",
+                                   item->valuestring, hint);
+                else
+                    rc = cfg_error(ld->cfg, ld->err, item,
+                                   "no step \"%.60s\" in this block (depends_on names steps of "
+                                   "the same block)",
+                                   item->valuestring);
+                goto out;
+            }
+            if ((size_t)d == (size_t)(s - b->steps)) {
+                rc = cfg_error(ld->cfg, ld->err, item, "step \"%s\" cannot depend on itself",
+                               s->name);
+                goto out;
+            }
+            for (j = 0; j < s->ndeps; j++) {
+                if (s->deps[j] == (size_t)d)
+                    break;
+            }
+            if (j < s->ndeps) {
+                rc = cfg_error(ld->cfg, ld->err, item, "\"%s\" is listed twice", item->valuestring);
+                goto out;
+            }
+            s->deps = xreallocarray(s->deps, s->ndeps + 1, sizeof *s->deps);
+            s->deps[s->ndeps++] = (size_t)d;
+            b->steps[d].dependents =
+                xreallocarray(b->steps[d].dependents, b->steps[d].ndependents + 1, sizeof(size_t));
+            b->steps[d].dependents[b->steps[d].ndependents++] = (size_t)(s - b->steps);
+        }
+    }
+out:
+    free(names);
+    return rc;
+}
+
+/* Depth-first search for a cycle; on finding one, describe it as "a -> b -> a". */
+static bool find_cycle(const struct plan_block *b, size_t i, unsigned char *color, size_t *stack,
+                       size_t depth, struct buf *out)
+{
+    size_t k, j;
+
+    color[i] = 1;
+    stack[depth] = i;
+    for (k = 0; k < b->steps[i].ndeps; k++) {
+        size_t d = b->steps[i].deps[k];
+
+        if (color[d] == 1) {
+            /* The cycle is d ... i -> d; print it in dependency order. */
+            for (j = 0; stack[j] != d; j++)
+                ;
+            for (; j <= depth; j++)
+                buf_addf(out, "%s -> ", b->steps[stack[j]].name);
+            buf_adds(out, b->steps[d].name);
+            return true;
+        }
+        if (color[d] == 0 && find_cycle(b, d, color, stack, depth + 1, out))
+            return true;
+    }
+    color[i] = 2;
+    return false;
+}
+
+static int check_cycles(struct loader *ld, const cJSON *steps, const struct plan_block *b)
+{
+    unsigned char *color = xcalloc(b->nsteps, 1);
+    size_t *stack = xcalloc(b->nsteps, sizeof *stack);
+    struct buf cycle;
+    size_t i;
+    int rc = 0;
+
+    buf_init(&cycle);
+    for (i = 0; i < b->nsteps && rc == 0; i++) {
+        if (color[i] == 0 && find_cycle(b, i, color, stack, 0, &cycle))
+            rc = cfg_error(ld->cfg, ld->err, steps,
+                           "depends_on has a cycle: %s (each step would wait for itself)",
+                           cycle.data);
+    }
+    buf_done(&cycle);
+    free(stack);
+    free(color);
+    return rc;
+}
+
+static int load_block(struct loader *ld, const cJSON *obj, struct plan_block *b, const char *name,
+                      const struct retry_policy *inherit, unsigned depth)
+{
+    const cJSON *steps, *step;
+    int64_t conc = 10;
+    int strategy = PLAN_ALL, reduce = PLAN_REDUCE_NONE;
+    size_t i;
+
+    b->name = xstrdup(name);
+    b->depth = depth;
+    b->max_concurrency = 10;
+    b->timeout_ms = 300000;
+    b->retry = *inherit;
+    if (depth > PLAN_MAX_DEPTH)
+        return cfg_error(ld->cfg, ld->err, obj, "blocks are nested more than %d deep",
+                         PLAN_MAX_DEPTH);
+    if (cfg_check_object(ld->cfg, obj, depth == 0 ? root_keys : nested_keys, ld->err) != 0)
+        return -1;
+    if (get_enum(ld, obj, "strategy", strategy_names, -1, &strategy) != 0)
+        return -1;
+    b->strategy = (enum plan_strategy)strategy;
+    if (get_enum(ld, obj, "reduce", reduce_names, PLAN_REDUCE_NONE, &reduce) != 0)
+        return -1;
+    b->reduce = (enum plan_reduce)reduce;
+    if (b->strategy == PLAN_MAP_REDUCE && b->reduce == PLAN_REDUCE_NONE)
+        return cfg_error(ld->cfg, ld->err, obj,
+                         "strategy map_reduce needs \"reduce\": one of sum, count, concat, merge");
+    if (b->strategy != PLAN_MAP_REDUCE && cfg_has(obj, "reduce"))
+        return cfg_key_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(obj, "reduce"),
+                             "\"reduce\" applies to strategy map_reduce, not %s",
+                             strategy_names[b->strategy]);
+    if (cfg_get_int(ld->cfg, obj, "max_concurrency", false, 1, 10000, &conc, ld->err) != 0)
+        return -1;
+    b->max_concurrency = (unsigned)conc;
+    if (get_seconds(ld, obj, "timeout_seconds", 0.001, 2592000, &b->timeout_ms) != 0)
+        return -1;
+    if (cfg_get_bool(ld->cfg, obj, "fail_fast", false, &b->fail_fast, ld->err) != 0)
+        return -1;
+    if (cfg_has(obj, "fail_fast") && b->strategy != PLAN_ALL && b->strategy != PLAN_MAP_REDUCE)
+        return cfg_key_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(obj, "fail_fast"),
+                             "\"fail_fast\" applies to strategies all and map_reduce, not %s",
+                             strategy_names[b->strategy]);
+    if (cfg_get_number(ld->cfg, obj, "max_fail_percent", false, 0, 100, &b->max_fail_percent,
+                       ld->err) != 0)
+        return -1;
+    if (cfg_has(obj, "max_fail_percent") && b->strategy != PLAN_ALL)
+        return cfg_key_error(
+            ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(obj, "max_fail_percent"),
+            "\"max_fail_percent\" applies to strategy all, not %s", strategy_names[b->strategy]);
+    if (load_retry(ld, obj, &b->retry) != 0)
+        return -1;
+
+    steps = cfg_get(ld->cfg, obj, "steps", cJSON_Array, true, ld->err);
+    if (steps == NULL)
+        return -1;
+    b->nsteps = (size_t)cJSON_GetArraySize(steps);
+    if (b->nsteps == 0)
+        return cfg_error(ld->cfg, ld->err, steps, "a block needs at least one step");
+    if (ld->plan->total_steps + b->nsteps > PLAN_MAX_STEPS)
+        return cfg_error(ld->cfg, ld->err, steps, "a plan has at most %d steps", PLAN_MAX_STEPS);
+    ld->plan->total_steps += b->nsteps;
+    b->steps = xcalloc(b->nsteps, sizeof *b->steps);
+    i = 0;
+    cJSON_ArrayForEach(step, steps)
+    {
+        ssize_t dup;
+
+        if (load_step(ld, step, b, &b->steps[i]) != 0) {
+            b->nsteps = i + 1; /* free what was built */
+            return -1;
+        }
+        dup = find_step(b, i, b->steps[i].name);
+        if (dup >= 0) {
+            b->nsteps = i + 1;
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(step, "name"),
+                             "duplicate step name \"%s\" (also steps[%zd]); names are unique in "
+                             "a block",
+                             b->steps[i].name, dup);
+        }
+        i++;
+    }
+    if (load_deps(ld, steps, b) != 0 || check_cycles(ld, steps, b) != 0)
+        return -1;
+    return 0;
+}
+
+static void block_done(struct plan_block *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->nsteps; i++) {
+        struct plan_step *s = &b->steps[i];
+
+        free(s->name);
+        strv_free(s->argv);
+        free(s->shell);
+        strv_free(s->env);
+        free(s->cwd);
+        free(s->deps);
+        free(s->dependents);
+        if (s->block != NULL) {
+            block_done(s->block);
+            free(s->block);
+        }
+    }
+    free(b->steps);
+    free(b->name);
+}
+
+void plan_free(struct plan *p)
+{
+    if (p == NULL)
+        return;
+    block_done(&p->root);
+    free(p->source);
+    free(p);
+}
+
+static int plan_from_cfg(const struct cfg *c, struct plan **out, struct err *err)
+{
+    struct plan *p = xcalloc(1, sizeof *p);
+    struct loader ld = {c, p, err};
+    const cJSON *root = cfg_root(c);
+    struct retry_policy retry;
+    const char *name = "plan";
+    int64_t version = PLAN_FORMAT_VERSION, limit = 65536;
+    p->source = xstrdup(cfg_name(c));
+    p->kill_grace_ms = 5000;
+    retry_policy_default(&retry);
+    if (!cJSON_IsObject(root)) {
+        cfg_error(c, err, root,
+                  "a plan is a JSON object (a block with \"steps\"), got %s; see docs/plan.md",
+                  cfg_type_name(root));
+        goto fail;
+    }
+    if (cfg_get_int(c, root, "version", false, PLAN_FORMAT_VERSION, PLAN_FORMAT_VERSION, &version,
+                    err) != 0 ||
+        cfg_get_string(c, root, "name", false, &name, err) != 0 ||
+        get_seconds(&ld, root, "kill_grace_seconds", 0, 600, &p->kill_grace_ms) != 0 ||
+        cfg_get_int(c, root, "output_limit_bytes", false, 1024, 64 * 1024 * 1024, &limit, err) != 0)
+        goto fail;
+    if (check_name(&ld, cJSON_GetObjectItemCaseSensitive(root, "name"), name) != 0)
+        goto fail;
+    p->output_limit = (size_t)limit;
+    if (load_block(&ld, root, &p->root, name, &retry, 0) != 0)
+        goto fail;
+    *out = p;
+    return 0;
+fail:
+    plan_free(p);
+    return -1;
+}
+
+int plan_load_file(const char *path, struct plan **out, struct err *err)
+{
+    struct cfg *c;
+    int rc;
+
+    if (cfg_load_file(path, PLAN_FILE_MAX_BYTES, &c, err) != 0)
+        return -1;
+    rc = plan_from_cfg(c, out, err);
+    cfg_free(c);
+    return rc;
+}
+
+int plan_load_string(const char *name, const char *text, size_t len, struct plan **out,
+                     struct err *err)
+{
+    struct cfg *c;
+    int rc;
+
+    if (cfg_load_string(name, text, len, &c, err) != 0)
+        return -1;
+    rc = plan_from_cfg(c, out, err);
+    cfg_free(c);
+    return rc;
+}

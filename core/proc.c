@@ -1,1 +1,361 @@
+/* Local child processes: uv_spawn in their own process group, bounded output, clean stops. */
 #include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/proc.h"
+#include "core/xalloc.h"
+
+#define PROC_OUTPUT_DEFAULT (64u * 1024u)
+#define PROC_LINGER_POLL_MS 20
+
+struct proc {
+    struct loop *loop;
+    uv_process_t handle;
+    uv_pipe_t out, err;
+    struct tail tails[2];
+    struct loop_timer *timer;
+    uint64_t deadline_us; /* when the timer sends KILL */
+    uint64_t grace_ms;
+    proc_output_fn on_output;
+    proc_done_fn on_done;
+    void *arg;
+    pid_t pid;
+    int exit_code;
+    int term_signal;
+    int closing; /* handles with a close pending */
+    bool exited;
+    bool out_open, err_open;
+    bool done;         /* on_done was called */
+    bool freed;        /* the owner let go */
+    bool finalizing;   /* handles are closing */
+    bool stopped;      /* proc_terminate was called */
+    bool group_termed; /* TERM went to the group */
+    bool kill_sent;
+    struct proc *next, *prev; /* every proc not yet finalized */
+};
+
+static struct proc *all_procs;
+static char read_buf[64 * 1024]; /* one loop thread: each read is consumed before the next */
+
+static void list_remove(struct proc *p)
+{
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else if (all_procs == p)
+        all_procs = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    p->next = p->prev = NULL;
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    struct proc *p = h->data;
+
+    if (--p->closing == 0) {
+        tail_done(&p->tails[0]);
+        tail_done(&p->tails[1]);
+        free(p);
+    }
+}
+
+static void close_handle(struct proc *p, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        p->closing++;
+        uv_close(h, close_cb);
+    }
+}
+
+/* Close every handle; the memory goes in the last close callback. */
+static void finalize(struct proc *p)
+{
+    if (p->finalizing)
+        return;
+    p->finalizing = true;
+    list_remove(p);
+    loop_timer_free(p->timer);
+    p->timer = NULL;
+    p->closing++; /* hold the object until every close below is queued */
+    close_handle(p, (uv_handle_t *)&p->handle);
+    close_handle(p, (uv_handle_t *)&p->out);
+    close_handle(p, (uv_handle_t *)&p->err);
+    close_cb((uv_handle_t *)&p->handle);
+}
+
+static void maybe_done(struct proc *p)
+{
+    if (p->done || !p->exited || p->out_open || p->err_open)
+        return;
+    p->done = true;
+    if (p->freed) {
+        if (p->timer == NULL || !loop_timer_active(p->timer))
+            finalize(p);
+        return;
+    }
+    p->on_done(p, p->arg);
+}
+
+static void stop_reading(struct proc *p, enum proc_stream s)
+{
+    uv_pipe_t *pipe = s == PROC_STDOUT ? &p->out : &p->err;
+    bool *open = s == PROC_STDOUT ? &p->out_open : &p->err_open;
+
+    if (!*open)
+        return;
+    *open = false;
+    uv_read_stop((uv_stream_t *)pipe);
+}
+
+static void arm_timer(struct proc *p, uint64_t delay_ms)
+{
+    uint64_t due = loop_now_us(p->loop) + delay_ms * 1000u;
+
+    if (loop_timer_active(p->timer) && p->deadline_us <= due)
+        return;
+    p->deadline_us = due;
+    loop_timer_start(p->timer, delay_ms < PROC_LINGER_POLL_MS ? delay_ms : PROC_LINGER_POLL_MS);
+}
+
+static void send_kill(struct proc *p)
+{
+    p->kill_sent = true;
+    kill(-p->pid, SIGKILL);
+    if (p->exited) {
+        /* Whoever still holds our pipes left the group (setsid): stop waiting for them. */
+        stop_reading(p, PROC_STDOUT);
+        stop_reading(p, PROC_STDERR);
+    }
+}
+
+/* Ticks every PROC_LINGER_POLL_MS while a group is being stopped or drained. */
+static void timer_cb(void *arg)
+{
+    struct proc *p = arg;
+    uint64_t now = loop_now_us(p->loop);
+    bool group_gone = p->exited && kill(-p->pid, 0) == -1 && errno == ESRCH;
+
+    if (group_gone && !p->out_open && !p->err_open) {
+        if (p->freed)
+            finalize(p);
+        return;
+    }
+    if (now >= p->deadline_us) {
+        send_kill(p);
+        maybe_done(p);
+        if (p->freed && p->done)
+            finalize(p);
+        return;
+    }
+    {
+        uint64_t left_ms = (p->deadline_us - now + 999) / 1000;
+
+        loop_timer_start(p->timer, left_ms < PROC_LINGER_POLL_MS ? left_ms : PROC_LINGER_POLL_MS);
+    }
+}
+
+static void exit_cb(uv_process_t *h, int64_t status, int sig)
+{
+    struct proc *p = h->data;
+
+    p->exited = true;
+    p->exit_code = (int)status;
+    p->term_signal = sig;
+    /* Leftovers of the group: TERM now, KILL when the grace period is over. */
+    if (!p->kill_sent && kill(-p->pid, SIGTERM) == 0)
+        p->group_termed = true;
+    if (p->kill_sent) {
+        stop_reading(p, PROC_STDOUT);
+        stop_reading(p, PROC_STDERR);
+    } else if (p->group_termed || p->out_open || p->err_open) {
+        arm_timer(p, p->grace_ms);
+    }
+    maybe_done(p);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = read_buf;
+    buf->len = sizeof read_buf;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    struct proc *p = s->data;
+    enum proc_stream which = s == (uv_stream_t *)&p->out ? PROC_STDOUT : PROC_STDERR;
+
+    if (n > 0) {
+        tail_add(&p->tails[which - 1], buf->base, (size_t)n);
+        if (p->on_output != NULL && !p->freed)
+            p->on_output(p, which, buf->base, (size_t)n, p->arg);
+        return;
+    }
+    if (n < 0) { /* UV_EOF or a read error: either way this stream is over */
+        stop_reading(p, which);
+        maybe_done(p);
+    }
+}
+
+int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **out, struct err *err)
+{
+    struct proc *p = xcalloc(1, sizeof *p);
+    uv_process_options_t o;
+    uv_stdio_container_t stdio[3];
+    size_t limit = spec->output_limit ? spec->output_limit : PROC_OUTPUT_DEFAULT;
+    int rc;
+
+    p->loop = loop;
+    p->grace_ms = spec->grace_ms;
+    p->on_output = spec->on_output;
+    p->on_done = spec->on_done;
+    p->arg = spec->arg;
+    tail_init(&p->tails[0], limit);
+    tail_init(&p->tails[1], limit);
+    p->handle.data = p->out.data = p->err.data = p;
+    uv_pipe_init(loop_uv(loop), &p->out, 0);
+    uv_pipe_init(loop_uv(loop), &p->err, 0);
+
+    memset(&o, 0, sizeof o);
+    memset(stdio, 0, sizeof stdio);
+    stdio[0].flags = UV_IGNORE; /* /dev/null: a step never reads the operator's terminal */
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&p->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&p->err;
+    o.exit_cb = exit_cb;
+    o.file = spec->argv[0];
+    o.args = (char **)spec->argv;
+    o.env = (char **)spec->env;
+    o.cwd = spec->cwd;
+    o.flags = UV_PROCESS_DETACHED; /* setsid(): its own session and process group */
+    o.stdio_count = 3;
+    o.stdio = stdio;
+
+    rc = uv_spawn(loop_uv(loop), &p->handle, &o);
+    if (rc != 0) {
+        if (rc == UV_ENOENT && spec->cwd != NULL && access(spec->cwd, F_OK) != 0)
+            err_set(err, "cannot run \"%.200s\": the working directory \"%.200s\" does not exist",
+                    spec->argv[0], spec->cwd);
+        else if (rc == UV_ENOENT)
+            err_set(err, "cannot run \"%.200s\": no such program (is it installed and on PATH?)",
+                    spec->argv[0]);
+        else
+            err_set(err, "cannot run \"%.200s\": %s", spec->argv[0], uv_strerror(rc));
+        p->freed = true;
+        p->finalizing = true;
+        p->closing = 1;
+        close_handle(p, (uv_handle_t *)&p->handle);
+        close_handle(p, (uv_handle_t *)&p->out);
+        close_handle(p, (uv_handle_t *)&p->err);
+        close_cb((uv_handle_t *)&p->handle);
+        return -1;
+    }
+    p->pid = p->handle.pid;
+    p->out_open = p->err_open = true;
+    p->timer = loop_timer_new(loop, timer_cb, p);
+    uv_read_start((uv_stream_t *)&p->out, alloc_cb, read_cb);
+    uv_read_start((uv_stream_t *)&p->err, alloc_cb, read_cb);
+    p->next = all_procs;
+    if (all_procs != NULL)
+        all_procs->prev = p;
+    all_procs = p;
+    *out = p;
+    return 0;
+}
+
+void proc_terminate(struct proc *p, uint64_t grace_ms)
+{
+    p->stopped = true;
+    if (grace_ms == 0) {
+        send_kill(p);
+        maybe_done(p);
+        return;
+    }
+    if (!p->group_termed || !p->exited) {
+        kill(-p->pid, SIGTERM);
+        p->group_termed = true;
+    }
+    arm_timer(p, grace_ms);
+}
+
+pid_t proc_pid(const struct proc *p)
+{
+    return p->pid;
+}
+
+bool proc_exited(const struct proc *p)
+{
+    return p->exited;
+}
+
+bool proc_stopped(const struct proc *p)
+{
+    return p->stopped;
+}
+
+int proc_exit_code(const struct proc *p)
+{
+    return p->exit_code;
+}
+
+int proc_term_signal(const struct proc *p)
+{
+    return p->term_signal;
+}
+
+const struct tail *proc_output(const struct proc *p, enum proc_stream stream)
+{
+    return &p->tails[stream == PROC_STDOUT ? 0 : 1];
+}
+
+void proc_free(struct proc *p)
+{
+    if (p == NULL)
+        return;
+    p->freed = true;
+    if (!p->exited) {
+        send_kill(p); /* abandoned while running: nothing may outlive its owner */
+        return;       /* finalized once it has exited and its pipes are closed */
+    }
+    if (!p->done)
+        return;
+    if (p->timer != NULL && loop_timer_active(p->timer) && p->group_termed)
+        return; /* leftovers of the group: KILL when the grace period is over */
+    finalize(p);
+}
+
+void proc_flush_all(struct loop *loop)
+{
+    struct proc *p, *next;
+
+    for (p = all_procs; p != NULL; p = next) {
+        next = p->next;
+        if (p->loop != loop)
+            continue;
+        if (!p->kill_sent)
+            send_kill(p);
+        if (p->exited && p->freed) {
+            p->done = true;
+            finalize(p);
+        }
+    }
+}
+
+unsigned proc_count(const struct loop *loop)
+{
+    const struct proc *p;
+    unsigned n = 0;
+
+    for (p = all_procs; p != NULL; p = p->next)
+        n += p->loop == loop;
+    return n;
+}

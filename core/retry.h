@@ -38,10 +38,10 @@ struct retry_failure {
 #define RETRY_ON_CONNECT  (1u << 3)
 
 struct retry_policy {
-    unsigned max_attempts; /* total attempts, >= 1; 1 means no retry */
-    uint64_t base_ms;      /* default 200 */
-    uint64_t cap_ms;       /* default 30000 */
-    unsigned on;           /* RETRY_ON_* bits */
+    unsigned max_attempts;                /* total attempts, >= 1; 1 means no retry */
+    uint64_t base_ms;                     /* default 200 */
+    uint64_t cap_ms;                      /* default 30000 */
+    unsigned on;                          /* RETRY_ON_* bits */
     int exit_codes[RETRY_MAX_EXIT_CODES]; /* exit codes that are transient */
     unsigned nexit_codes;
 };
@@ -62,7 +62,8 @@ bool retry_should(const struct retry_policy *p, unsigned attempts, const struct 
 uint64_t retry_backoff_max_ms(const struct retry_policy *p, unsigned attempts);
 /* Full jitter: r is a uniform random 32-bit number; result in [0, retry_backoff_max_ms]. */
 uint64_t retry_backoff_ms(const struct retry_policy *p, unsigned attempts, uint32_t r);
-/* "exit 3", "signal 9 (KILL)", "timeout", ... */
+/* "exit", "signal", "timeout", "connect", "spawn", "auth", "hostkey", "validation" (for metric
+ * labels). */
 const char *retry_kind_name(enum retry_kind k);
 
 #endif

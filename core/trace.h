@@ -38,17 +38,17 @@ void span_set_attrf(struct span *s, const char *key, const char *fmt, ...)
 void trace_span_end(struct trace *tr, struct span *s, const char *status);
 
 const char *span_name(const struct span *s);
-const char *span_trace_id(const struct span *s); /* 32 hex digits */
-const char *span_id(const struct span *s);       /* 16 hex digits */
+const char *span_trace_id(const struct span *s);  /* 32 hex digits */
+const char *span_id(const struct span *s);        /* 16 hex digits */
 const char *span_parent_id(const struct span *s); /* "" for a root */
 const char *span_status(const struct span *s);    /* "" while open */
 uint64_t span_start_us(const struct span *s);
-uint64_t span_end_us(const struct span *s); /* 0 while open */
+uint64_t span_end_us(const struct span *s);                   /* 0 while open */
 const char *span_attr(const struct span *s, const char *key); /* NULL if unset */
 
 void trace_set_sink(struct trace *tr, trace_sink_fn fn, void *arg);
-size_t trace_count(const struct trace *tr);      /* finished spans in the ring */
-uint64_t trace_dropped(const struct trace *tr);  /* finished spans dropped from the ring */
+size_t trace_count(const struct trace *tr);     /* finished spans in the ring */
+uint64_t trace_dropped(const struct trace *tr); /* finished spans dropped from the ring */
 /* i = 0 is the oldest finished span kept. */
 const struct span *trace_get(const struct trace *tr, size_t i);
 

@@ -21,19 +21,28 @@ static void deadline_cb(uv_timer_t *t)
     d->expired = true;
 }
 
+static void tick_cb(uv_timer_t *t)
+{
+}
+
 bool tu_run_until(struct loop *loop, bool (*pred)(void *), void *arg, unsigned real_timeout_ms)
 {
-    /* A real libuv timer, even on a fake-clock loop: it bounds the wait in real time. */
-    uv_timer_t timer;
+    /* Real libuv timers, even on a fake-clock loop: one bounds the wait in real time; the
+     * other wakes the loop every few milliseconds for conditions outside it (a file that a
+     * step creates, a process that dies). */
+    uv_timer_t timer, tick;
     struct deadline d = {false};
     bool ok;
 
     uv_timer_init(loop_uv(loop), &timer);
     timer.data = &d;
     uv_timer_start(&timer, deadline_cb, real_timeout_ms, 0);
+    uv_timer_init(loop_uv(loop), &tick);
+    uv_timer_start(&tick, tick_cb, 5, 5);
     while (!(ok = pred(arg)) && !d.expired)
         loop_run_once(loop, true);
     uv_close((uv_handle_t *)&timer, NULL);
+    uv_close((uv_handle_t *)&tick, NULL);
     loop_run_once(loop, false);
     return ok;
 }

@@ -1,0 +1,14 @@
+/* The end of a run: a table of the steps, a summary line, and the output of failed steps. */
+#ifndef N3_REPORT_H
+#define N3_REPORT_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+struct executor;
+
+#define REPORT_ALL_ROWS_UP_TO 40 /* bigger plans list only the steps that did not succeed */
+
+void report_table(FILE *out, const struct executor *ex, bool verbose, bool color);
+
+#endif

@@ -1,0 +1,1031 @@
+/* Executor: strategies, concurrency, timeouts, retries, cancellation and the DAG, with real
+ * processes. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/bus.h"
+#include "core/executor.h"
+#include "core/loop.h"
+#include "core/metrics.h"
+#include "core/plan.h"
+#include "core/proc.h"
+#include "core/trace.h"
+#include "core/xalloc.h"
+#include "tests/unit/testutil.h"
+
+#define REAL_WAIT_MS 20000
+
+struct fixture {
+    struct loop *loop;
+    struct plan *plan;
+    struct executor *ex;
+    struct bus *bus;
+    char *dir;
+    bool done;
+};
+
+static void on_done(struct executor *ex, void *arg)
+{
+    struct fixture *f = arg;
+
+    f->done = true;
+}
+
+static bool is_done(void *arg)
+{
+    return ((struct fixture *)arg)->done;
+}
+
+/* A copy of text with every `from` replaced by `to`. */
+static char *subst(const char *text, const char *from, const char *to)
+{
+    size_t n = 0, lf = strlen(from), lt = strlen(to);
+    const char *p;
+    char *out, *o;
+
+    for (p = text; (p = strstr(p, from)) != NULL; p += lf)
+        n++;
+    out = o = xmalloc(strlen(text) + n * lt + 1);
+    for (p = text; *p != '\0';) {
+        if (strncmp(p, from, lf) == 0) {
+            memcpy(o, to, lt);
+            o += lt;
+            p += lf;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Load a plan whose text may use @D@ for a scratch directory. */
+static void fx_init(struct fixture *f, unsigned max_procs, const char *plan_text)
+{
+    struct err err;
+    struct exec_opts opts;
+    char *text;
+
+    memset(f, 0, sizeof *f);
+    f->dir = tu_mkdtemp();
+    f->loop = loop_new_fake(1700000000000u, 42);
+    f->bus = bus_new(f->loop);
+    text = subst(plan_text, "@D@", f->dir);
+    if (plan_load_string("test.json", text, strlen(text), &f->plan, &err) != 0)
+        ck_abort_msg("plan did not load: %s", err.msg);
+    free(text);
+    memset(&opts, 0, sizeof opts);
+    opts.max_procs = max_procs;
+    opts.bus = f->bus;
+    f->ex = executor_new(f->loop, f->plan, &opts);
+}
+
+static void fx_start(struct fixture *f)
+{
+    executor_start(f->ex, on_done, f);
+}
+
+static void fx_run(struct fixture *f)
+{
+    fx_start(f);
+    ck_assert_msg(tu_run_until(f->loop, is_done, f, REAL_WAIT_MS), "the run did not finish");
+}
+
+static void fx_done(struct fixture *f)
+{
+    executor_free(f->ex);
+    proc_flush_all(f->loop);
+    bus_free(f->bus);
+    loop_free(f->loop);
+    plan_free(f->plan);
+    tu_rmdir_r(f->dir);
+    free(f->dir);
+}
+
+static const struct exec_block *root(struct fixture *f)
+{
+    return executor_root(f->ex);
+}
+
+static const struct exec_step *step(struct fixture *f, const char *name)
+{
+    const struct exec_block *b = root(f);
+    size_t i;
+
+    for (i = 0; i < exec_block_nsteps(b); i++) {
+        if (strcmp(exec_step_name(exec_block_step(b, i)), name) == 0)
+            return exec_block_step(b, i);
+    }
+    ck_abort_msg("no step %s", name);
+    return NULL;
+}
+
+static char *result_text(struct fixture *f)
+{
+    cJSON *r = exec_block_result(root(f));
+    char *s = cJSON_PrintUnformatted(r);
+    char *copy = xstrdup(s);
+
+    cJSON_free(s);
+    cJSON_Delete(r);
+    return copy;
+}
+
+/* A process is gone when it is not in the process table, or is a zombie nobody waits for. */
+static bool pid_dead(pid_t pid)
+{
+    char path[64], *stat;
+    char *close_paren;
+    bool dead;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    stat = tu_read_file(path);
+    if (stat == NULL)
+        return true;
+    close_paren = strrchr(stat, ')');
+    dead = close_paren != NULL && close_paren[1] == ' ' && close_paren[2] == 'Z';
+    free(stat);
+    return dead;
+}
+
+struct pids {
+    pid_t v[16];
+    size_t n;
+};
+
+static bool all_dead(void *arg)
+{
+    struct pids *p = arg;
+    size_t i;
+
+    for (i = 0; i < p->n; i++) {
+        if (!pid_dead(p->v[i]))
+            return false;
+    }
+    return true;
+}
+
+static void read_pids(const char *path, struct pids *p)
+{
+    char *text = tu_read_file(path), *s, *end;
+
+    ck_assert_msg(text != NULL, "no pid file %s", path);
+    for (s = text; p->n < 16; s = end) {
+        long v = strtol(s, &end, 10);
+
+        if (end == s)
+            break;
+        p->v[p->n++] = (pid_t)v;
+    }
+    free(text);
+}
+
+static bool file_exists_pred(void *arg)
+{
+    return access(arg, F_OK) == 0;
+}
+
+/* ---- strategies ---- */
+
+START_TEST(all_succeeds_with_every_result)
+{
+    struct fixture f;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"a\", \"exec\": [\"echo\", \"one\"]},"
+            " {\"name\": \"b\", \"shell\": \"printf two\"}]}");
+    fx_run(&f);
+    ck_assert_str_eq(exec_status_name(exec_block_status(root(&f))), "succeeded");
+    r = result_text(&f);
+    ck_assert_str_eq(r, "{\"a\":\"one\",\"b\":\"two\"}");
+    free(r);
+    ck_assert_int_eq(exec_step_exit_code(step(&f, "a")), 0);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(all_with_one_failure_fails)
+{
+    struct fixture f;
+
+    /* The runtime n3ctl replaces reported "completed" here. */
+    fx_init(&f, 0,
+            "{\"strategy\": \"all\", \"steps\": [{\"name\": \"ok\", \"exec\": [\"true\"]},"
+            " {\"name\": \"bad\", \"shell\": \"echo oops >&2; exit 3\"},"
+            " {\"name\": \"ok2\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_status(step(&f, "bad")), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_exit_code(step(&f, "bad")), 3);
+    ck_assert_str_eq(exec_step_reason(step(&f, "bad")), "exit 3");
+    ck_assert_str_eq(exec_step_output(step(&f, "bad"), PROC_STDERR, NULL, NULL), "oops\n");
+    /* Without fail_fast the others run to the end. */
+    ck_assert_int_eq(exec_step_status(step(&f, "ok")), EXEC_SUCCEEDED);
+    ck_assert_int_eq(exec_step_status(step(&f, "ok2")), EXEC_SUCCEEDED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "1 of 3 steps did not succeed");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(all_fail_fast_stops_the_rest)
+{
+    struct fixture f;
+    struct pids p = {{0}, 0};
+    char *pidfile;
+
+    fx_init(&f, 0,
+            "{\"fail_fast\": true, \"steps\": ["
+            " {\"name\": \"slow\", \"shell\": \"echo $$ > @D@/slow.pid; exec sleep 1000\"},"
+            " {\"name\": \"bad\", \"shell\": \"while [ ! -s @D@/slow.pid ]; do sleep 0.01; done; "
+            "exit 1\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_status(step(&f, "slow")), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_signal(step(&f, "slow")), SIGTERM);
+    ck_assert_ptr_nonnull(strstr(exec_block_reason(root(&f)), "fail_fast"));
+    pidfile = xasprintf("%s/slow.pid", f.dir);
+    read_pids(pidfile, &p);
+    ck_assert(all_dead(&p));
+    free(pidfile);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(block_timeout_is_timed_out)
+{
+    struct fixture f;
+    char *marker;
+
+    fx_init(&f, 0,
+            "{\"timeout_seconds\": 5, \"steps\": ["
+            " {\"name\": \"quick\", \"exec\": [\"true\"]},"
+            " {\"name\": \"stuck\", \"shell\": \"touch @D@/started; exec sleep 1000\"}]}");
+    marker = xasprintf("%s/started", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    ck_assert(!f.done);
+    loop_fake_advance(f.loop, 4999);
+    ck_assert(!f.done);
+    loop_fake_advance(f.loop, 1);
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_str_eq(exec_status_name(exec_block_status(root(&f))), "timed_out");
+    ck_assert_int_eq(exec_step_status(step(&f, "stuck")), EXEC_TIMED_OUT);
+    ck_assert_int_eq(exec_step_status(step(&f, "quick")), EXEC_SUCCEEDED);
+    ck_assert_ptr_nonnull(strstr(exec_block_reason(root(&f)), "timeout of 5s"));
+    free(marker);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(step_timeout_fails_an_all_block)
+{
+    struct fixture f;
+    char *marker;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"stuck\", \"timeout_seconds\": 2,"
+            " \"shell\": \"touch @D@/started; exec sleep 1000\"}]}");
+    marker = xasprintf("%s/started", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    loop_fake_advance(f.loop, 2000);
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_step_status(step(&f, "stuck")), EXEC_TIMED_OUT);
+    ck_assert_str_eq(exec_step_reason(step(&f, "stuck")), "timed out after 2s");
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    free(marker);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(any_success_cancels_the_rest)
+{
+    struct fixture f;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"any_success\", \"steps\": ["
+            " {\"name\": \"fails\", \"exec\": [\"false\"]},"
+            " {\"name\": \"slow\", \"exec\": [\"sleep\", \"1000\"]},"
+            " {\"name\": \"wins\", \"shell\": \"while [ ! -e @D@/go ]; do sleep 0.01; done; echo "
+            "won\"},"
+            " {\"name\": \"gate\", \"shell\": \"sleep 0.05; touch @D@/go; exec sleep 1000\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "\"won\"");
+    free(r);
+    ck_assert_int_eq(exec_step_status(step(&f, "fails")), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_status(step(&f, "slow")), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_status(step(&f, "gate")), EXEC_CANCELLED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "step \"wins\" succeeded first");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(any_success_fails_only_when_all_fail)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"any_success\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"false\"]},"
+            " {\"name\": \"b\", \"shell\": \"exit 7\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "all 2 steps failed");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(race_takes_the_first_to_finish)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"race\", \"steps\": ["
+            " {\"name\": \"slow\", \"exec\": [\"sleep\", \"1000\"]},"
+            " {\"name\": \"quick_fail\", \"shell\": \"exit 4\"}]}");
+    fx_run(&f);
+    /* The first to finish decides, even when it failed. */
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_status(step(&f, "slow")), EXEC_CANCELLED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "step \"quick_fail\" finished first and exit 4");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(race_success_gives_the_winner_result)
+{
+    struct fixture f;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"race\", \"steps\": ["
+            " {\"name\": \"slow\", \"exec\": [\"sleep\", \"1000\"]},"
+            " {\"name\": \"quick\", \"exec\": [\"echo\", \"first\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "\"first\"");
+    free(r);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(map_reduce_sum_and_errors)
+{
+    struct fixture f;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"sum\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"echo\", \"1\"]},"
+            " {\"name\": \"b\", \"exec\": [\"echo\", \"2.5\"]},"
+            " {\"name\": \"c\", \"shell\": \"echo 40\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "43.5");
+    free(r);
+    fx_done(&f);
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"sum\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"echo\", \"1\"]},"
+            " {\"name\": \"b\", \"exec\": [\"echo\", \"many\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "reduce sum: step \"b\" did not print a number");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(map_reduce_merge_concat_count)
+{
+    struct fixture f;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"merge\", \"steps\": ["
+            " {\"name\": \"a\", \"shell\": \"echo '{\\\"x\\\": 1, \\\"y\\\": 1}'\"},"
+            " {\"name\": \"b\", \"shell\": \"echo '{\\\"y\\\": 2}'\", \"result\": \"json\"}]}");
+    fx_run(&f);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "{\"x\":1,\"y\":2}");
+    free(r);
+    fx_done(&f);
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"concat\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"echo\", \"[1, 2]\"]},"
+            " {\"name\": \"b\", \"exec\": [\"echo\", \"[3]\"]}]}");
+    fx_run(&f);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "[1,2,3]");
+    free(r);
+    fx_done(&f);
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"count\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"true\"]}, {\"name\": \"b\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    r = result_text(&f);
+    ck_assert_str_eq(r, "2");
+    free(r);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(collect_always_completes)
+{
+    struct fixture f;
+    cJSON *r, *bad;
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"collect\", \"steps\": ["
+            " {\"name\": \"good\", \"exec\": [\"echo\", \"fine\"]},"
+            " {\"name\": \"bad\", \"shell\": \"exit 9\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    r = exec_block_result(root(&f));
+    ck_assert_str_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(r, "good"), "result")->valuestring,
+                     "fine");
+    bad = cJSON_GetObjectItem(r, "bad");
+    ck_assert_str_eq(cJSON_GetObjectItem(bad, "status")->valuestring, "failed");
+    ck_assert_str_eq(cJSON_GetObjectItem(bad, "error")->valuestring, "exit 9");
+    ck_assert(cJSON_IsNumber(cJSON_GetObjectItem(bad, "duration_ms")));
+    cJSON_Delete(r);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(max_fail_percent_budget)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"max_fail_percent\": 25, \"steps\": [{\"name\": \"a\", \"exec\": [\"false\"]},"
+            " {\"name\": \"b\", \"exec\": [\"true\"]}, {\"name\": \"c\", \"exec\": [\"true\"]},"
+            " {\"name\": \"d\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    fx_done(&f);
+
+    fx_init(&f, 0,
+            "{\"max_fail_percent\": 25, \"steps\": [{\"name\": \"a\", \"exec\": [\"false\"]},"
+            " {\"name\": \"b\", \"exec\": [\"false\"]}, {\"name\": \"c\", \"exec\": [\"true\"]},"
+            " {\"name\": \"d\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(nested_blocks)
+{
+    struct fixture f;
+    const struct exec_block *inner;
+    char *r;
+
+    fx_init(&f, 0,
+            "{\"name\": \"outer\", \"steps\": ["
+            " {\"name\": \"first\", \"exec\": [\"echo\", \"1\"]},"
+            " {\"name\": \"tests\", \"depends_on\": [\"first\"], \"parallel\": {"
+            "   \"strategy\": \"collect\", \"steps\": ["
+            "     {\"name\": \"unit\", \"exec\": [\"echo\", \"u\"]},"
+            "     {\"name\": \"lint\", \"exec\": [\"false\"]}]}}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    inner = exec_step_child(step(&f, "tests"));
+    ck_assert_ptr_nonnull(inner);
+    ck_assert_str_eq(exec_block_path(inner), "outer/tests");
+    r = result_text(&f);
+    ck_assert_ptr_nonnull(
+        strstr(r, "\"tests\":{\"unit\":{\"status\":\"succeeded\",\"result\":\"u\""));
+    free(r);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(nested_failure_fails_the_parent)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"inner\", \"parallel\": {\"steps\": ["
+            "   {\"name\": \"x\", \"exec\": [\"false\"]}]}}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_step_status(step(&f, "inner")), EXEC_FAILED);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- concurrency ---- */
+
+static unsigned max_seen(const char *path)
+{
+    char *text = tu_read_file(path), *s, *end;
+    unsigned max = 0;
+
+    ck_assert_msg(text != NULL, "no %s", path);
+    for (s = text;; s = end) {
+        unsigned long v = strtoul(s, &end, 10);
+
+        if (end == s)
+            break;
+        if (v > max)
+            max = (unsigned)v;
+    }
+    free(text);
+    return max;
+}
+
+/* Each step registers itself, counts who else is running, waits a little, leaves. */
+#define COUNTING_STEP(n)                                                                           \
+    "{\"name\": \"s" #n "\", \"shell\": \"touch @D@/run." #n "; ls @D@ | grep -c '^run' >> "       \
+    "@D@/seen; sleep 0.1; rm @D@/run." #n "\"}"
+
+static const char counting_plan[] =
+    "{\"max_concurrency\": @N@, \"steps\": [" COUNTING_STEP(1) "," COUNTING_STEP(2) "," COUNTING_STEP(3) "," COUNTING_STEP(
+        4) "," COUNTING_STEP(5) "," COUNTING_STEP(6) "," COUNTING_STEP(7) "," COUNTING_STEP(8) "," COUNTING_STEP(9) "]}";
+
+static void counting_run(unsigned max_procs, const char *block_limit, unsigned expect_max)
+{
+    struct fixture f;
+    char *text = subst(counting_plan, "@N@", block_limit), *seen;
+    unsigned m;
+
+    fx_init(&f, max_procs, text);
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    seen = xasprintf("%s/seen", f.dir);
+    m = max_seen(seen);
+    ck_assert_msg(m <= expect_max, "%u steps ran at once, the limit is %u", m, expect_max);
+    ck_assert_msg(m >= 2, "the steps never overlapped (max %u)", m);
+    free(seen);
+    free(text);
+    fx_done(&f);
+}
+
+START_TEST(max_concurrency_is_never_exceeded)
+{
+    counting_run(0, "3", 3);
+}
+END_TEST
+
+START_TEST(global_process_cap)
+{
+    counting_run(2, "10", 2);
+}
+END_TEST
+
+/* ---- retries ---- */
+
+struct retries {
+    unsigned n;
+    double delays[16];
+};
+
+static int on_retry(const struct bus_event *ev, void *arg, struct err *err)
+{
+    struct retries *r = arg;
+
+    if (r->n < 16)
+        r->delays[r->n] = cJSON_GetObjectItem(ev->payload, "delay_ms")->valuedouble;
+    r->n++;
+    return 0;
+}
+
+/* Drive a run whose retries wait on the fake clock: advance it whenever nothing runs. */
+static void run_with_backoff(struct fixture *f, uint64_t step_ms)
+{
+    unsigned guard = 0;
+
+    fx_start(f);
+    while (!f->done && guard++ < 10000) {
+        if (executor_procs(f->ex) == 0)
+            loop_fake_advance(f->loop, step_ms);
+        loop_run_once(f->loop, executor_procs(f->ex) > 0);
+    }
+    ck_assert(f->done);
+}
+
+START_TEST(retry_transient_until_success)
+{
+    struct fixture f;
+    struct retries r = {0};
+    unsigned i;
+
+    fx_init(&f, 0,
+            "{\"retry\": {\"max_attempts\": 5, \"backoff\": {\"base_seconds\": 0.1, "
+            "\"cap_seconds\": 0.3},"
+            " \"retry_on\": [\"exit:75\"]}, \"steps\": [{\"name\": \"flaky\", \"shell\":"
+            " \"n=$(cat @D@/n 2>/dev/null || echo 0); n=$((n+1)); echo $n > @D@/n; [ $n -ge 4 ] || "
+            "exit 75\"}]}");
+    bus_subscribe(f.bus, "executor.step.retrying", on_retry, &r);
+    run_with_backoff(&f, 10);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "flaky")), 4);
+    ck_assert_uint_eq(r.n, 3);
+    /* Full jitter under an exponential bound with a cap: 100, 200, 300 (capped). */
+    ck_assert(r.delays[0] >= 0 && r.delays[0] <= 100);
+    ck_assert(r.delays[1] >= 0 && r.delays[1] <= 200);
+    ck_assert(r.delays[2] >= 0 && r.delays[2] <= 300);
+    for (i = 0; i < 3; i++)
+        ck_assert(r.delays[i] == (double)(uint64_t)r.delays[i]);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(retry_gives_up_after_max_attempts)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"retry\": {\"max_attempts\": 3, \"retry_on\": [\"exit\"]}, \"steps\": ["
+            " {\"name\": \"always\", \"shell\": \"exit 1\"}]}");
+    run_with_backoff(&f, 50);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "always")), 3);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(retry_only_transient_failures)
+{
+    struct fixture f;
+
+    /* exit 1 is not in the default retry_on (timeout, connect, exit:75). */
+    fx_init(&f, 0,
+            "{\"retry\": {\"max_attempts\": 5}, \"steps\": [{\"name\": \"fatal\", \"exec\": "
+            "[\"false\"]}]}");
+    run_with_backoff(&f, 50);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "fatal")), 1);
+    fx_done(&f);
+
+    /* A program that does not exist is never retried, whatever retry_on says. */
+    fx_init(&f, 0,
+            "{\"retry\": {\"max_attempts\": 5, \"retry_on\": [\"exit\", \"signal\", \"timeout\"]},"
+            " \"steps\": [{\"name\": \"missing\", \"exec\": "
+            "[\"/nonexistent/n3ctl-no-such-program\"]}]}");
+    run_with_backoff(&f, 50);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "missing")), 1);
+    ck_assert_int_eq(exec_step_status(step(&f, "missing")), EXEC_FAILED);
+    ck_assert_ptr_nonnull(strstr(exec_step_reason(step(&f, "missing")), "no such program"));
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(retry_on_timeout)
+{
+    struct fixture f;
+    char *marker;
+
+    fx_init(
+        &f, 0,
+        "{\"retry\": {\"max_attempts\": 2, \"backoff\": {\"base_seconds\": 0, \"cap_seconds\": 0}},"
+        " \"steps\": [{\"name\": \"hang\", \"timeout_seconds\": 1,"
+        " \"shell\": \"if [ -e @D@/once ]; then echo second; else touch @D@/once; exec sleep 1000; "
+        "fi\"}]}");
+    marker = xasprintf("%s/once", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    loop_fake_advance(f.loop, 1000);
+    while (!f.done) {
+        loop_run_once(f.loop, true);
+        if (executor_procs(f.ex) == 0)
+            loop_fake_advance(f.loop, 0);
+    }
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "hang")), 2);
+    free(marker);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- stopping ---- */
+
+START_TEST(cancel_leaves_no_process)
+{
+    struct fixture f;
+    struct pids p = {{0}, 0};
+    char *marker, *pidfile;
+    pid_t leader;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"tree\", \"shell\":"
+            " \"sleep 1000 & echo $! > @D@/pids; sleep 1000 & echo $! >> @D@/pids;"
+            " touch @D@/ready; wait\"}, {\"name\": \"later\", \"depends_on\": [\"tree\"], "
+            "\"exec\": [\"true\"]}]}");
+    marker = xasprintf("%s/ready", f.dir);
+    pidfile = xasprintf("%s/pids", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    leader = exec_step_pid(step(&f, "tree"));
+    ck_assert_int_gt(leader, 0);
+    read_pids(pidfile, &p);
+    ck_assert_uint_eq(p.n, 2);
+    executor_cancel(f.ex, "test cancel");
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_status(step(&f, "tree")), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_status(step(&f, "later")), EXEC_CANCELLED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "later")), 0);
+    /* We reaped our child: no zombie of ours. */
+    ck_assert_msg(kill(leader, 0) == -1 && errno == ESRCH, "the step's process is still there");
+    /* Its children got the group's TERM. */
+    p.v[p.n++] = leader;
+    ck_assert_msg(tu_run_until(f.loop, all_dead, &p, REAL_WAIT_MS),
+                  "a process of the step is alive");
+    {
+        const struct exec_step *stopped[4];
+
+        ck_assert_uint_eq(executor_interrupted(f.ex, stopped, 4), 1);
+        ck_assert_str_eq(exec_step_name(stopped[0]), "tree");
+    }
+    free(marker);
+    free(pidfile);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(cancel_kills_what_ignores_term)
+{
+    struct fixture f;
+    struct pids p = {{0}, 0};
+    char *marker, *pidfile;
+
+    fx_init(&f, 0,
+            "{\"kill_grace_seconds\": 3, \"steps\": [{\"name\": \"stubborn\", \"shell\":"
+            " \"trap '' TERM; sleep 1000 & echo $! > @D@/pids; echo $$ >> @D@/pids; touch "
+            "@D@/ready; wait\"}]}");
+    marker = xasprintf("%s/ready", f.dir);
+    pidfile = xasprintf("%s/pids", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    read_pids(pidfile, &p);
+    executor_cancel(f.ex, "test cancel");
+    /* TERM is ignored: nothing ends before the grace period is over. */
+    ck_assert(!tu_run_until(f.loop, is_done, &f, 300));
+    ck_assert(!all_dead(&p));
+    loop_fake_advance(f.loop, 3000);
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_step_signal(step(&f, "stubborn")), SIGKILL);
+    ck_assert(tu_run_until(f.loop, all_dead, &p, REAL_WAIT_MS));
+    free(marker);
+    free(pidfile);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(leftovers_of_a_finished_step_are_stopped)
+{
+    struct fixture f;
+    struct pids p = {{0}, 0};
+    char *pidfile;
+
+    /* The background sleep holds no pipe: the step ends at once, its leftover gets TERM. */
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"bg\", \"shell\":"
+            " \"sleep 1000 >/dev/null 2>&1 & echo $! > @D@/pids\"}]}");
+    pidfile = xasprintf("%s/pids", f.dir);
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    read_pids(pidfile, &p);
+    ck_assert(tu_run_until(f.loop, all_dead, &p, REAL_WAIT_MS));
+    free(pidfile);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- the DAG ---- */
+
+START_TEST(depends_on_orders_steps)
+{
+    struct fixture f;
+    char *log, *text;
+
+    fx_init(
+        &f, 0,
+        "{\"max_concurrency\": 10, \"steps\": ["
+        " {\"name\": \"c\", \"depends_on\": [\"b\"], \"shell\": \"echo c >> @D@/log\"},"
+        " {\"name\": \"b\", \"depends_on\": [\"a\"], \"shell\": \"echo b >> @D@/log\"},"
+        " {\"name\": \"a\", \"shell\": \"sleep 0.05; echo a >> @D@/log\"},"
+        " {\"name\": \"d\", \"depends_on\": [\"a\", \"c\"], \"shell\": \"echo d >> @D@/log\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+    log = xasprintf("%s/log", f.dir);
+    text = tu_read_file(log);
+    ck_assert_str_eq(text, "a\nb\nc\nd\n");
+    free(text);
+    free(log);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(failed_dependency_cancels_dependents)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"a\", \"exec\": [\"false\"]},"
+            " {\"name\": \"b\", \"depends_on\": [\"a\"], \"exec\": [\"true\"]},"
+            " {\"name\": \"c\", \"depends_on\": [\"b\"], \"exec\": [\"true\"]},"
+            " {\"name\": \"free\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_int_eq(exec_step_status(step(&f, "b")), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_status(step(&f, "c")), EXEC_CANCELLED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "c")), 0);
+    ck_assert_str_eq(exec_step_reason(step(&f, "b")), "cancelled: depends on \"a\", which failed");
+    ck_assert_str_eq(exec_step_reason(step(&f, "c")),
+                     "cancelled: depends on \"b\", which was cancelled");
+    ck_assert_int_eq(exec_step_status(step(&f, "free")), EXEC_SUCCEEDED);
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- output, environment, json ---- */
+
+START_TEST(output_is_bounded)
+{
+    struct fixture f;
+    size_t len;
+    uint64_t total;
+    const char *out;
+
+    fx_init(&f, 0,
+            "{\"output_limit_bytes\": 4096, \"steps\": [{\"name\": \"loud\", \"shell\":"
+            " \"head -c 3000000 /dev/zero | tr '\\\\0' x; echo END\"}]}");
+    fx_run(&f);
+    out = exec_step_output(step(&f, "loud"), PROC_STDOUT, &len, &total);
+    ck_assert_uint_eq(len, 4096);
+    ck_assert_uint_eq(total, 3000004);
+    ck_assert_int_eq(memcmp(out + len - 4, "END\n", 4), 0);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(env_and_cwd)
+{
+    struct fixture f;
+    char *r, *want;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"e\", \"env\": {\"N3_TEST_VAR\": \"a b;c\", \"HOME\": "
+            "\"/nowhere\"},"
+            " \"cwd\": \"@D@\", \"shell\": \"printf '%s|%s|%s' \\\"$N3_TEST_VAR\\\" \\\"$HOME\\\" "
+            "\\\"$(pwd)\\\"\"}]}");
+    fx_run(&f);
+    r = result_text(&f);
+    want = xasprintf("{\"e\":\"a b;c|/nowhere|%s\"}", f.dir);
+    ck_assert_str_eq(r, want);
+    free(want);
+    free(r);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(json_result_must_parse)
+{
+    struct fixture f;
+
+    fx_init(
+        &f, 0,
+        "{\"steps\": [{\"name\": \"j\", \"result\": \"json\", \"exec\": [\"echo\", \"{nope\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_step_status(step(&f, "j")), EXEC_FAILED);
+    ck_assert_ptr_nonnull(strstr(exec_step_reason(step(&f, "j")), "not valid JSON"));
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(metrics_and_traces)
+{
+    struct fixture f;
+    struct metrics *m = metrics_new();
+    struct trace *tr;
+    struct exec_opts opts;
+    struct err err;
+    const char *labels_ok[] = {"succeeded"}, *labels_bad[] = {"failed"};
+    const char *text = "{\"name\": \"p\", \"steps\": [{\"name\": \"a\", \"exec\": [\"true\"]},"
+                       " {\"name\": \"b\", \"exec\": [\"false\"]}]}";
+    size_t i;
+    bool saw_step = false;
+
+    memset(&f, 0, sizeof f);
+    f.loop = loop_new_fake(1700000000000u, 1);
+    f.dir = tu_mkdtemp();
+    tr = trace_new(f.loop, 100);
+    ck_assert_int_eq(plan_load_string("t.json", text, strlen(text), &f.plan, &err), 0);
+    memset(&opts, 0, sizeof opts);
+    opts.metrics = m;
+    opts.trace = tr;
+    f.ex = executor_new(f.loop, f.plan, &opts);
+    fx_run(&f);
+    ck_assert(metric_value(metrics_find(m, "n3_tasks_total"), labels_ok) == 1);
+    ck_assert(metric_value(metrics_find(m, "n3_tasks_total"), labels_bad) == 1);
+    ck_assert(metric_value(metrics_find(m, "n3_task_duration_seconds"), NULL) == 2);
+    ck_assert_uint_eq(trace_count(tr), 3);
+    for (i = 0; i < trace_count(tr); i++) {
+        const struct span *s = trace_get(tr, i);
+
+        if (strcmp(span_name(s), "b") == 0) {
+            saw_step = true;
+            ck_assert_str_eq(span_status(s), "failed");
+            ck_assert_str_eq(span_attr(s, "exit_code"), "1");
+            ck_assert_str_ne(span_parent_id(s), "");
+        }
+    }
+    ck_assert(saw_step);
+    ck_assert_str_eq(span_name(trace_get(tr, 2)), "p");
+    executor_free(f.ex);
+    f.ex = NULL;
+    trace_free(tr);
+    metrics_free(m);
+    f.bus = NULL;
+    fx_done(&f);
+}
+END_TEST
+
+static Suite *executor_suite(void)
+{
+    Suite *s = suite_create("executor");
+    TCase *t;
+
+    t = tcase_create("strategies");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, all_succeeds_with_every_result);
+    tcase_add_test(t, all_with_one_failure_fails);
+    tcase_add_test(t, all_fail_fast_stops_the_rest);
+    tcase_add_test(t, block_timeout_is_timed_out);
+    tcase_add_test(t, step_timeout_fails_an_all_block);
+    tcase_add_test(t, any_success_cancels_the_rest);
+    tcase_add_test(t, any_success_fails_only_when_all_fail);
+    tcase_add_test(t, race_takes_the_first_to_finish);
+    tcase_add_test(t, race_success_gives_the_winner_result);
+    tcase_add_test(t, map_reduce_sum_and_errors);
+    tcase_add_test(t, map_reduce_merge_concat_count);
+    tcase_add_test(t, collect_always_completes);
+    tcase_add_test(t, max_fail_percent_budget);
+    tcase_add_test(t, nested_blocks);
+    tcase_add_test(t, nested_failure_fails_the_parent);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("concurrency");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, max_concurrency_is_never_exceeded);
+    tcase_add_test(t, global_process_cap);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("retry");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, retry_transient_until_success);
+    tcase_add_test(t, retry_gives_up_after_max_attempts);
+    tcase_add_test(t, retry_only_transient_failures);
+    tcase_add_test(t, retry_on_timeout);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("stopping");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, cancel_leaves_no_process);
+    tcase_add_test(t, cancel_kills_what_ignores_term);
+    tcase_add_test(t, leftovers_of_a_finished_step_are_stopped);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("dag");
+    tcase_add_test(t, depends_on_orders_steps);
+    tcase_add_test(t, failed_dependency_cancels_dependents);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("io");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, output_is_bounded);
+    tcase_add_test(t, env_and_cwd);
+    tcase_add_test(t, json_result_must_parse);
+    tcase_add_test(t, metrics_and_traces);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(executor_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
