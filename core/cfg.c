@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1511,5 +1512,18 @@ const char *cfg_suggest(const char *word, const char *const *candidates)
             tie = false;
         }
     }
-    return tie ? NULL : found;
+    if (found != NULL && !tie)
+        return found;
+    /* "timeout" for "timeout_seconds": a unique candidate that the word begins. */
+    found = NULL;
+    if (wlen < 3)
+        return NULL;
+    for (i = 0; candidates[i] != NULL; i++) {
+        if (strncasecmp(candidates[i], word, wlen) == 0) {
+            if (found != NULL)
+                return NULL;
+            found = candidates[i];
+        }
+    }
+    return found;
 }

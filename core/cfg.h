@@ -86,7 +86,8 @@ const cJSON *cfg_get(const struct cfg *c, const cJSON *obj, const char *key, int
 bool cfg_has(const cJSON *obj, const char *key);
 
 /* The candidate closest to word (Damerau-Levenshtein), or NULL when none is close
- * enough to be a likely typo. */
+ * enough to be a likely typo; failing that, the only candidate that starts with word
+ * ("timeout" -> "timeout_seconds"). */
 const char *cfg_suggest(const char *word, const char *const *candidates);
 
 #endif

@@ -1,0 +1,293 @@
+/* Processes: output capture, exit status, start errors, and stopping whole process groups. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/loop.h"
+#include "core/proc.h"
+#include "core/xalloc.h"
+#include "tests/unit/testutil.h"
+
+struct ctx {
+    bool done;
+    struct buf streamed;
+};
+
+static void on_done(struct proc *p, void *arg)
+{
+    ((struct ctx *)arg)->done = true;
+}
+
+static void on_output(struct proc *p, enum proc_stream s, const char *data, size_t len, void *arg)
+{
+    struct ctx *c = arg;
+
+    buf_addc(&c->streamed, s == PROC_STDOUT ? 'O' : 'E');
+    buf_add(&c->streamed, data, len);
+}
+
+static bool is_done(void *arg)
+{
+    return ((struct ctx *)arg)->done;
+}
+
+static struct proc *start(struct loop *loop, struct ctx *c, const char *script, uint64_t grace)
+{
+    const char *argv[] = {"/bin/sh", "-c", script, NULL};
+    struct proc_spec spec = {0};
+    struct proc *p = NULL;
+    struct err err;
+
+    spec.argv = argv;
+    spec.grace_ms = grace;
+    spec.on_done = on_done;
+    spec.on_output = on_output;
+    spec.arg = c;
+    if (proc_start(loop, &spec, &p, &err) != 0)
+        ck_abort_msg("start failed: %s", err.msg);
+    return p;
+}
+
+static char *tail_str(const struct proc *p, enum proc_stream s)
+{
+    return tail_dup(proc_output(p, s), NULL);
+}
+
+static bool gone(pid_t pid)
+{
+    return kill(pid, 0) == -1 && errno == ESRCH;
+}
+
+static bool pid_dead(void *arg)
+{
+    char path[64], *stat, *paren;
+    bool dead;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", *(int *)arg);
+    stat = tu_read_file(path);
+    if (stat == NULL)
+        return true;
+    paren = strrchr(stat, ')');
+    dead = paren != NULL && paren[2] == 'Z';
+    free(stat);
+    return dead;
+}
+
+static int read_pid(const char *path)
+{
+    char *text = tu_read_file(path);
+    int pid;
+
+    ck_assert_ptr_nonnull(text);
+    pid = atoi(text);
+    free(text);
+    return pid;
+}
+
+static bool exists(void *arg)
+{
+    return access(arg, F_OK) == 0;
+}
+
+START_TEST(captures_output_and_status)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    struct ctx c = {false};
+    struct proc *p;
+    char *out, *err;
+
+    buf_init(&c.streamed);
+    p = start(loop, &c, "echo out; echo err >&2; exit 7", 1000);
+    ck_assert_int_gt(proc_pid(p), 0);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert(proc_exited(p));
+    ck_assert_int_eq(proc_exit_code(p), 7);
+    ck_assert_int_eq(proc_term_signal(p), 0);
+    out = tail_str(p, PROC_STDOUT);
+    err = tail_str(p, PROC_STDERR);
+    ck_assert_str_eq(out, "out\n");
+    ck_assert_str_eq(err, "err\n");
+    ck_assert_ptr_nonnull(strstr(c.streamed.data, "Oout\n"));
+    ck_assert_ptr_nonnull(strstr(c.streamed.data, "Eerr\n"));
+    /* Reaped by us: not in the process table. */
+    ck_assert(gone(proc_pid(p)));
+    free(out);
+    free(err);
+    proc_free(p);
+    loop_run_once(loop, false);
+    ck_assert_uint_eq(proc_count(loop), 0);
+    buf_done(&c.streamed);
+    loop_free(loop);
+}
+END_TEST
+
+START_TEST(start_errors)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    const char *missing[] = {"n3ctl-test-no-such-program", NULL};
+    const char *ok[] = {"true", NULL};
+    struct proc_spec spec = {0};
+    struct proc *p = NULL;
+    struct err err;
+
+    spec.argv = missing;
+    spec.on_done = on_done;
+    ck_assert_int_eq(proc_start(loop, &spec, &p, &err), -1);
+    ck_assert_str_eq(err.msg, "cannot run \"n3ctl-test-no-such-program\": no such program (is it "
+                              "installed and on PATH?)");
+    spec.argv = ok;
+    spec.cwd = "/nonexistent/n3ctl/dir";
+    ck_assert_int_eq(proc_start(loop, &spec, &p, &err), -1);
+    ck_assert_str_eq(err.msg, "cannot run \"true\": the working directory "
+                              "\"/nonexistent/n3ctl/dir\" does not exist");
+    ck_assert_uint_eq(proc_count(loop), 0);
+    loop_free(loop);
+}
+END_TEST
+
+START_TEST(terminate_stops_the_group)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    struct ctx c = {false};
+    char *dir = tu_mkdtemp(), *script, *pidfile, *ready;
+    struct proc *p;
+    int child;
+
+    buf_init(&c.streamed);
+    pidfile = xasprintf("%s/pid", dir);
+    ready = xasprintf("%s/ready", dir);
+    script = xasprintf("sleep 1000 & echo $! > %s; touch %s; wait", pidfile, ready);
+    p = start(loop, &c, script, 5000);
+    ck_assert(tu_run_until(loop, exists, ready, 10000));
+    child = read_pid(pidfile);
+    proc_terminate(p, 5000);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert_int_eq(proc_term_signal(p), SIGTERM);
+    ck_assert(proc_stopped(p));
+    ck_assert(tu_run_until(loop, pid_dead, &child, 10000));
+    proc_free(p);
+    proc_flush_all(loop);
+    loop_free(loop);
+    buf_done(&c.streamed);
+    tu_rmdir_r(dir);
+    free(dir);
+    free(script);
+    free(pidfile);
+    free(ready);
+}
+END_TEST
+
+START_TEST(kill_after_grace)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    struct ctx c = {false};
+    char *dir = tu_mkdtemp(), *script, *ready;
+    struct proc *p;
+
+    buf_init(&c.streamed);
+    ready = xasprintf("%s/ready", dir);
+    script = xasprintf("trap '' TERM; touch %s; while :; do sleep 1; done", ready);
+    p = start(loop, &c, script, 2000);
+    ck_assert(tu_run_until(loop, exists, ready, 10000));
+    proc_terminate(p, 2000);
+    ck_assert(!tu_run_until(loop, is_done, &c, 200));
+    loop_fake_advance(loop, 1999);
+    ck_assert(!tu_run_until(loop, is_done, &c, 100));
+    loop_fake_advance(loop, 1);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert_int_eq(proc_term_signal(p), SIGKILL);
+    proc_free(p);
+    proc_flush_all(loop);
+    loop_free(loop);
+    buf_done(&c.streamed);
+    tu_rmdir_r(dir);
+    free(dir);
+    free(script);
+    free(ready);
+}
+END_TEST
+
+START_TEST(escaped_pipe_holder_does_not_hang)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    struct ctx c = {false};
+    char *dir = tu_mkdtemp(), *script, *pidfile;
+    struct proc *p;
+    int escaped;
+
+    buf_init(&c.streamed);
+    pidfile = xasprintf("%s/pid", dir);
+    /* A grandchild in a session of its own keeps our stdout open after the leader exits. */
+    script = xasprintf("setsid sh -c 'echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 1000' & "
+                       "while [ ! -s %s ]; do sleep 0.01; done; echo bye",
+                       pidfile, pidfile, pidfile, pidfile);
+    p = start(loop, &c, script, 3000);
+    ck_assert(tu_run_until(loop, exists, pidfile, 10000));
+    ck_assert(!tu_run_until(loop, is_done, &c, 300));
+    ck_assert(proc_exited(p));
+    loop_fake_advance(loop, 3000);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert_int_eq(proc_exit_code(p), 0);
+    ck_assert_ptr_nonnull(strstr(c.streamed.data, "bye"));
+    escaped = read_pid(pidfile);
+    kill(escaped, SIGKILL);
+    proc_free(p);
+    proc_flush_all(loop);
+    loop_free(loop);
+    buf_done(&c.streamed);
+    tu_rmdir_r(dir);
+    free(dir);
+    free(script);
+    free(pidfile);
+}
+END_TEST
+
+START_TEST(free_while_running_kills)
+{
+    struct loop *loop = loop_new_fake(0, 1);
+    struct ctx c = {false};
+    struct proc *p;
+    int pid;
+
+    buf_init(&c.streamed);
+    p = start(loop, &c, "exec sleep 1000", 1000);
+    pid = proc_pid(p);
+    proc_free(p);
+    ck_assert(tu_run_until(loop, pid_dead, &pid, 10000));
+    /* The object goes once its pipes close; on_done is not called for an abandoned process. */
+    while (proc_count(loop) > 0)
+        loop_run_once(loop, true);
+    ck_assert(!c.done);
+    loop_free(loop);
+    buf_done(&c.streamed);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("proc");
+    TCase *t = tcase_create("proc");
+    SRunner *sr;
+    int failed;
+
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, captures_output_and_status);
+    tcase_add_test(t, start_errors);
+    tcase_add_test(t, terminate_stops_the_group);
+    tcase_add_test(t, kill_after_grace);
+    tcase_add_test(t, escaped_pipe_holder_does_not_hang);
+    tcase_add_test(t, free_while_running_kills);
+    suite_add_tcase(s, t);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
