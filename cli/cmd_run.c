@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -25,12 +27,110 @@
 
 #define TRACE_RING 4096
 
-/* A file written next to its final name and renamed into place: never half-written. */
+/*
+ * An output file. A regular file (or a new one) is written next to its final name and
+ * renamed into place, so it is never half-written; a symlink is followed to its target
+ * first. Anything else (a pipe, /dev/stdout) is written directly.
+ */
 struct outfile {
-    const char *path;
-    char *tmp;
+    char *path; /* where the data ends up */
+    char *tmp;  /* NULL when writing directly */
     FILE *f;
 };
+
+/* Where writing to path really goes: symlinks followed, also to a target not there yet. */
+static char *follow_links(const char *path)
+{
+    char *cur = xstrdup(path), target[PATH_MAX];
+    int hops;
+
+    for (hops = 0; hops < 40; hops++) {
+        struct stat st;
+        ssize_t n;
+        char *next;
+
+        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode))
+            break;
+        n = readlink(cur, target, sizeof target - 1);
+        if (n < 0)
+            break;
+        target[n] = '\0';
+        if (target[0] == '/' || strrchr(cur, '/') == NULL) {
+            next = xstrdup(target);
+        } else {
+            int dirlen = (int)(strrchr(cur, '/') - cur);
+
+            next = xasprintf("%.*s/%s", dirlen, cur, target);
+        }
+        free(cur);
+        cur = next;
+    }
+    return cur;
+}
+
+static int outfile_open(const struct cli_cmd *cmd, struct outfile *o, const char *path)
+{
+    struct stat st;
+    int fd = -1;
+
+    memset(o, 0, sizeof *o);
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "n3ctl %s: cannot write %s: it is a directory; give a file name\n",
+                cmd->name, path);
+        return -1;
+    }
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        o->path = xstrdup(path);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+    } else {
+        o->path = follow_links(path);
+        o->tmp = xasprintf("%s.tmp.XXXXXX", o->path);
+        fd = mkostemp(o->tmp, O_CLOEXEC);
+        if (fd >= 0)
+            fchmod(fd, 0644);
+    }
+    if (fd < 0 || (o->f = fdopen(fd, "w")) == NULL) {
+        fprintf(stderr, "n3ctl %s: cannot write %s: %s\n", cmd->name, path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        if (o->tmp != NULL && fd >= 0)
+            unlink(o->tmp);
+        free(o->tmp);
+        free(o->path);
+        memset(o, 0, sizeof *o);
+        return -1;
+    }
+    return 0;
+}
+
+/* Finish the file: rename into place if everything was written and keep is set; otherwise
+ * remove the temporary file. */
+static int outfile_close(struct outfile *o, bool keep)
+{
+    int rc = 0;
+
+    if (o->f == NULL)
+        return 0;
+    if (fflush(o->f) != 0 || ferror(o->f))
+        rc = -1;
+    if (o->tmp != NULL && rc == 0 && fsync(fileno(o->f)) != 0)
+        rc = -1;
+    if (fclose(o->f) != 0)
+        rc = -1;
+    o->f = NULL;
+    if (o->tmp != NULL) {
+        if (rc == 0 && keep && rename(o->tmp, o->path) != 0)
+            rc = -1;
+        if (rc != 0 || !keep)
+            unlink(o->tmp);
+    }
+    if (rc != 0)
+        fprintf(stderr, "n3ctl: could not write %s: %s\n", o->path, strerror(errno));
+    free(o->tmp);
+    free(o->path);
+    memset(o, 0, sizeof *o);
+    return rc;
+}
 
 struct run {
     const struct cli_cmd *cmd;
@@ -43,51 +143,6 @@ struct run {
     struct outfile traces;
     bool trace_write_failed;
 };
-
-static int outfile_open(const struct cli_cmd *cmd, struct outfile *o, const char *path)
-{
-    int fd;
-
-    o->path = path;
-    o->tmp = xasprintf("%s.tmp.XXXXXX", path);
-    fd = mkostemp(o->tmp, O_CLOEXEC);
-    if (fd < 0 || (o->f = fdopen(fd, "w")) == NULL) {
-        fprintf(stderr, "n3ctl %s: cannot write %s: %s\n", cmd->name, path, strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-            unlink(o->tmp);
-        }
-        free(o->tmp);
-        o->tmp = NULL;
-        return -1;
-    }
-    fchmod(fd, 0644);
-    return 0;
-}
-
-/* Rename into place if everything was written; otherwise remove the temporary file. */
-static int outfile_close(struct outfile *o, bool keep)
-{
-    int rc = 0;
-
-    if (o->f == NULL)
-        return 0;
-    if (fflush(o->f) != 0 || ferror(o->f) || fsync(fileno(o->f)) != 0)
-        rc = -1;
-    if (fclose(o->f) != 0)
-        rc = -1;
-    o->f = NULL;
-    if (rc == 0 && keep && rename(o->tmp, o->path) != 0)
-        rc = -1;
-    if (rc != 0 || !keep) {
-        if (rc != 0)
-            fprintf(stderr, "n3ctl: could not write %s: %s\n", o->path, strerror(errno));
-        unlink(o->tmp);
-    }
-    free(o->tmp);
-    o->tmp = NULL;
-    return rc;
-}
 
 static void trace_sink(const struct span *s, void *arg)
 {
@@ -126,19 +181,17 @@ static void run_done(struct executor *ex, void *arg)
 static void signal_cb(uv_signal_t *h, int signum)
 {
     struct run *r = h->data;
-    const struct exec_block *root = executor_root(r->ex);
     char note[256];
-    struct exec_counts c;
 
     r->signals++;
     if (r->signals == 1) {
         r->first_signal = signum;
-        exec_block_counts(root, &c);
         snprintf(note, sizeof note,
-                 "SIG%s: stopping %u running processes (TERM, then KILL after the "
-                 "grace period); %s again kills them now",
+                 "SIG%s: stopping %u running process%s (TERM, then KILL after the "
+                 "grace period); %s again kills %s now",
                  sigabbrev_np(signum), executor_procs(r->ex),
-                 signum == SIGINT ? "Ctrl-C" : "the signal");
+                 executor_procs(r->ex) == 1 ? "" : "es", signum == SIGINT ? "Ctrl-C" : "the signal",
+                 executor_procs(r->ex) == 1 ? "it" : "them");
         if (r->progress != NULL)
             progress_set_note(r->progress, note);
         else
@@ -155,26 +208,41 @@ static void signal_cb(uv_signal_t *h, int signum)
     executor_kill(r->ex);
 }
 
+/* Commands that never ran because the run was stopped first. */
+static unsigned count_never_started(const struct exec_block *b)
+{
+    unsigned n = 0;
+    size_t i;
+
+    for (i = 0; i < exec_block_nsteps(b); i++) {
+        const struct exec_step *s = exec_block_step(b, i);
+
+        if (exec_step_child(s) != NULL)
+            n += count_never_started(exec_step_child(s));
+        else if (exec_step_status(s) == EXEC_CANCELLED && exec_step_attempts(s) == 0)
+            n++;
+    }
+    return n;
+}
+
 static void report_interrupted(const struct run *r)
 {
     const struct exec_step *steps[32];
     size_t n = executor_interrupted(r->ex, steps, 32), i;
-    struct exec_counts c;
+    unsigned never = count_never_started(executor_root(r->ex));
 
     if (r->signals == 0)
         return;
     fprintf(stderr, "n3ctl: interrupted by SIG%s: ", sigabbrev_np(r->first_signal));
     if (n == 0) {
-        fprintf(stderr, "no process was running");
+        fprintf(stderr, "no step was running");
     } else {
         fprintf(stderr, "stopped %zu running step%s (", n, n == 1 ? "" : "s");
         for (i = 0; i < n && i < 32; i++)
             fprintf(stderr, "%s%s", i ? ", " : "", exec_step_name(steps[i]));
         fprintf(stderr, "%s)", n > 32 ? ", ..." : "");
     }
-    exec_block_counts(executor_root(r->ex), &c);
-    fprintf(stderr, "; %u steps of the plan's top block never started\n",
-            c.by_status[EXEC_CANCELLED] - (unsigned)(n < c.by_status[EXEC_CANCELLED] ? n : 0));
+    fprintf(stderr, "; %u step%s never started\n", never, never == 1 ? "" : "s");
 }
 
 static int exit_code(const struct run *r)

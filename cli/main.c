@@ -77,6 +77,19 @@ static const struct cli_cmd *find_cmd(const char *name)
     return NULL;
 }
 
+/* The command closest to a mistyped one, or NULL. */
+static const char *suggest_cmd(const char *word)
+{
+    const char *names[32];
+    const struct cli_cmd *c;
+    size_t n = 0;
+
+    for (c = cli_cmds; c->name != NULL && n < 31; c++)
+        names[n++] = c->name;
+    names[n] = NULL;
+    return cfg_suggest(word, names);
+}
+
 static void print_overview(FILE *f)
 {
     const struct cli_cmd *c;
@@ -131,7 +144,7 @@ bool cli_parse_uint(const struct cli_cmd *cmd, const char *opt, const char *s, u
 
     errno = 0;
     v = strtoul(s, &end, 10);
-    if (s[0] == '\0' || s[0] == '-' || *end != '\0' || errno != 0 || v < min || v > max) {
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || v < min || v > max) {
         cli_usage_error(cmd, "%s wants a whole number from %u to %u, not \"%.40s\"", opt, min, max,
                         s);
         return false;
@@ -149,7 +162,6 @@ int cli_next_opt(const struct cli_cmd *cmd, int argc, char **argv, const char **
     const struct cli_opt *o;
     int c;
 
-    shorts[ns++] = '+'; /* stop at the first operand: "run plan.json -- ..." stays intact */
     shorts[ns++] = ':'; /* report a missing argument as ':' */
     for (o = cmd->opts; o->key != 0 && nl < 30; o++) {
         longs[nl++] =
@@ -201,7 +213,12 @@ int cmd_help(const struct cli_cmd *cmd, int argc, char **argv)
     }
     c = find_cmd(argv[first]);
     if (c == NULL) {
-        cli_usage_error(cmd, "no command \"%.40s\"", argv[first]);
+        const char *hint = suggest_cmd(argv[first]);
+
+        if (hint != NULL)
+            cli_usage_error(cmd, "no command \"%.40s\"; did you mean \"%s\"?", argv[first], hint);
+        else
+            cli_usage_error(cmd, "no command \"%.40s\"", argv[first]);
         return EXIT_USAGE;
     }
     cli_print_help(c);
@@ -211,8 +228,6 @@ int cmd_help(const struct cli_cmd *cmd, int argc, char **argv)
 int main(int argc, char **argv)
 {
     const struct cli_cmd *c;
-    const char *names[16];
-    size_t n = 0;
 
     if (argc < 2) {
         print_overview(stderr);
@@ -226,12 +241,8 @@ int main(int argc, char **argv)
         return cmd_version(find_cmd("version"), 1, argv);
     c = find_cmd(argv[1]);
     if (c == NULL) {
-        const char *hint;
+        const char *hint = suggest_cmd(argv[1]);
 
-        for (c = cli_cmds; c->name != NULL && n < 15; c++)
-            names[n++] = c->name;
-        names[n] = NULL;
-        hint = cfg_suggest(argv[1], names);
         if (hint != NULL)
             fprintf(stderr, "n3ctl: no command \"%.40s\"; did you mean \"%s\"?\n", argv[1], hint);
         else

@@ -132,6 +132,23 @@ static void show_output(FILE *out, const struct row *r, bool color)
     }
 }
 
+/* Steps that run commands, in the whole tree (a nested block that never started counts as one). */
+static void count_leaves(const struct exec_block *b, struct exec_counts *c)
+{
+    size_t i;
+
+    for (i = 0; i < exec_block_nsteps(b); i++) {
+        const struct exec_step *s = exec_block_step(b, i);
+
+        if (exec_step_child(s) != NULL) {
+            count_leaves(exec_step_child(s), c);
+        } else {
+            c->total++;
+            c->by_status[exec_step_status(s)]++;
+        }
+    }
+}
+
 void report_table(FILE *out, const struct executor *ex, bool verbose, bool color)
 {
     const struct exec_block *root = executor_root(ex);
@@ -189,7 +206,8 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
         }
     }
 
-    exec_block_counts(root, &c);
+    memset(&c, 0, sizeof c);
+    count_leaves(root, &c);
     progress_format_duration(elapsed, sizeof elapsed, executor_elapsed_us(ex));
     fprintf(out, "\n%splan %s %s%s in %s: %u steps", term_sgr(color, status_color(st)),
             exec_block_name(root), exec_status_name(st), term_sgr(color, TERM_RESET), elapsed,

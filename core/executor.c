@@ -268,7 +268,8 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
     step_set_reason(s, status == EXEC_SUCCEEDED ? "" : reason);
     b->finished++;
 
-    if (ex->opts.metrics != NULL) {
+    /* n3_tasks_total counts commands; nested blocks are counted in n3_blocks_total. */
+    if (ex->opts.metrics != NULL && s->ps->kind == PLAN_STEP_EXEC) {
         const char *labels[] = {status_names[status]};
 
         metric_inc(ex->m_tasks, labels, 1);
@@ -855,11 +856,14 @@ static void block_vdecide(struct exec_block *b, enum exec_status status, const c
         fatal("out of memory");
     if (b->timer != NULL)
         loop_timer_stop(b->timer);
-    why =
-        status == EXEC_SUCCEEDED || status == EXEC_FAILED
-            ? xasprintf("cancelled: the block \"%s\" %s", b->path,
-                        status == EXEC_SUCCEEDED ? "already has its result" : "has failed")
-            : xasprintf("%s: %s", status == EXEC_TIMED_OUT ? "timed out" : "cancelled", b->reason);
+    if (status == EXEC_SUCCEEDED || status == EXEC_FAILED)
+        why = xasprintf("cancelled: the block \"%s\" %s", b->path,
+                        status == EXEC_SUCCEEDED ? "already has its result" : "has failed");
+    else if (strncmp(b->reason, "cancelled: ", 11) == 0 ||
+             strncmp(b->reason, "timed out: ", 11) == 0)
+        why = xstrdup(b->reason); /* handed down from an outer block: it already says why */
+    else
+        why = xasprintf("%s: %s", status == EXEC_TIMED_OUT ? "timed out" : "cancelled", b->reason);
     b->hold++;
     for (i = 0; i < b->n; i++) {
         struct exec_step *s = &b->steps[i];

@@ -375,26 +375,90 @@ static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, 
     return load_command(ld, obj, s);
 }
 
-static ssize_t find_step(const struct plan_block *b, size_t n, const char *name)
-{
-    size_t i;
+/* Step names of a block, hashed: plans can have 100,000 steps, so no linear lookups. */
+struct name_index {
+    size_t *slots; /* step index + 1; 0 is empty */
+    size_t mask;
+};
 
-    for (i = 0; i < n; i++) {
-        if (strcmp(b->steps[i].name, name) == 0)
-            return (ssize_t)i;
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211u;
+    return h;
+}
+
+static void index_init(struct name_index *ix, size_t n)
+{
+    size_t cap = 16;
+
+    while (cap < 2 * n)
+        cap <<= 1;
+    ix->slots = xcalloc(cap, sizeof *ix->slots);
+    ix->mask = cap - 1;
+}
+
+static ssize_t index_find(const struct name_index *ix, const struct plan_block *b, const char *name)
+{
+    size_t h;
+
+    for (h = name_hash(name) & ix->mask; ix->slots[h] != 0; h = (h + 1) & ix->mask) {
+        if (strcmp(b->steps[ix->slots[h] - 1].name, name) == 0)
+            return (ssize_t)(ix->slots[h] - 1);
     }
     return -1;
 }
 
-static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b)
+/* Add step i; returns the index of an earlier step with the same name, or -1. */
+static ssize_t index_add(struct name_index *ix, const struct plan_block *b, size_t i)
+{
+    ssize_t dup = index_find(ix, b, b->steps[i].name);
+    size_t h;
+
+    if (dup >= 0)
+        return dup;
+    for (h = name_hash(b->steps[i].name) & ix->mask; ix->slots[h] != 0; h = (h + 1) & ix->mask)
+        ;
+    ix->slots[h] = i + 1;
+    return -1;
+}
+
+static int unknown_dep(struct loader *ld, const cJSON *item, const struct plan_block *b,
+                       const struct plan_step *self)
 {
     const char **names = xcalloc(b->nsteps + 1, sizeof *names);
+    const char *hint;
+    size_t j, n = 0;
+    int rc;
+
+    /* A step may not depend on itself, so its own name is no suggestion. */
+    for (j = 0; j < b->nsteps; j++) {
+        if (&b->steps[j] != self)
+            names[n++] = b->steps[j].name;
+    }
+    hint = cfg_suggest(item->valuestring, names);
+    if (hint != NULL)
+        rc = cfg_error(ld->cfg, ld->err, item,
+                       "no step \"%.60s\" in this block; did you mean \"%s\"?", item->valuestring,
+                       hint);
+    else
+        rc = cfg_error(ld->cfg, ld->err, item,
+                       "no step \"%.60s\" in this block (depends_on names steps of the same block)",
+                       item->valuestring);
+    free(names);
+    return rc;
+}
+
+static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b,
+                     const struct name_index *ix)
+{
+    size_t *seen = xcalloc(b->nsteps, sizeof *seen); /* seen[d] == i + 1: step i lists d */
     const cJSON *step, *deps, *item;
-    size_t i = 0, j;
+    size_t i = 0;
     int rc = 0;
 
-    for (j = 0; j < b->nsteps; j++)
-        names[j] = b->steps[j].name;
     cJSON_ArrayForEach(step, steps)
     {
         struct plan_step *s = &b->steps[i++];
@@ -415,19 +479,9 @@ static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b
                                cfg_type_name(item));
                 goto out;
             }
-            d = find_step(b, b->nsteps, item->valuestring);
+            d = index_find(ix, b, item->valuestring);
             if (d < 0) {
-                const char *hint = cfg_suggest(item->valuestring, names);
-
-                if (hint != NULL)
-                    rc = cfg_error(ld->cfg, ld->err, item,
-                                   "no step \"%.60s\" in this block; did you mean \"%s\"?",
-                                   item->valuestring, hint);
-                else
-                    rc = cfg_error(ld->cfg, ld->err, item,
-                                   "no step \"%.60s\" in this block (depends_on names steps of "
-                                   "the same block)",
-                                   item->valuestring);
+                rc = unknown_dep(ld, item, b, s);
                 goto out;
             }
             if ((size_t)d == (size_t)(s - b->steps)) {
@@ -435,14 +489,11 @@ static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b
                                s->name);
                 goto out;
             }
-            for (j = 0; j < s->ndeps; j++) {
-                if (s->deps[j] == (size_t)d)
-                    break;
-            }
-            if (j < s->ndeps) {
+            if (seen[d] == i) {
                 rc = cfg_error(ld->cfg, ld->err, item, "\"%s\" is listed twice", item->valuestring);
                 goto out;
             }
+            seen[d] = i;
             s->deps = xreallocarray(s->deps, s->ndeps + 1, sizeof *s->deps);
             s->deps[s->ndeps++] = (size_t)d;
             b->steps[d].dependents =
@@ -451,53 +502,85 @@ static int load_deps(struct loader *ld, const cJSON *steps, struct plan_block *b
         }
     }
 out:
-    free(names);
+    free(seen);
     return rc;
 }
 
-/* Depth-first search for a cycle; on finding one, describe it as "a -> b -> a". */
-static bool find_cycle(const struct plan_block *b, size_t i, unsigned char *color, size_t *stack,
-                       size_t depth, struct buf *out)
+#define CYCLE_SHOWN 8 /* steps of a long cycle named at each end of the message */
+
+/* Describe the cycle stack[from..top] -> stack[from] as "a -> b -> a", long ones shortened. */
+static void describe_cycle(const struct plan_block *b, const size_t *stack, size_t from, size_t top,
+                           struct buf *out)
 {
-    size_t k, j;
+    size_t j, len = top - from + 1;
 
-    color[i] = 1;
-    stack[depth] = i;
-    for (k = 0; k < b->steps[i].ndeps; k++) {
-        size_t d = b->steps[i].deps[k];
-
-        if (color[d] == 1) {
-            /* The cycle is d ... i -> d; print it in dependency order. */
-            for (j = 0; stack[j] != d; j++)
-                ;
-            for (; j <= depth; j++)
-                buf_addf(out, "%s -> ", b->steps[stack[j]].name);
-            buf_adds(out, b->steps[d].name);
-            return true;
+    for (j = from; j <= top; j++) {
+        if (len > 2 * CYCLE_SHOWN && j == from + CYCLE_SHOWN) {
+            buf_addf(out, "... (%zu more) -> ", len - 2 * CYCLE_SHOWN);
+            j = top - CYCLE_SHOWN;
+            continue;
         }
-        if (color[d] == 0 && find_cycle(b, d, color, stack, depth + 1, out))
-            return true;
+        buf_addf(out, "%s -> ", b->steps[stack[j]].name);
     }
-    color[i] = 2;
-    return false;
+    buf_adds(out, b->steps[stack[from]].name);
+}
+
+/*
+ * Depth-first search for a cycle, with an explicit stack (a chain of 100,000 steps would
+ * overflow the C stack). color: 0 unseen, 1 on the current path, 2 done.
+ */
+static bool find_cycle(const struct plan_block *b, size_t root, unsigned char *color, size_t *stack,
+                       size_t *next, struct buf *out)
+{
+    size_t top = 0, j;
+
+    stack[0] = root;
+    next[0] = 0;
+    color[root] = 1;
+    for (;;) {
+        const struct plan_step *s = &b->steps[stack[top]];
+
+        if (next[top] < s->ndeps) {
+            size_t d = s->deps[next[top]++];
+
+            if (color[d] == 1) {
+                for (j = 0; stack[j] != d; j++)
+                    ;
+                describe_cycle(b, stack, j, top, out);
+                return true;
+            }
+            if (color[d] == 0) {
+                color[d] = 1;
+                stack[++top] = d;
+                next[top] = 0;
+            }
+            continue;
+        }
+        color[stack[top]] = 2;
+        if (top == 0)
+            return false;
+        top--;
+    }
 }
 
 static int check_cycles(struct loader *ld, const cJSON *steps, const struct plan_block *b)
 {
     unsigned char *color = xcalloc(b->nsteps, 1);
     size_t *stack = xcalloc(b->nsteps, sizeof *stack);
+    size_t *next = xcalloc(b->nsteps, sizeof *next);
     struct buf cycle;
     size_t i;
     int rc = 0;
 
     buf_init(&cycle);
     for (i = 0; i < b->nsteps && rc == 0; i++) {
-        if (color[i] == 0 && find_cycle(b, i, color, stack, 0, &cycle))
+        if (color[i] == 0 && find_cycle(b, i, color, stack, next, &cycle))
             rc = cfg_error(ld->cfg, ld->err, steps,
                            "depends_on has a cycle: %s (each step would wait for itself)",
                            cycle.data);
     }
     buf_done(&cycle);
+    free(next);
     free(stack);
     free(color);
     return rc;
@@ -508,8 +591,9 @@ static int load_block(struct loader *ld, const cJSON *obj, struct plan_block *b,
 {
     const cJSON *steps, *step;
     int64_t conc = 10;
-    int strategy = PLAN_ALL, reduce = PLAN_REDUCE_NONE;
-    size_t i;
+    int strategy = PLAN_ALL, reduce = PLAN_REDUCE_NONE, rc = 0;
+    struct name_index ix;
+    size_t i, n;
 
     b->name = xstrdup(name);
     b->depth = depth;
@@ -558,35 +642,40 @@ static int load_block(struct loader *ld, const cJSON *obj, struct plan_block *b,
     steps = cfg_get(ld->cfg, obj, "steps", cJSON_Array, true, ld->err);
     if (steps == NULL)
         return -1;
-    b->nsteps = (size_t)cJSON_GetArraySize(steps);
-    if (b->nsteps == 0)
+    n = (size_t)cJSON_GetArraySize(steps);
+    if (n == 0)
         return cfg_error(ld->cfg, ld->err, steps, "a block needs at least one step");
-    if (ld->plan->total_steps + b->nsteps > PLAN_MAX_STEPS)
-        return cfg_error(ld->cfg, ld->err, steps, "a plan has at most %d steps", PLAN_MAX_STEPS);
-    ld->plan->total_steps += b->nsteps;
-    b->steps = xcalloc(b->nsteps, sizeof *b->steps);
+    if (ld->plan->total_steps + n > PLAN_MAX_STEPS)
+        return cfg_error(ld->cfg, ld->err, steps, "a plan has at most %d steps, this one has more",
+                         PLAN_MAX_STEPS);
+    ld->plan->total_steps += n;
+    b->steps = xcalloc(n, sizeof *b->steps);
+    index_init(&ix, n);
     i = 0;
     cJSON_ArrayForEach(step, steps)
     {
         ssize_t dup;
 
+        b->nsteps = i + 1; /* what plan_free frees, also when this step fails half-built */
         if (load_step(ld, step, b, &b->steps[i]) != 0) {
-            b->nsteps = i + 1; /* free what was built */
-            return -1;
+            rc = -1;
+            goto out;
         }
-        dup = find_step(b, i, b->steps[i].name);
+        dup = index_add(&ix, b, i);
         if (dup >= 0) {
-            b->nsteps = i + 1;
-            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(step, "name"),
-                             "duplicate step name \"%s\" (also steps[%zd]); names are unique in "
-                             "a block",
-                             b->steps[i].name, dup);
+            rc = cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(step, "name"),
+                           "duplicate step name \"%s\" (also steps[%zd]); names are unique in "
+                           "a block",
+                           b->steps[i].name, dup);
+            goto out;
         }
         i++;
     }
-    if (load_deps(ld, steps, b) != 0 || check_cycles(ld, steps, b) != 0)
-        return -1;
-    return 0;
+    if (load_deps(ld, steps, b, &ix) != 0 || check_cycles(ld, steps, b) != 0)
+        rc = -1;
+out:
+    free(ix.slots);
+    return rc;
 }
 
 static void block_done(struct plan_block *b)
@@ -621,14 +710,32 @@ void plan_free(struct plan *p)
     free(p);
 }
 
+/* The file's name without directory and extension, if it makes a valid name; else "plan". */
+static char *plan_default_name(const char *path)
+{
+    const char *slash = strrchr(path, '/'), *base = slash != NULL ? slash + 1 : path;
+    const char *dot = strrchr(base, '.');
+    size_t n = dot != NULL && dot != base ? (size_t)(dot - base) : strlen(base), i;
+
+    if (n == 0 || n > PLAN_NAME_MAX)
+        return xstrdup("plan");
+    for (i = 0; i < n; i++) {
+        if (!valid_name_char(base[i]))
+            return xstrdup("plan");
+    }
+    return xstrndup(base, n);
+}
+
 static int plan_from_cfg(const struct cfg *c, struct plan **out, struct err *err)
 {
     struct plan *p = xcalloc(1, sizeof *p);
     struct loader ld = {c, p, err};
     const cJSON *root = cfg_root(c);
     struct retry_policy retry;
-    const char *name = "plan";
+    const char *name = NULL;
+    char *base = plan_default_name(cfg_name(c));
     int64_t version = PLAN_FORMAT_VERSION, limit = 65536;
+
     p->source = xstrdup(cfg_name(c));
     p->kill_grace_ms = 5000;
     retry_policy_default(&retry);
@@ -644,14 +751,18 @@ static int plan_from_cfg(const struct cfg *c, struct plan **out, struct err *err
         get_seconds(&ld, root, "kill_grace_seconds", 0, 600, &p->kill_grace_ms) != 0 ||
         cfg_get_int(c, root, "output_limit_bytes", false, 1024, 64 * 1024 * 1024, &limit, err) != 0)
         goto fail;
+    if (name == NULL)
+        name = base;
     if (check_name(&ld, cJSON_GetObjectItemCaseSensitive(root, "name"), name) != 0)
         goto fail;
     p->output_limit = (size_t)limit;
     if (load_block(&ld, root, &p->root, name, &retry, 0) != 0)
         goto fail;
+    free(base);
     *out = p;
     return 0;
 fail:
+    free(base);
     plan_free(p);
     return -1;
 }

@@ -1,7 +1,10 @@
 /* Local child processes: uv_spawn in their own process group, bounded output, clean stops. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,9 @@
 #include "core/proc.h"
 #include "core/xalloc.h"
 
-#define PROC_OUTPUT_DEFAULT (64u * 1024u)
-#define PROC_LINGER_POLL_MS 20
+#define PROC_OUTPUT_DEFAULT     (64u * 1024u)
+#define PROC_LINGER_POLL_MS     20  /* first check of a group being stopped or drained */
+#define PROC_LINGER_POLL_MAX_MS 250 /* the checks slow down to this */
 
 struct proc {
     struct loop *loop;
@@ -25,6 +29,7 @@ struct proc {
     struct loop_timer *timer;
     uint64_t deadline_us; /* when the timer sends KILL */
     uint64_t grace_ms;
+    uint64_t poll_ms;
     proc_output_fn on_output;
     proc_done_fn on_done;
     void *arg;
@@ -123,7 +128,49 @@ static void arm_timer(struct proc *p, uint64_t delay_ms)
     if (loop_timer_active(p->timer) && p->deadline_us <= due)
         return;
     p->deadline_us = due;
-    loop_timer_start(p->timer, delay_ms < PROC_LINGER_POLL_MS ? delay_ms : PROC_LINGER_POLL_MS);
+    p->poll_ms = PROC_LINGER_POLL_MS;
+    loop_timer_start(p->timer, delay_ms < p->poll_ms ? delay_ms : p->poll_ms);
+}
+
+/*
+ * Is a process of the group still alive? kill(-pgid, 0) also counts zombies that
+ * nobody has reaped yet (an init that reaps orphans slowly, or never), so when it
+ * says yes, look in /proc for a member that is not a zombie.
+ */
+static bool group_alive(pid_t pgid)
+{
+    struct dirent *e;
+    bool alive = false;
+    DIR *d;
+
+    if (kill(-pgid, 0) == -1 && errno == ESRCH)
+        return false;
+    d = opendir("/proc");
+    if (d == NULL)
+        return true;
+    while (!alive && (e = readdir(d)) != NULL) {
+        char path[300], stat[512], *paren, state;
+        int ppid, pgrp, fd;
+        ssize_t n;
+
+        if (e->d_name[0] < '1' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        n = read(fd, stat, sizeof stat - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        stat[n] = '\0';
+        /* "pid (comm) state ppid pgrp ...": comm may hold anything, so look after its last ')'. */
+        paren = strrchr(stat, ')');
+        if (paren != NULL && sscanf(paren + 1, " %c %d %d", &state, &ppid, &pgrp) == 3)
+            alive = pgrp == pgid && state != 'Z' && state != 'X';
+    }
+    closedir(d);
+    return alive;
 }
 
 static void send_kill(struct proc *p)
@@ -142,7 +189,7 @@ static void timer_cb(void *arg)
 {
     struct proc *p = arg;
     uint64_t now = loop_now_us(p->loop);
-    bool group_gone = p->exited && kill(-p->pid, 0) == -1 && errno == ESRCH;
+    bool group_gone = p->exited && !group_alive(p->pid);
 
     if (group_gone && !p->out_open && !p->err_open) {
         if (p->freed)
@@ -159,7 +206,9 @@ static void timer_cb(void *arg)
     {
         uint64_t left_ms = (p->deadline_us - now + 999) / 1000;
 
-        loop_timer_start(p->timer, left_ms < PROC_LINGER_POLL_MS ? left_ms : PROC_LINGER_POLL_MS);
+        if (p->poll_ms < PROC_LINGER_POLL_MAX_MS)
+            p->poll_ms *= 2;
+        loop_timer_start(p->timer, left_ms < p->poll_ms ? left_ms : p->poll_ms);
     }
 }
 

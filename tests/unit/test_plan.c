@@ -34,7 +34,7 @@ START_TEST(defaults)
 {
     struct plan *p = load_ok("{\"steps\": [{\"name\": \"a\", \"exec\": [\"true\"]}]}");
 
-    ck_assert_str_eq(p->root.name, "plan");
+    ck_assert_str_eq(p->root.name, "p"); /* from p.json */
     ck_assert_int_eq(p->root.strategy, PLAN_ALL);
     ck_assert_uint_eq(p->root.max_concurrency, 10);
     ck_assert_uint_eq(p->root.timeout_ms, 300000);

@@ -1,0 +1,265 @@
+# Helpers for the command-line tests of n3ctl; sourced, not run.
+#
+# make check exports N3CTL, TOP_SRCDIR and TOP_BUILDDIR; run by hand, a test
+# takes N3CTL from the environment or finds _build/dev/n3ctl.
+# Exit codes follow automake's test driver: 0 pass, 77 skip, 1 fail.
+
+T_NAME=$(basename "$0" .sh)
+T_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${TOP_SRCDIR:=$(cd "$T_LIBDIR/../.." && pwd)}"
+: "${TOP_BUILDDIR:=$TOP_SRCDIR/_build/dev}"
+: "${N3CTL:=$TOP_BUILDDIR/n3ctl}"
+export PLANS="$TOP_SRCDIR/tests/data/plans" # the fixtures
+
+# Polling: every T_POLL seconds, for at most T_DEADLINE seconds.
+T_POLL=0.05
+T_DEADLINE=${T_DEADLINE:-10}
+
+T=  # the test's temporary directory
+T_CLEANUPS=()
+T_CHECKS=0
+T_BG=" " # background children not waited for yet: killed on exit
+
+say() {
+    printf '%s: %s\n' "$T_NAME" "$*"
+}
+
+fail() {
+    printf '%s: FAIL: %s\n' "$T_NAME" "$*" >&2
+    exit 1
+}
+
+skip() {
+    printf '%s: SKIP: %s\n' "$T_NAME" "$*" >&2
+    exit 77
+}
+
+ok() {
+    T_CHECKS=$((T_CHECKS + 1))
+}
+
+# Show a file's content in a failure message, indented, at most 40 lines.
+show() {
+    if [ ! -e "$1" ]; then
+        printf '    (%s does not exist)\n' "$1"
+    elif [ ! -s "$1" ]; then
+        printf '    (%s is empty)\n' "$1"
+    else
+        sed -n '1,40{s/\x1b/<ESC>/g;s/^/    | /;p}' "$1"
+        [ "$(wc -l <"$1")" -le 40 ] || printf '    | ... (%s lines in all)\n' "$(wc -l <"$1")"
+    fi
+}
+
+# kill_stray PID WORD: on exit, a step's process that n3ctl should have ended, if
+# it still runs and its command line still has WORD (so not a reused pid).
+kill_stray() {
+    local cmd
+    cmd=$(tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null) || return 0
+    case "$cmd" in
+    *"$2"*) kill -KILL "$1" 2>/dev/null || : ;;
+    esac
+}
+
+# Commands to run on exit, last added first.
+on_exit() {
+    T_CLEANUPS+=("$*")
+}
+
+t_cleanup() {
+    local rc=$? i
+    trap - EXIT
+    # Only children not reaped yet, whose pids cannot have been reused: TERM lets
+    # n3ctl stop its steps; KILL if it has not exited within the deadline.
+    for i in $T_BG; do
+        kill -TERM "$i" 2>/dev/null || :
+    done
+    for i in $T_BG; do
+        T_DEADLINE=5 wait_gone "$i" || kill -KILL "$i" 2>/dev/null || :
+        wait "$i" 2>/dev/null || :
+    done
+    for ((i = ${#T_CLEANUPS[@]} - 1; i >= 0; i--)); do
+        eval "${T_CLEANUPS[i]}" >/dev/null 2>&1 || :
+    done
+    [ -n "$T" ] && rm -rf "$T"
+    if [ "$rc" -eq 0 ]; then
+        say "PASS ($T_CHECKS checks)"
+    fi
+    exit "$rc"
+}
+
+# Start a test: check the binary, make the temporary directory, set the traps.
+t_start() {
+    [ -x "$N3CTL" ] || fail "no n3ctl binary at '$N3CTL' (set N3CTL, or build it: make -C _build/dev n3ctl)"
+    T=$(mktemp -d "${TMPDIR:-/tmp}/n3ctl-$T_NAME.XXXXXX")
+    trap t_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    # Plans written by the tests embed $T in JSON strings and shell commands.
+    case "$T" in
+    *[!A-Za-z0-9/._+-]*) skip "temporary directory '$T' has characters the plans cannot hold unquoted" ;;
+    esac
+    cd "$T" || fail "cannot enter $T"
+}
+
+need_jq() {
+    command -v jq >/dev/null 2>&1 || skip "jq is not installed (scripts/check installs the Debian package jq)"
+}
+
+# run_n3 NAME ARGS...: run n3ctl in $T, stdout to NAME.out, stderr to NAME.err, status in $rc.
+run_n3() {
+    local name=$1
+    shift
+    rc=0
+    "$N3CTL" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null || rc=$?
+    LAST="$name"
+    LAST_CMD="n3ctl $*"
+}
+
+# expect_rc WANT: the last run_n3 exited with WANT.
+expect_rc() {
+    if [ "$rc" -ne "$1" ]; then
+        fail "$LAST_CMD: expected exit status $1, got $rc
+  stdout:
+$(show "$T/$LAST.out")
+  stderr:
+$(show "$T/$LAST.err")"
+    fi
+    ok
+}
+
+# expect_grep WHICH ERE [WHAT]: a line of the last run's out or err matches ERE.
+expect_grep() {
+    local f="$T/$LAST.$1"
+    if ! grep -Eq -- "$2" "$f"; then
+        fail "$LAST_CMD: expected ${3:-a line matching /$2/} on std$1, got:
+$(show "$f")"
+    fi
+    ok
+}
+
+# expect_no_grep WHICH ERE [WHAT]: no line of the last run's out or err matches ERE.
+expect_no_grep() {
+    local f="$T/$LAST.$1"
+    if grep -Eq -- "$2" "$f"; then
+        fail "$LAST_CMD: expected ${3:-no line matching /$2/} on std$1, got:
+$(show "$f")"
+    fi
+    ok
+}
+
+# expect_empty WHICH: the last run printed nothing on stdout (out) or stderr (err).
+expect_empty() {
+    if [ -s "$T/$LAST.$1" ]; then
+        fail "$LAST_CMD: expected nothing on std$1, got:
+$(show "$T/$LAST.$1")"
+    fi
+    ok
+}
+
+# expect_lines WHICH N: the last run printed exactly N lines there.
+expect_lines() {
+    local n
+    n=$(wc -l <"$T/$LAST.$1")
+    if [ "$n" -ne "$2" ]; then
+        fail "$LAST_CMD: expected $2 line(s) on std$1, got $n:
+$(show "$T/$LAST.$1")"
+    fi
+    ok
+}
+
+expect_absent() {
+    if [ -e "$1" ]; then
+        fail "${2:-$1 should not exist, but it does}"
+    fi
+    ok
+}
+
+expect_present() {
+    if [ ! -e "$1" ]; then
+        fail "${2:-$1 should exist, but it does not}"
+    fi
+    ok
+}
+
+# expect_eq WHAT WANT GOT
+expect_eq() {
+    if [ "$2" != "$3" ]; then
+        fail "$1: expected '$2', got '$3'"
+    fi
+    ok
+}
+
+# jq_eq FILE FILTER WANT [WHAT]: jq -r FILTER on FILE prints WANT.
+jq_eq() {
+    local got
+    got=$(jq -r "$2" "$1" 2>&1) || fail "jq '$2' failed on $1: $got
+$(show "$1")"
+    if [ "$got" != "$3" ]; then
+        fail "${4:-$1}: expected $2 to be '$3', got '$got'"
+    fi
+    ok
+}
+
+# wait_until DESCRIPTION COMMAND...: poll COMMAND until it succeeds, up to the deadline.
+wait_until() {
+    local what=$1 i n
+    shift
+    n=$(awk -v d="$T_DEADLINE" -v p="$T_POLL" 'BEGIN { printf "%d", d / p }')
+    for ((i = 0; i < n; i++)); do
+        "$@" && return 0
+        sleep "$T_POLL"
+    done
+    "$@" && return 0
+    fail "timed out after ${T_DEADLINE}s waiting for $what"
+}
+
+# A process that exists and is not a zombie.
+pid_alive() {
+    local stat
+    kill -0 "$1" 2>/dev/null || return 1
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ]
+}
+
+pid_gone() {
+    ! pid_alive "$1"
+}
+
+file_has() {
+    [ -s "$1" ] && grep -Eq -- "$2" "$1"
+}
+
+# bg_n3 NAME ARGS...: start n3ctl in the background in $T (NAME.out, NAME.err); its pid in $BG_PID.
+bg_n3() {
+    local name=$1
+    shift
+    "$N3CTL" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    BG_PID=$!
+    T_BG="$T_BG$BG_PID "
+    LAST="$name"
+    LAST_CMD="n3ctl $*"
+}
+
+# wait_gone PID: poll until PID has exited, at most the deadline; 1 if it has not.
+wait_gone() {
+    local i n
+    n=$(awk -v d="$T_DEADLINE" -v p="$T_POLL" 'BEGIN { printf "%d", d / p }')
+    for ((i = 0; i < n; i++)); do
+        pid_alive "$1" || return 0
+        sleep "$T_POLL"
+    done
+    ! pid_alive "$1"
+}
+
+# wait_exit PID: wait for a background child, at most the deadline; its status in $rc.
+# Past the deadline it is killed (we started it) and the test fails.
+wait_exit() {
+    local pid=$1
+    if ! wait_gone "$pid"; then
+        fail "${2:-process $pid} did not exit within ${T_DEADLINE}s"
+    fi
+    rc=0
+    wait "$pid" || rc=$?
+    T_BG=${T_BG/ $pid / }
+}
