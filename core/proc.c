@@ -1,13 +1,22 @@
-/* Local child processes: uv_spawn in their own process group, bounded output, clean stops. */
+/*
+ * Local child processes, each in a session and process group of its own, with
+ * bounded output and clean stops. They start with posix_spawn (the child borrows
+ * our memory until it execs, as vfork does), not libuv's fork-based uv_spawn: a
+ * fork copies the page tables of the whole n3ctl, and that copy grows with the plan.
+ * A pidfd on the loop says when a child has exited.
+ */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -23,7 +32,8 @@
 
 struct proc {
     struct loop *loop;
-    uv_process_t handle;
+    uv_poll_t exit_watch; /* the pidfd becomes readable when the child exits */
+    int pidfd;
     uv_pipe_t out, err;
     struct tail tails[2];
     struct loop_timer *timer;
@@ -62,10 +72,16 @@ static void list_remove(struct proc *p)
     p->next = p->prev = NULL;
 }
 
+extern char **environ;
+
 static void close_cb(uv_handle_t *h)
 {
     struct proc *p = h->data;
 
+    if (h == (uv_handle_t *)&p->exit_watch && p->pidfd >= 0) {
+        close(p->pidfd);
+        p->pidfd = -1;
+    }
     if (--p->closing == 0) {
         tail_done(&p->tails[0]);
         tail_done(&p->tails[1]);
@@ -91,10 +107,10 @@ static void finalize(struct proc *p)
     loop_timer_free(p->timer);
     p->timer = NULL;
     p->closing++; /* hold the object until every close below is queued */
-    close_handle(p, (uv_handle_t *)&p->handle);
+    close_handle(p, (uv_handle_t *)&p->exit_watch);
     close_handle(p, (uv_handle_t *)&p->out);
     close_handle(p, (uv_handle_t *)&p->err);
-    close_cb((uv_handle_t *)&p->handle);
+    close_cb((uv_handle_t *)&p->out);
 }
 
 static void maybe_done(struct proc *p)
@@ -212,13 +228,28 @@ static void timer_cb(void *arg)
     }
 }
 
-static void exit_cb(uv_process_t *h, int64_t status, int sig)
+static void exit_cb(uv_poll_t *h, int status, int events)
 {
     struct proc *p = h->data;
+    int wstatus = 0;
+    pid_t r;
 
+    r = waitpid(p->pid, &wstatus, WNOHANG);
+    if (r == 0)
+        return; /* not yet: the pidfd said readable too early */
+    uv_poll_stop(h);
     p->exited = true;
-    p->exit_code = (int)status;
-    p->term_signal = sig;
+    if (r < 0) {
+        /* Reaped by someone else (SIGCHLD set to SIG_IGN): the status is lost. */
+        p->exit_code = -1;
+        p->term_signal = 0;
+    } else if (WIFSIGNALED(wstatus)) {
+        p->exit_code = -1;
+        p->term_signal = WTERMSIG(wstatus);
+    } else {
+        p->exit_code = WEXITSTATUS(wstatus);
+        p->term_signal = 0;
+    }
     /* Leftovers of the group: TERM now, KILL when the grace period is over. */
     if (!p->kill_sent && kill(-p->pid, SIGTERM) == 0)
         p->group_termed = true;
@@ -254,61 +285,125 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
-int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **out, struct err *err)
+/* A pipe whose ends are both above stderr (so dup2 onto 1 or 2 is never a no-op), close-on-exec. */
+static int make_pipe(int fds[2])
 {
-    struct proc *p = xcalloc(1, sizeof *p);
-    uv_process_options_t o;
-    uv_stdio_container_t stdio[3];
-    size_t limit = spec->output_limit ? spec->output_limit : PROC_OUTPUT_DEFAULT;
+    int i;
+
+    if (pipe2(fds, O_CLOEXEC) != 0)
+        return -1;
+    for (i = 0; i < 2; i++) {
+        if (fds[i] <= 2) {
+            int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+
+            close(fds[i]);
+            fds[i] = moved;
+        }
+    }
+    if (fds[0] < 0 || fds[1] < 0) {
+        if (fds[0] >= 0)
+            close(fds[0]);
+        if (fds[1] >= 0)
+            close(fds[1]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Start the child: stdin from /dev/null, stdout and stderr into our pipes, a new session. */
+static int spawn(const struct proc_spec *spec, int out_fd, int err_fd, pid_t *pid)
+{
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, dfl;
     int rc;
 
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
+    if (spec->cwd != NULL)
+        posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
+    posix_spawnattr_init(&attr);
+    sigemptyset(&none);
+    /* A step gets default signals, whatever n3ctl ignores (SIGPIPE) or blocks. */
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
+                                        POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawnp(pid, spec->argv[0], &fa, &attr, (char *const *)spec->argv,
+                      spec->env != NULL ? (char *const *)spec->env : environ);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    return rc;
+}
+
+static void spawn_error(const struct proc_spec *spec, int rc, struct err *err)
+{
+    if (rc == ENOENT && spec->cwd != NULL && access(spec->cwd, F_OK) != 0)
+        err_set(err, "cannot run \"%.200s\": the working directory \"%.200s\" does not exist",
+                spec->argv[0], spec->cwd);
+    else if (rc == ENOENT)
+        err_set(err, "cannot run \"%.200s\": no such program (is it installed and on PATH?)",
+                spec->argv[0]);
+    else
+        err_set(err, "cannot run \"%.200s\": %s", spec->argv[0], strerror(rc));
+}
+
+int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **out, struct err *err)
+{
+    struct proc *p;
+    size_t limit = spec->output_limit ? spec->output_limit : PROC_OUTPUT_DEFAULT;
+    int outp[2], errp[2], rc, pidfd;
+    pid_t pid;
+
+    if (make_pipe(outp) != 0)
+        return err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(errno));
+    if (make_pipe(errp) != 0) {
+        rc = errno;
+        close(outp[0]);
+        close(outp[1]);
+        return err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
+    }
+    rc = spawn(spec, outp[1], errp[1], &pid);
+    close(outp[1]);
+    close(errp[1]);
+    if (rc != 0) {
+        close(outp[0]);
+        close(errp[0]);
+        spawn_error(spec, rc, err);
+        return -1;
+    }
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0) {
+        rc = errno;
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        close(outp[0]);
+        close(errp[0]);
+        return err_set(err, "cannot watch process %d: pidfd_open: %s (n3ctl needs Linux 5.3 or later)",
+                       (int)pid, strerror(rc));
+    }
+
+    p = xcalloc(1, sizeof *p);
     p->loop = loop;
+    p->pid = pid;
+    p->pidfd = pidfd;
     p->grace_ms = spec->grace_ms;
     p->on_output = spec->on_output;
     p->on_done = spec->on_done;
     p->arg = spec->arg;
     tail_init(&p->tails[0], limit);
     tail_init(&p->tails[1], limit);
-    p->handle.data = p->out.data = p->err.data = p;
+    p->exit_watch.data = p->out.data = p->err.data = p;
     uv_pipe_init(loop_uv(loop), &p->out, 0);
     uv_pipe_init(loop_uv(loop), &p->err, 0);
-
-    memset(&o, 0, sizeof o);
-    memset(stdio, 0, sizeof stdio);
-    stdio[0].flags = UV_IGNORE; /* /dev/null: a step never reads the operator's terminal */
-    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[1].data.stream = (uv_stream_t *)&p->out;
-    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
-    stdio[2].data.stream = (uv_stream_t *)&p->err;
-    o.exit_cb = exit_cb;
-    o.file = spec->argv[0];
-    o.args = (char **)spec->argv;
-    o.env = (char **)spec->env;
-    o.cwd = spec->cwd;
-    o.flags = UV_PROCESS_DETACHED; /* setsid(): its own session and process group */
-    o.stdio_count = 3;
-    o.stdio = stdio;
-
-    rc = uv_spawn(loop_uv(loop), &p->handle, &o);
-    if (rc != 0) {
-        if (rc == UV_ENOENT && spec->cwd != NULL && access(spec->cwd, F_OK) != 0)
-            err_set(err, "cannot run \"%.200s\": the working directory \"%.200s\" does not exist",
-                    spec->argv[0], spec->cwd);
-        else if (rc == UV_ENOENT)
-            err_set(err, "cannot run \"%.200s\": no such program (is it installed and on PATH?)",
-                    spec->argv[0]);
-        else
-            err_set(err, "cannot run \"%.200s\": %s", spec->argv[0], uv_strerror(rc));
-        p->freed = true;
-        p->finalizing = true;
-        p->closing = 1;
-        close_handle(p, (uv_handle_t *)&p->handle);
-        close_handle(p, (uv_handle_t *)&p->out);
-        close_handle(p, (uv_handle_t *)&p->err);
-        close_cb((uv_handle_t *)&p->handle);
-        return -1;
-    }
-    p->pid = p->handle.pid;
+    uv_pipe_open(&p->out, outp[0]);
+    uv_pipe_open(&p->err, errp[0]);
+    uv_poll_init(loop_uv(loop), &p->exit_watch, pidfd);
+    uv_poll_start(&p->exit_watch, UV_READABLE, exit_cb);
     p->out_open = p->err_open = true;
     p->timer = loop_timer_new(loop, timer_cb, p);
     uv_read_start((uv_stream_t *)&p->out, alloc_cb, read_cb);
