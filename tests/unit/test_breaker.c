@@ -6,6 +6,7 @@
 
 #include "core/breaker.h"
 #include "core/loop.h"
+#include "tests/unit/testutil.h"
 
 static struct loop *loop;
 
@@ -277,11 +278,5 @@ static Suite *breaker_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(breaker_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(breaker_suite());
 }

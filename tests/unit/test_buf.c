@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/buf.h"
+#include "tests/unit/testutil.h"
 
 START_TEST(buf_grows_and_formats)
 {
@@ -96,17 +97,11 @@ int main(void)
 {
     Suite *s = suite_create("buf");
     TCase *t = tcase_create("buf");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(t, buf_grows_and_formats);
     tcase_add_test(t, buf_json_escapes);
     tcase_add_test(t, tail_keeps_the_last_bytes);
     tcase_add_test(t, tail_many_small_writes);
     suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

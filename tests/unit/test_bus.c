@@ -8,6 +8,7 @@
 #include "core/bus.h"
 #include "core/loop.h"
 #include "core/xalloc.h"
+#include "tests/unit/testutil.h"
 
 #define REC_MAX 32
 
@@ -469,11 +470,5 @@ static Suite *bus_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(bus_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(bus_suite());
 }

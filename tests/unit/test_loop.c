@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/loop.h"
+#include "tests/unit/testutil.h"
 
 struct log {
     char order[32];
@@ -125,17 +126,11 @@ int main(void)
 {
     Suite *s = suite_create("loop");
     TCase *t = tcase_create("loop");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(t, fake_timers_fire_in_order);
     tcase_add_test(t, timer_may_free_itself);
     tcase_add_test(t, random_is_deterministic_with_a_seed);
     tcase_add_test(t, real_timer_fires);
     suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

@@ -11,6 +11,7 @@
 
 #include "core/buf.h"
 #include "core/metrics.h"
+#include "tests/unit/testutil.h"
 
 static char *expose(const struct metrics *m)
 {
@@ -543,11 +544,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(metrics_suite());
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/plan.h"
+#include "tests/unit/testutil.h"
 
 static struct plan *load_ok(const char *text)
 {
@@ -239,8 +240,6 @@ int main(void)
 {
     Suite *s = suite_create("plan");
     TCase *t = tcase_create("plan");
-    SRunner *sr;
-    int failed;
 
     tcase_add_test(t, defaults);
     tcase_add_test(t, full_plan);
@@ -253,9 +252,5 @@ int main(void)
     tcase_add_test(t, not_json);
     tcase_add_test(t, limits);
     suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

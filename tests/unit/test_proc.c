@@ -152,100 +152,118 @@ START_TEST(start_errors)
 }
 END_TEST
 
+/* A fake-clock loop, the callbacks' context and a scratch directory. */
+struct fx {
+    struct loop *loop;
+    struct ctx c;
+    char *dir;
+    char *paths[4];
+    size_t npaths;
+};
+
+static void fx_begin(struct fx *f)
+{
+    memset(f, 0, sizeof *f);
+    f->loop = loop_new_fake(0, 1);
+    buf_init(&f->c.streamed);
+    f->dir = tu_mkdtemp();
+}
+
+/* A file in the scratch directory (freed by fx_end). */
+static const char *fx_path(struct fx *f, const char *name)
+{
+    ck_assert_uint_lt(f->npaths, 4);
+    f->paths[f->npaths] = xasprintf("%s/%s", f->dir, name);
+    return f->paths[f->npaths++];
+}
+
+static void fx_end(struct fx *f, struct proc *p)
+{
+    size_t i;
+
+    proc_free(p);
+    proc_flush_all(f->loop);
+    loop_free(f->loop);
+    buf_done(&f->c.streamed);
+    tu_rmdir_r(f->dir);
+    free(f->dir);
+    for (i = 0; i < f->npaths; i++)
+        free(f->paths[i]);
+}
+
 START_TEST(terminate_stops_the_group)
 {
-    struct loop *loop = loop_new_fake(0, 1);
-    struct ctx c = {false};
-    char *dir = tu_mkdtemp(), *script, *pidfile, *ready;
+    struct fx f;
+    const char *pidfile, *ready;
+    char *script;
     struct proc *p;
     int child;
 
-    buf_init(&c.streamed);
-    pidfile = xasprintf("%s/pid", dir);
-    ready = xasprintf("%s/ready", dir);
+    fx_begin(&f);
+    pidfile = fx_path(&f, "pid");
+    ready = fx_path(&f, "ready");
     script = xasprintf("sleep 1000 & echo $! > %s; touch %s; wait", pidfile, ready);
-    p = start(loop, &c, script, 5000);
-    ck_assert(tu_run_until(loop, exists, ready, 10000));
+    p = start(f.loop, &f.c, script, 5000);
+    free(script);
+    ck_assert(tu_run_until(f.loop, exists, (void *)ready, 10000));
     child = read_pid(pidfile);
     proc_terminate(p, 5000);
-    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert(tu_run_until(f.loop, is_done, &f.c, 10000));
     ck_assert_int_eq(proc_term_signal(p), SIGTERM);
     ck_assert(proc_stopped(p));
-    ck_assert(tu_run_until(loop, pid_dead, &child, 10000));
-    proc_free(p);
-    proc_flush_all(loop);
-    loop_free(loop);
-    buf_done(&c.streamed);
-    tu_rmdir_r(dir);
-    free(dir);
-    free(script);
-    free(pidfile);
-    free(ready);
+    ck_assert(tu_run_until(f.loop, pid_dead, &child, 10000));
+    fx_end(&f, p);
 }
 END_TEST
 
 START_TEST(kill_after_grace)
 {
-    struct loop *loop = loop_new_fake(0, 1);
-    struct ctx c = {false};
-    char *dir = tu_mkdtemp(), *script, *ready;
+    struct fx f;
+    const char *ready;
+    char *script;
     struct proc *p;
 
-    buf_init(&c.streamed);
-    ready = xasprintf("%s/ready", dir);
+    fx_begin(&f);
+    ready = fx_path(&f, "ready");
     script = xasprintf("trap '' TERM; touch %s; while :; do sleep 1; done", ready);
-    p = start(loop, &c, script, 2000);
-    ck_assert(tu_run_until(loop, exists, ready, 10000));
-    proc_terminate(p, 2000);
-    ck_assert(!tu_run_until(loop, is_done, &c, 200));
-    loop_fake_advance(loop, 1999);
-    ck_assert(!tu_run_until(loop, is_done, &c, 100));
-    loop_fake_advance(loop, 1);
-    ck_assert(tu_run_until(loop, is_done, &c, 10000));
-    ck_assert_int_eq(proc_term_signal(p), SIGKILL);
-    proc_free(p);
-    proc_flush_all(loop);
-    loop_free(loop);
-    buf_done(&c.streamed);
-    tu_rmdir_r(dir);
-    free(dir);
+    p = start(f.loop, &f.c, script, 2000);
     free(script);
-    free(ready);
+    ck_assert(tu_run_until(f.loop, exists, (void *)ready, 10000));
+    proc_terminate(p, 2000);
+    ck_assert(!tu_run_until(f.loop, is_done, &f.c, 200));
+    loop_fake_advance(f.loop, 1999);
+    ck_assert(!tu_run_until(f.loop, is_done, &f.c, 100));
+    loop_fake_advance(f.loop, 1);
+    ck_assert(tu_run_until(f.loop, is_done, &f.c, 10000));
+    ck_assert_int_eq(proc_term_signal(p), SIGKILL);
+    fx_end(&f, p);
 }
 END_TEST
 
 START_TEST(escaped_pipe_holder_does_not_hang)
 {
-    struct loop *loop = loop_new_fake(0, 1);
-    struct ctx c = {false};
-    char *dir = tu_mkdtemp(), *script, *pidfile;
+    struct fx f;
+    const char *pidfile;
+    char *script;
     struct proc *p;
-    int escaped;
 
-    buf_init(&c.streamed);
-    pidfile = xasprintf("%s/pid", dir);
+    fx_begin(&f);
+    pidfile = fx_path(&f, "pid");
     /* A grandchild in a session of its own keeps our stdout open after the leader exits. */
     script = xasprintf("setsid sh -c 'echo $$ > %s.tmp; mv %s.tmp %s; exec sleep 1000' & "
                        "while [ ! -s %s ]; do sleep 0.01; done; echo bye",
                        pidfile, pidfile, pidfile, pidfile);
-    p = start(loop, &c, script, 3000);
-    ck_assert(tu_run_until(loop, exists, pidfile, 10000));
-    ck_assert(!tu_run_until(loop, is_done, &c, 300));
-    ck_assert(proc_exited(p));
-    loop_fake_advance(loop, 3000);
-    ck_assert(tu_run_until(loop, is_done, &c, 10000));
-    ck_assert_int_eq(proc_exit_code(p), 0);
-    ck_assert_ptr_nonnull(strstr(c.streamed.data, "bye"));
-    escaped = read_pid(pidfile);
-    kill(escaped, SIGKILL);
-    proc_free(p);
-    proc_flush_all(loop);
-    loop_free(loop);
-    buf_done(&c.streamed);
-    tu_rmdir_r(dir);
-    free(dir);
+    p = start(f.loop, &f.c, script, 3000);
     free(script);
-    free(pidfile);
+    ck_assert(tu_run_until(f.loop, exists, (void *)pidfile, 10000));
+    ck_assert(!tu_run_until(f.loop, is_done, &f.c, 300));
+    ck_assert(proc_exited(p));
+    loop_fake_advance(f.loop, 3000);
+    ck_assert(tu_run_until(f.loop, is_done, &f.c, 10000));
+    ck_assert_int_eq(proc_exit_code(p), 0);
+    ck_assert_ptr_nonnull(strstr(f.c.streamed.data, "bye"));
+    kill(read_pid(pidfile), SIGKILL);
+    fx_end(&f, p);
 }
 END_TEST
 
@@ -274,8 +292,6 @@ int main(void)
 {
     Suite *s = suite_create("proc");
     TCase *t = tcase_create("proc");
-    SRunner *sr;
-    int failed;
 
     tcase_set_timeout(t, 60);
     tcase_add_test(t, captures_output_and_status);
@@ -285,9 +301,5 @@ int main(void)
     tcase_add_test(t, escaped_pipe_holder_does_not_hang);
     tcase_add_test(t, free_while_running_kills);
     suite_add_tcase(s, t);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(s);
 }

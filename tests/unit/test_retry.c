@@ -8,6 +8,7 @@
 
 #include "core/loop.h"
 #include "core/retry.h"
+#include "tests/unit/testutil.h"
 
 static const enum retry_kind fatal_kinds[] = {RETRY_SPAWN, RETRY_AUTH, RETRY_HOSTKEY,
                                               RETRY_VALIDATION};
@@ -304,11 +305,5 @@ static Suite *retry_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(retry_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(retry_suite());
 }

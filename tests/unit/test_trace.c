@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "core/trace.h"
 #include "core/xalloc.h"
+#include "tests/unit/testutil.h"
 
 #define T0_MS 1700000000000u /* the fake wall clock starts here */
 #define T0_US (T0_MS * 1000u)
@@ -541,11 +542,5 @@ static Suite *trace_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(trace_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run_suite(trace_suite());
 }

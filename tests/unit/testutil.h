@@ -5,6 +5,10 @@
 #include <stdbool.h>
 
 struct loop;
+struct Suite;
+
+/* Run a suite with Check; the exit status for main(): EXIT_SUCCESS when all passed. */
+int tu_run_suite(struct Suite *s);
 
 /* Run the loop until pred(arg) is true or real_timeout_ms of real time pass.
  * Returns pred's final value. Never sleeps: it waits for loop events. */
