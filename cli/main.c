@@ -95,8 +95,8 @@ static void print_overview(FILE *f)
     const struct cli_cmd *c;
 
     fprintf(f, "usage: n3ctl COMMAND [OPTIONS] [ARGS]\n\n"
-               "n3ctl drives an embedded parallel executor and remote workers, and\n"
-               "ships git-tagged versions to your own servers.\n\ncommands:\n");
+               "n3ctl runs plans of parallel blocks on its embedded executor\n"
+               "(see docs/plan.md).\n\ncommands:\n");
     for (c = cli_cmds; c->name != NULL; c++)
         fprintf(f, "  %-10s %s\n", c->name, c->summary);
     fprintf(f, "\n'n3ctl COMMAND --help' shows a command's options; man n3ctl has them all.\n");
