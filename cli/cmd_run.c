@@ -27,6 +27,10 @@
 
 #define TRACE_RING 4096
 
+/* The signals that stop a run: the first stops the steps gracefully, the next kills them. */
+static const int run_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+#define RUN_NSIGNALS (sizeof run_signals / sizeof run_signals[0])
+
 /*
  * An output file. A regular file (or a new one) is written next to its final name and
  * renamed into place, so it is never half-written; a symlink is followed to its target
@@ -137,8 +141,10 @@ struct run {
     struct loop *loop;
     struct executor *ex;
     struct progress *progress;
-    uv_signal_t sigs[3];
-    int signals; /* how many stop signals arrived */
+    uv_signal_t sigs[RUN_NSIGNALS];
+    bool watching[RUN_NSIGNALS];
+    bool finished; /* the plan has ended; only leftovers of its steps may still run */
+    int signals;   /* how many stop signals arrived */
     int first_signal;
     struct outfile traces;
     bool trace_write_failed;
@@ -159,13 +165,35 @@ static void trace_sink(const struct span *s, void *arg)
     buf_done(&line);
 }
 
+static void signal_cb(uv_signal_t *h, int signum);
+
+/* Watch the stop signals, without keeping the loop alive for them. A SIGHUP that was ignored
+ * when n3ctl started (nohup) stays ignored. */
+static void watch_signals(struct run *r)
+{
+    struct sigaction old;
+    size_t i;
+
+    for (i = 0; i < RUN_NSIGNALS; i++) {
+        if (run_signals[i] == SIGHUP && sigaction(SIGHUP, NULL, &old) == 0 &&
+            old.sa_handler == SIG_IGN)
+            continue;
+        uv_signal_init(loop_uv(r->loop), &r->sigs[i]);
+        r->sigs[i].data = r;
+        uv_signal_start(&r->sigs[i], signal_cb, run_signals[i]);
+        uv_unref((uv_handle_t *)&r->sigs[i]);
+        r->watching[i] = true;
+    }
+}
+
 static void close_signals(struct run *r)
 {
     size_t i;
 
-    for (i = 0; i < 3; i++) {
-        if (!uv_is_closing((uv_handle_t *)&r->sigs[i]))
+    for (i = 0; i < RUN_NSIGNALS; i++) {
+        if (r->watching[i])
             uv_close((uv_handle_t *)&r->sigs[i], NULL);
+        r->watching[i] = false;
     }
 }
 
@@ -173,9 +201,11 @@ static void run_done(struct executor *ex, void *arg)
 {
     struct run *r = arg;
 
-    close_signals(r);
+    r->finished = true;
     progress_free(r->progress);
     r->progress = NULL;
+    /* Report now; leftovers of the steps' groups are waited for afterwards. */
+    loop_stop(r->loop);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -183,6 +213,11 @@ static void signal_cb(uv_signal_t *h, int signum)
     struct run *r = h->data;
     char note[256];
 
+    if (r->finished) {
+        /* The plan is over: whatever its steps left behind is killed now. */
+        proc_flush_all(r->loop);
+        return;
+    }
     r->signals++;
     if (r->signals == 1) {
         r->first_signal = signum;
@@ -196,9 +231,12 @@ static void signal_cb(uv_signal_t *h, int signum)
             progress_set_note(r->progress, note);
         else
             fprintf(stderr, "n3ctl: %s\n", note);
-        executor_cancel(r->ex, signum == SIGINT    ? "interrupted (Ctrl-C)"
-                               : signum == SIGTERM ? "stopped by SIGTERM"
-                                                   : "stopped by SIGHUP");
+        snprintf(note, sizeof note, "%s",
+                 signum == SIGINT ? "interrupted (Ctrl-C)" : "stopped by ");
+        if (signum != SIGINT)
+            snprintf(note + strlen(note), sizeof note - strlen(note), "SIG%s",
+                     sigabbrev_np(signum));
+        executor_cancel(r->ex, note);
         return;
     }
     if (r->progress != NULL)
@@ -206,6 +244,7 @@ static void signal_cb(uv_signal_t *h, int signum)
     else
         fprintf(stderr, "n3ctl: killing every running process now\n");
     executor_kill(r->ex);
+    proc_flush_all(r->loop);
 }
 
 /* Commands that never ran because the run was stopped first. */
@@ -247,16 +286,9 @@ static void report_interrupted(const struct run *r)
 
 static int exit_code(const struct run *r)
 {
-    switch (r->signals ? r->first_signal : 0) {
-    case SIGINT:
-        return EXIT_INTERRUPTED;
-    case SIGTERM:
-        return 128 + SIGTERM;
-    case SIGHUP:
-        return 128 + SIGHUP;
-    default:
+    if (r->signals == 0)
         return exec_block_status(executor_root(r->ex)) == EXEC_SUCCEEDED ? EXIT_OK : EXIT_FAILED;
-    }
+    return r->first_signal == SIGINT ? EXIT_INTERRUPTED : 128 + r->first_signal;
 }
 
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
@@ -271,9 +303,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     struct err err;
     struct run r;
     struct outfile mout = {0};
-    static const int signums[3] = {SIGINT, SIGTERM, SIGHUP};
     int opt, first, rc;
-    size_t i;
 
     while ((opt = cli_next_opt(cmd, argc, argv, &arg, &first)) != -1) {
         switch (opt) {
@@ -338,17 +368,11 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         opts.trace = trace;
     }
     r.ex = executor_new(r.loop, plan, &opts);
-    for (i = 0; i < 3; i++) {
-        uv_signal_init(loop_uv(r.loop), &r.sigs[i]);
-        r.sigs[i].data = &r;
-        uv_signal_start(&r.sigs[i], signal_cb, signums[i]);
-    }
+    watch_signals(&r);
     if (!quiet && term_is_tty(stderr))
         r.progress = progress_new(r.loop, stderr, r.ex, term_color(stderr), 100);
     executor_start(r.ex, run_done, &r);
-    loop_run(r.loop);
-    /* Anything a step left behind that ignored TERM gets KILL before we go. */
-    proc_flush_all(r.loop);
+    loop_run(r.loop); /* until run_done */
 
     if (json) {
         cJSON *doc = executor_report(r.ex);
@@ -363,6 +387,21 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     fflush(stdout);
     report_interrupted(&r);
     rc = exit_code(&r);
+
+    /* Processes the steps left in their groups got TERM when their step ended: give them the
+     * grace period to go (a signal now kills them at once), then KILL what is left. */
+    if (proc_count(r.loop) > 0) {
+        char grace[32];
+
+        progress_format_duration(grace, sizeof grace, plan->kill_grace_ms * 1000u);
+        fprintf(stderr,
+                "n3ctl: waiting up to %s for processes the steps left behind to exit (they got "
+                "SIGTERM; Ctrl-C kills them now)\n",
+                grace);
+        loop_run(r.loop);
+    }
+    proc_flush_all(r.loop);
+    close_signals(&r);
 
     if (metrics != NULL) {
         struct buf text;

@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "core/cfg.h"
@@ -43,7 +45,7 @@ const struct cli_cmd cli_cmds[] = {
                    "them at once.\n"
                    "\n"
                    "Exit status: 0 the plan succeeded, 1 it failed, 2 usage or plan error,\n"
-                   "130 interrupted.",
+                   "130 interrupted by SIGINT (143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).",
         .opts = run_opts,
         .exec = cmd_run,
     },
@@ -225,9 +227,29 @@ int cmd_help(const struct cli_cmd *cmd, int argc, char **argv)
     return EXIT_OK;
 }
 
+/*
+ * A process state that does not depend on who started us: SIGPIPE ignored (a closed stdout is
+ * an error to report, not a reason to die and orphan the steps), SIGCHLD at its default (an
+ * inherited SIG_IGN would make the kernel reap our children before we read their status), and
+ * as many file descriptors as the hard limit allows (each running step holds three).
+ */
+static void process_setup(void)
+{
+    struct rlimit rl;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGCHLD, SIG_DFL);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const struct cli_cmd *c;
+
+    process_setup();
 
     if (argc < 2) {
         print_overview(stderr);

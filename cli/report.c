@@ -30,17 +30,14 @@ static void name_of(const struct exec_step *s, char *out, size_t len)
 {
     const char *path = exec_block_path(exec_step_block(s));
     const char *rest = strchr(path, '/'); /* the root block's name is left out */
-    char full[1024];
-    size_t n;
+    char *full = xasprintf("%s%s%s", rest ? rest + 1 : "", rest ? "/" : "", exec_step_name(s));
+    size_t n = strlen(full);
 
-    snprintf(full, sizeof full, "%s%s%s", rest ? rest + 1 : "", rest ? "/" : "", exec_step_name(s));
-    n = strlen(full);
-    if (n < len) {
+    if (n < len)
         memcpy(out, full, n + 1);
-        return;
-    }
-    /* Keep the end, where the step's own name is. */
-    snprintf(out, len, "...%s", full + n - (len - 4));
+    else /* keep the end, where the step's own name is */
+        snprintf(out, len, "...%s", full + n - (len - 4));
+    free(full);
 }
 
 static void collect(const struct exec_block *b, struct rows *r, bool all)
@@ -209,9 +206,9 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
     memset(&c, 0, sizeof c);
     count_leaves(root, &c);
     progress_format_duration(elapsed, sizeof elapsed, executor_elapsed_us(ex));
-    fprintf(out, "\n%splan %s %s%s in %s: %u steps", term_sgr(color, status_color(st)),
+    fprintf(out, "\n%splan %s %s%s in %s: %u step%s", term_sgr(color, status_color(st)),
             exec_block_name(root), exec_status_name(st), term_sgr(color, TERM_RESET), elapsed,
-            c.total);
+            c.total, c.total == 1 ? "" : "s");
     {
         int k;
 

@@ -126,6 +126,59 @@ char *buf_detach(struct buf *b, size_t *len)
     return p;
 }
 
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len, i;
+    unsigned cp;
+
+    if (s[0] < 0x80)
+        return s[0] != 0;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, cp = s[0] & 0x1fu;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, cp = s[0] & 0x0fu;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, cp = s[0] & 0x07u;
+    else
+        return 0;
+    if (len > n)
+        return 0;
+    for (i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3fu);
+    }
+    /* No overlong forms, no surrogates, nothing past U+10FFFF. */
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+        (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
+char *utf8_sanitize(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    struct buf b;
+    size_t i = 0, n;
+    char *out;
+
+    buf_init(&b);
+    while (i < len) {
+        n = utf8_seq(p + i, len - i);
+        if (n == 0) {
+            buf_add(&b, "\xef\xbf\xbd", 3);
+            i++;
+        } else {
+            buf_add(&b, p + i, n);
+            i += n;
+        }
+    }
+    out = buf_detach(&b, NULL);
+    buf_done(&b);
+    return out;
+}
+
 void tail_init(struct tail *t, size_t cap)
 {
     t->cap = cap ? cap : 1;

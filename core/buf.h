@@ -25,6 +25,10 @@ void buf_add_json_string(struct buf *b, const char *s, size_t len);
 /* Hand the data over to the caller (who frees it) and reset the buffer. */
 char *buf_detach(struct buf *b, size_t *len);
 
+/* A copy of len bytes of s as valid UTF-8: every invalid sequence (a tail cut in the middle
+ * of a character, binary output) becomes U+FFFD, and NUL bytes too. */
+char *utf8_sanitize(const char *s, size_t len);
+
 /*
  * A bounded tail: keeps the last `cap` bytes written and counts everything,
  * so a step that prints 10 GB costs `cap` bytes of memory.

@@ -30,7 +30,8 @@ struct exec_step {
     bool in_backoff;
     bool timed_out;      /* this attempt hit the step timeout */
     bool stop_requested; /* stopped from outside: ends as stop_status */
-    bool interrupted;    /* its process was stopped by executor_cancel */
+    bool interrupted;    /* it was running when executor_cancel stopped it */
+    bool started;        /* it began at some point (start_us is valid) */
     enum exec_status stop_status;
     char *stop_reason;
     uint64_t start_us, end_us;
@@ -72,6 +73,11 @@ struct exec_block {
     struct span *span;
 };
 
+/* Step output kept for reports and results, over the whole run; past it, finished steps keep
+ * only the last EXEC_OUTPUT_SHRUNK bytes of each stream. */
+#define EXEC_OUTPUT_BUDGET (256u * 1024u * 1024u)
+#define EXEC_OUTPUT_SHRUNK 1024u
+
 struct executor {
     struct loop *loop;
     const struct plan *plan;
@@ -79,6 +85,7 @@ struct executor {
     char run_id[33];
     struct exec_block root;
     unsigned procs;
+    size_t output_kept; /* bytes of step output held, against EXEC_OUTPUT_BUDGET */
     struct exec_step *wait_head, *wait_tail;
     bool waking, rewake;
     bool started, finished, cancelled;
@@ -105,7 +112,8 @@ bool exec_status_final(enum exec_status s)
 static void block_start(struct exec_block *b);
 static void block_decide(struct exec_block *b, enum exec_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static void block_step_done(struct exec_block *b, struct exec_step *s);
+static void block_apply(struct exec_block *b, struct exec_step *s);
+static void block_settle(struct exec_block *b);
 static void step_stop(struct exec_step *s, enum exec_status status, const char *reason);
 static void spawn_attempt(struct exec_step *s);
 static void wake_waiting(struct executor *ex);
@@ -152,6 +160,15 @@ static void wait_push(struct executor *ex, struct exec_step *s)
     else
         ex->wait_head = s;
     ex->wait_tail = s;
+}
+
+static void wait_push_front(struct executor *ex, struct exec_step *s)
+{
+    s->waiting = true;
+    s->wnext = ex->wait_head;
+    ex->wait_head = s;
+    if (ex->wait_tail == NULL)
+        ex->wait_tail = s;
 }
 
 static void wait_remove(struct executor *ex, struct exec_step *s)
@@ -212,6 +229,33 @@ static void step_set_reason(struct exec_step *s, const char *reason)
     s->reason = xstrdup(reason != NULL ? reason : "");
 }
 
+/* "5s", "1.5s", "1234.25s": seconds as the plan gave them. */
+static void format_seconds(char *out, size_t len, uint64_t ms)
+{
+    size_t n;
+
+    if (ms % 1000 == 0) {
+        snprintf(out, len, "%llus", (unsigned long long)(ms / 1000));
+        return;
+    }
+    snprintf(out, len, "%llu.%03u", (unsigned long long)(ms / 1000), (unsigned)(ms % 1000));
+    n = strlen(out);
+    while (n > 0 && out[n - 1] == '0')
+        out[--n] = '\0';
+    snprintf(out + n, len - n, "s");
+}
+
+/* Start an attempt now, or queue it behind the steps already waiting for a process slot. */
+static void run_or_queue(struct exec_step *s)
+{
+    struct executor *ex = s->block->ex;
+
+    if (ex->wait_head == NULL && proc_slot_free(ex))
+        spawn_attempt(s);
+    else
+        wait_push(ex, s);
+}
+
 /* Mark dependents of a step that did not succeed as cancelled, iteratively (chains can be long). */
 static void cancel_dependents(struct exec_step *failed)
 {
@@ -237,7 +281,7 @@ static void cancel_dependents(struct exec_step *failed)
             step_set_reason(d, why);
             d->start_us = d->end_us = loop_now_us(b->ex->loop);
             b->finished++;
-            block_step_done(b, d);
+            block_apply(b, d);
             stack[top++] = d;
         }
         free(why);
@@ -263,7 +307,7 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
     }
     set_status(s, status);
     s->end_us = loop_now_us(ex->loop);
-    if (s->start_us == 0)
+    if (!s->started)
         s->start_us = s->end_us;
     step_set_reason(s, status == EXEC_SUCCEEDED ? "" : reason);
     b->finished++;
@@ -298,7 +342,10 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
         emit(ex, "executor.step.finished", p);
     }
 
+    /* The strategy sees this step before its dependents are cancelled, so a fail_fast
+     * reason names the step that failed, not a dependent of it. */
     b->hold++;
+    block_apply(b, s);
     if (status == EXEC_SUCCEEDED) {
         for (i = 0; i < s->ps->ndependents; i++) {
             struct exec_step *d = &b->steps[s->ps->dependents[i]];
@@ -310,7 +357,7 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
         cancel_dependents(s);
     }
     b->hold--;
-    block_step_done(b, s);
+    block_settle(b);
 }
 
 static void step_timer_cb(void *arg)
@@ -319,25 +366,23 @@ static void step_timer_cb(void *arg)
 
     if (s->in_backoff) {
         s->in_backoff = false;
-        if (proc_slot_free(s->block->ex))
-            spawn_attempt(s);
-        else
-            wait_push(s->block->ex, s);
+        run_or_queue(s);
         return;
     }
-    /* The attempt ran past the step's timeout. */
-    if (s->proc != NULL) {
+    /* The step ran past its timeout. */
+    if (s->child != NULL) {
+        char secs[32], *why;
+
+        format_seconds(secs, sizeof secs, s->ps->timeout_ms);
+        why = xasprintf("timed out after %s", secs);
+        step_stop(s, EXEC_TIMED_OUT, why);
+        free(why);
+    } else if (s->proc != NULL && !proc_exited(s->proc)) {
+        /* Not when the command itself has exited in time: what is left is leftovers of its
+         * group, which get KILL when the grace period is over anyway. */
         s->timed_out = true;
         proc_terminate(s->proc, s->block->ex->plan->kill_grace_ms);
     }
-}
-
-static void format_seconds(char *out, size_t len, uint64_t ms)
-{
-    if (ms % 1000 == 0)
-        snprintf(out, len, "%llus", (unsigned long long)(ms / 1000));
-    else
-        snprintf(out, len, "%.3gs", (double)ms / 1000.0);
 }
 
 static void attempt_failed(struct exec_step *s, struct retry_failure f, const char *reason)
@@ -384,10 +429,53 @@ static bool trim_newline(const char *s, size_t *len)
     return false;
 }
 
+/* JSON that is the whole of text (cJSON alone would accept "1 apple" as 1). */
+static cJSON *json_parse_exact(const char *text, size_t len)
+{
+    char *copy = xstrndup(text, len);
+    cJSON *v = NULL;
+
+    /* With require_null_terminated, cJSON wants the terminating NUL inside the length. */
+    if (strlen(copy) == len)
+        v = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, true);
+    free(copy);
+    return v;
+}
+
+/* Keep the last n bytes of *data (of *len). */
+static void keep_last(char **data, size_t *len, size_t n)
+{
+    if (*len <= n)
+        return;
+    memmove(*data, *data + *len - n, n);
+    (*data)[n] = '\0';
+    *data = xrealloc(*data, n + 1);
+    *len = n;
+}
+
+/* Take the output of the attempt that ended, within the run's budget for kept output. */
+static void take_output(struct exec_step *s, const struct proc *p)
+{
+    struct executor *ex = s->block->ex;
+
+    ex->output_kept -= s->out_len + s->err_len;
+    step_free_output(s);
+    s->out = tail_dup(proc_output(p, PROC_STDOUT), &s->out_len);
+    s->err = tail_dup(proc_output(p, PROC_STDERR), &s->err_len);
+    s->out_total = proc_output(p, PROC_STDOUT)->total;
+    s->err_total = proc_output(p, PROC_STDERR)->total;
+    if (ex->output_kept + s->out_len + s->err_len > EXEC_OUTPUT_BUDGET) {
+        keep_last(&s->out, &s->out_len, EXEC_OUTPUT_SHRUNK);
+        keep_last(&s->err, &s->err_len, EXEC_OUTPUT_SHRUNK);
+    }
+    ex->output_kept += s->out_len + s->err_len;
+}
+
 static void proc_done_cb(struct proc *p, void *arg)
 {
     struct exec_step *s = arg;
     struct executor *ex = s->block->ex;
+    bool out_cut = proc_output(p, PROC_STDOUT)->total > proc_output(p, PROC_STDOUT)->len;
     char why[256];
 
     ex->procs--;
@@ -395,11 +483,7 @@ static void proc_done_cb(struct proc *p, void *arg)
         loop_timer_stop(s->timer);
     s->term_signal = proc_term_signal(p);
     s->exit_code = s->term_signal != 0 ? -1 : proc_exit_code(p);
-    step_free_output(s);
-    s->out = tail_dup(proc_output(p, PROC_STDOUT), &s->out_len);
-    s->err = tail_dup(proc_output(p, PROC_STDERR), &s->err_len);
-    s->out_total = proc_output(p, PROC_STDOUT)->total;
-    s->err_total = proc_output(p, PROC_STDERR)->total;
+    take_output(s, p);
     proc_free(p);
     s->proc = NULL;
 
@@ -425,10 +509,10 @@ static void proc_done_cb(struct proc *p, void *arg)
         cJSON *v;
 
         trim_newline(s->out, &len);
-        v = tail_truncated(proc_output(p, PROC_STDOUT)) ? NULL : cJSON_ParseWithLength(s->out, len);
+        v = out_cut ? NULL : json_parse_exact(s->out, len);
         if (v == NULL)
             step_finish(s, EXEC_FAILED,
-                        s->out_total > s->out_len
+                        out_cut
                             ? "its output is larger than output_limit_bytes, so it cannot be the "
                               "JSON result"
                             : "its output is not valid JSON (the step has \"result\": \"json\")");
@@ -490,8 +574,16 @@ static void spawn_attempt(struct exec_step *s)
     s->term_signal = 0;
     rc = proc_start(ex->loop, &spec, &s->proc, &err);
     free(env);
+    if (rc == PROC_BUSY && ex->procs > 0) {
+        /* Out of file descriptors or processes for now: first in line when one ends. */
+        s->attempts--;
+        s->proc = NULL;
+        wait_push_front(ex, s);
+        return;
+    }
     if (rc != 0) {
         s->proc = NULL;
+        ex->output_kept -= s->out_len + s->err_len;
         step_free_output(s);
         attempt_failed(s, (struct retry_failure){RETRY_SPAWN, 0}, err.msg);
         return;
@@ -575,6 +667,7 @@ static void step_begin(struct exec_step *s)
     struct executor *ex = b->ex;
 
     s->begun = true;
+    s->started = true;
     b->active++;
     s->start_us = loop_now_us(ex->loop);
     set_status(s, EXEC_RUNNING);
@@ -584,15 +677,17 @@ static void step_begin(struct exec_step *s)
         span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
     }
     if (s->ps->kind == PLAN_STEP_PARALLEL) {
+        /* The step's own timeout covers its whole nested block. */
+        if (s->ps->timeout_ms > 0) {
+            s->timer = loop_timer_new(ex->loop, step_timer_cb, s);
+            loop_timer_start(s->timer, s->ps->timeout_ms);
+        }
         s->child = xcalloc(1, sizeof *s->child);
         block_init(s->child, ex, s->ps->block, s);
         block_start(s->child);
         return;
     }
-    if (proc_slot_free(ex))
-        spawn_attempt(s);
-    else
-        wait_push(ex, s);
+    run_or_queue(s);
 }
 
 /* Start ready steps while the block has free slots. */
@@ -629,12 +724,12 @@ static cJSON *step_result(const struct exec_step *s)
     len = s->out_len;
     trim_newline(s->out, &len);
     if (s->ps->result == PLAN_RESULT_JSON) {
-        cJSON *v = cJSON_ParseWithLength(s->out, len);
+        cJSON *v = json_parse_exact(s->out, len);
 
         return v != NULL ? v : cJSON_CreateNull();
     }
     {
-        char *text = xstrndup(s->out, len);
+        char *text = utf8_sanitize(s->out, len);
         cJSON *v = cJSON_CreateString(text);
 
         free(text);
@@ -648,7 +743,7 @@ static cJSON *reduce_value(const struct exec_step *s)
     cJSON *v = step_result(s);
 
     if (cJSON_IsString(v)) {
-        cJSON *parsed = cJSON_Parse(v->valuestring);
+        cJSON *parsed = json_parse_exact(v->valuestring, strlen(v->valuestring));
 
         if (parsed != NULL) {
             cJSON_Delete(v);
@@ -897,7 +992,8 @@ static bool over_budget(const struct exec_block *b)
 }
 
 /* A step of b has finished: apply the strategy, then start more or finish. */
-static void block_step_done(struct exec_block *b, struct exec_step *s)
+/* A step of b has finished: what it means for the block, by its strategy. */
+static void block_apply(struct exec_block *b, struct exec_step *s)
 {
     if (!b->deciding) {
         switch (b->pb->strategy) {
@@ -931,7 +1027,15 @@ static void block_step_done(struct exec_block *b, struct exec_step *s)
             break;
         }
     }
-    if (!b->deciding && b->finished == b->n && b->hold == 0) {
+}
+
+/* After steps of b have finished: decide when all have, finish when the outcome is known and
+ * nothing runs any more, otherwise start what may start. Nothing happens while b is held. */
+static void block_settle(struct exec_block *b)
+{
+    if (b->hold > 0)
+        return;
+    if (!b->deciding && b->finished == b->n) {
         struct buf why;
 
         buf_init(&why);
@@ -971,8 +1075,7 @@ static void block_step_done(struct exec_block *b, struct exec_step *s)
         block_maybe_finish(b);
         return;
     }
-    if (b->hold == 0)
-        block_pump(b);
+    block_pump(b);
 }
 
 static void block_timer_cb(void *arg)
@@ -1031,11 +1134,17 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
         step_set_reason(s, reason);
         s->start_us = s->end_us = loop_now_us(ex->loop);
         b->finished++;
-        block_step_done(b, s);
+        block_apply(b, s);
+        block_settle(b);
         return;
     }
     if (s->stop_requested)
         return;
+    /* A command that never got to run is cancelled, whatever stopped it. */
+    if (s->child == NULL && s->attempts == 0)
+        status = EXEC_CANCELLED;
+    if (ex->cancelled && (s->proc != NULL || s->in_backoff || s->attempts > 0 || s->child != NULL))
+        s->interrupted = s->child == NULL;
     s->stop_requested = true;
     s->stop_status = status;
     s->stop_reason = xstrdup(reason);
@@ -1045,14 +1154,10 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
     } else if (s->waiting) {
         wait_remove(ex, s);
         step_finish(s, status, reason);
-    } else if (s->in_backoff) {
-        step_finish(s, status, reason);
     } else if (s->proc != NULL) {
-        if (ex->cancelled)
-            s->interrupted = true;
         proc_terminate(s->proc, ex->plan->kill_grace_ms);
     } else {
-        step_finish(s, status, reason);
+        step_finish(s, status, reason); /* between attempts */
     }
 }
 
@@ -1359,7 +1464,7 @@ pid_t exec_step_pid(const struct exec_step *s)
 static cJSON *output_json(const char *data, size_t len, uint64_t total)
 {
     cJSON *o = cJSON_CreateObject();
-    char *text = xstrndup(data, len);
+    char *text = utf8_sanitize(data, len);
 
     cJSON_AddStringToObject(o, "tail", text);
     cJSON_AddNumberToObject(o, "bytes", (double)total);

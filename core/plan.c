@@ -147,22 +147,22 @@ static bool valid_name_char(char c)
            strchr("._:@+-", c) != NULL;
 }
 
-static int check_name(struct loader *ld, const cJSON *node, const char *name)
+static int check_name(struct loader *ld, const cJSON *node, const char *name, const char *what)
 {
     size_t i, n = strlen(name);
 
     if (n == 0)
-        return cfg_error(ld->cfg, ld->err, node, "a step name cannot be empty");
+        return cfg_error(ld->cfg, ld->err, node, "a %s name cannot be empty", what);
     if (n > PLAN_NAME_MAX)
         return cfg_error(ld->cfg, ld->err, node,
-                         "a step name is at most %d characters, this one has %zu", PLAN_NAME_MAX,
-                         n);
+                         "a %s name is at most %d characters, this one has %zu", what,
+                         PLAN_NAME_MAX, n);
     for (i = 0; i < n; i++) {
         if (!valid_name_char(name[i]))
             return cfg_error(ld->cfg, ld->err, node,
-                             "character %zu of the step name is not allowed; use letters, digits "
+                             "character %zu of the %s name is not allowed; use letters, digits "
                              "and . _ : @ + -",
-                             i + 1);
+                             i + 1, what);
     }
     return 0;
 }
@@ -190,10 +190,12 @@ static int load_retry(struct loader *ld, const cJSON *obj, struct retry_policy *
             get_seconds(ld, backoff, "base_seconds", 0, 3600, &base) != 0 ||
             get_seconds(ld, backoff, "cap_seconds", 0, 86400, &cap) != 0)
             return -1;
-        if (cap < base)
+        if (cap < base && cfg_has(backoff, "cap_seconds"))
             return cfg_error(ld->cfg, ld->err,
                              cJSON_GetObjectItemCaseSensitive(backoff, "cap_seconds"),
                              "cap_seconds must not be less than base_seconds");
+        if (cap < base) /* only base_seconds given, above the default cap: the cap follows */
+            cap = base;
         p->base_ms = base;
         p->cap_ms = cap;
     }
@@ -291,6 +293,8 @@ static int load_command(struct loader *ld, const cJSON *obj, struct plan_step *s
     env = cfg_get(ld->cfg, obj, "env", cJSON_Object, false, ld->err);
     if (env == NULL && cfg_has(obj, "env"))
         return -1;
+    if (env != NULL && cfg_check_object(ld->cfg, env, NULL, ld->err) != 0)
+        return -1; /* any names, each once */
     n = 0;
     if (env != NULL) {
         cJSON_ArrayForEach(item, env)
@@ -331,7 +335,7 @@ static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, 
     if (cfg_get_string(ld->cfg, obj, "name", true, &name, ld->err) != 0)
         return -1;
     name_node = cJSON_GetObjectItemCaseSensitive(obj, "name");
-    if (check_name(ld, name_node, name) != 0)
+    if (check_name(ld, name_node, name, "step") != 0)
         return -1;
     s->name = xstrdup(name);
     s->retry = b->retry;
@@ -753,7 +757,7 @@ static int plan_from_cfg(const struct cfg *c, struct plan **out, struct err *err
         goto fail;
     if (name == NULL)
         name = base;
-    if (check_name(&ld, cJSON_GetObjectItemCaseSensitive(root, "name"), name) != 0)
+    if (check_name(&ld, cJSON_GetObjectItemCaseSensitive(root, "name"), name, "plan") != 0)
         goto fail;
     p->output_limit = (size_t)limit;
     if (load_block(&ld, root, &p->root, name, &retry, 0) != 0)

@@ -54,6 +54,8 @@ struct proc {
     bool finalizing;   /* handles are closing */
     bool stopped;      /* proc_terminate was called */
     bool group_termed; /* TERM went to the group */
+    bool group_empty;  /* the leader has exited and nobody is left in its group: never signal
+                        * -pid again, the number may belong to someone else one day */
     bool kill_sent;
     struct proc *next, *prev; /* every proc not yet finalized */
 };
@@ -130,11 +132,27 @@ static void stop_reading(struct proc *p, enum proc_stream s)
 {
     uv_pipe_t *pipe = s == PROC_STDOUT ? &p->out : &p->err;
     bool *open = s == PROC_STDOUT ? &p->out_open : &p->err_open;
+    uv_os_fd_t fd;
+    ssize_t n;
 
     if (!*open)
         return;
     *open = false;
     uv_read_stop((uv_stream_t *)pipe);
+    /* Keep what is already in the pipe (the last words of a killed step). */
+    if (uv_fileno((uv_handle_t *)pipe, &fd) == 0) {
+        while ((n = read(fd, read_buf, sizeof read_buf)) > 0)
+            tail_add(&p->tails[s - 1], read_buf, (size_t)n);
+    }
+}
+
+/* Signal the process group, unless it is known to be gone for good. */
+static void signal_group(struct proc *p, int sig)
+{
+    if (p->group_empty)
+        return;
+    if (kill(-p->pid, sig) == -1 && errno == ESRCH && p->exited)
+        p->group_empty = true;
 }
 
 static void arm_timer(struct proc *p, uint64_t delay_ms)
@@ -192,7 +210,7 @@ static bool group_alive(pid_t pgid)
 static void send_kill(struct proc *p)
 {
     p->kill_sent = true;
-    kill(-p->pid, SIGKILL);
+    signal_group(p, SIGKILL);
     if (p->exited) {
         /* Whoever still holds our pipes left the group (setsid): stop waiting for them. */
         stop_reading(p, PROC_STDOUT);
@@ -205,8 +223,10 @@ static void timer_cb(void *arg)
 {
     struct proc *p = arg;
     uint64_t now = loop_now_us(p->loop);
-    bool group_gone = p->exited && !group_alive(p->pid);
+    bool group_gone = p->exited && (p->group_empty || !group_alive(p->pid));
 
+    if (group_gone && kill(-p->pid, 0) == -1 && errno == ESRCH)
+        p->group_empty = true; /* only zombies may be left otherwise: they cannot be signalled */
     if (group_gone && !p->out_open && !p->err_open) {
         if (p->freed)
             finalize(p);
@@ -251,8 +271,10 @@ static void exit_cb(uv_poll_t *h, int status, int events)
         p->term_signal = 0;
     }
     /* Leftovers of the group: TERM now, KILL when the grace period is over. */
-    if (!p->kill_sent && kill(-p->pid, SIGTERM) == 0)
-        p->group_termed = true;
+    if (!p->kill_sent) {
+        signal_group(p, SIGTERM);
+        p->group_termed = !p->group_empty;
+    }
     if (p->kill_sent) {
         stop_reading(p, PROC_STDOUT);
         stop_reading(p, PROC_STDERR);
@@ -326,13 +348,14 @@ static int spawn(const struct proc_spec *spec, int out_fd, int err_fd, pid_t *pi
         posix_spawn_file_actions_addchdir_np(&fa, spec->cwd);
     posix_spawnattr_init(&attr);
     sigemptyset(&none);
-    /* A step gets default signals, whatever n3ctl ignores (SIGPIPE) or blocks. */
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
+    /* A step gets default signals, whatever n3ctl (or whoever started it) ignores or blocks. */
+    sigfillset(&dfl);
+    sigdelset(&dfl, SIGKILL);
+    sigdelset(&dfl, SIGSTOP);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     rc = posix_spawnp(pid, spec->argv[0], &fa, &attr, (char *const *)spec->argv,
                       spec->env != NULL ? (char *const *)spec->env : environ);
     posix_spawnattr_destroy(&attr);
@@ -340,16 +363,54 @@ static int spawn(const struct proc_spec *spec, int out_fd, int err_fd, pid_t *pi
     return rc;
 }
 
+/* Is the program there and executable (found on PATH when it has no slash)? */
+static bool program_exists(const char *prog)
+{
+    const char *path = getenv("PATH"), *p, *end;
+    char full[4096];
+
+    if (strchr(prog, '/') != NULL)
+        return access(prog, X_OK) == 0;
+    for (p = path != NULL ? path : "/usr/bin:/bin"; *p != '\0'; p = *end ? end + 1 : end) {
+        end = strchr(p, ':');
+        if (end == NULL)
+            end = p + strlen(p);
+        snprintf(full, sizeof full, "%.*s/%s", (int)(end - p), p, prog);
+        if (access(full, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void spawn_error(const struct proc_spec *spec, int rc, struct err *err)
 {
-    if (rc == ENOENT && spec->cwd != NULL && access(spec->cwd, F_OK) != 0)
-        err_set(err, "cannot run \"%.200s\": the working directory \"%.200s\" does not exist",
-                spec->argv[0], spec->cwd);
+    const char *prog = spec->argv[0], *cwd = spec->cwd;
+    int cwd_errno = 0;
+
+    if (cwd != NULL && access(cwd, X_OK) != 0)
+        cwd_errno = errno;
+    if ((rc == ENOENT || rc == ENOTDIR || rc == EACCES) && cwd_errno != 0)
+        err_set(err, "cannot run \"%.200s\": the working directory \"%.200s\" %s", prog, cwd,
+                cwd_errno == ENOTDIR  ? "is not a directory"
+                : cwd_errno == EACCES ? "cannot be entered (permission denied)"
+                                      : "does not exist");
+    else if (rc == ENOENT && program_exists(prog))
+        err_set(err,
+                "cannot run \"%.200s\": the interpreter on its #! line, or a library it "
+                "needs, is missing",
+                prog);
     else if (rc == ENOENT)
-        err_set(err, "cannot run \"%.200s\": no such program (is it installed and on PATH?)",
-                spec->argv[0]);
+        err_set(err, "cannot run \"%.200s\": no such program (is it installed and on PATH?)", prog);
+    else if (rc == EACCES)
+        err_set(err, "cannot run \"%.200s\": permission denied (is it executable?)", prog);
     else
-        err_set(err, "cannot run \"%.200s\": %s", spec->argv[0], strerror(rc));
+        err_set(err, "cannot run \"%.200s\": %s", prog, strerror(rc));
+}
+
+/* Out of descriptors, processes or memory: may work once another process has ended. */
+static bool busy_error(int e)
+{
+    return e == EMFILE || e == ENFILE || e == EAGAIN || e == ENOMEM;
 }
 
 int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **out, struct err *err)
@@ -359,13 +420,17 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
     int outp[2], errp[2], rc, pidfd;
     pid_t pid;
 
-    if (make_pipe(outp) != 0)
-        return err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(errno));
+    if (make_pipe(outp) != 0) {
+        rc = errno;
+        err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
+        return busy_error(rc) ? PROC_BUSY : -1;
+    }
     if (make_pipe(errp) != 0) {
         rc = errno;
         close(outp[0]);
         close(outp[1]);
-        return err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
+        err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
+        return busy_error(rc) ? PROC_BUSY : -1;
     }
     rc = spawn(spec, outp[1], errp[1], &pid);
     close(outp[1]);
@@ -374,7 +439,7 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
         close(outp[0]);
         close(errp[0]);
         spawn_error(spec, rc, err);
-        return -1;
+        return busy_error(rc) ? PROC_BUSY : -1;
     }
     pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0) {
@@ -383,7 +448,11 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
         waitpid(pid, NULL, 0);
         close(outp[0]);
         close(errp[0]);
-        return err_set(err, "cannot watch process %d: pidfd_open: %s (n3ctl needs Linux 5.3 or later)",
+        if (busy_error(rc))
+            return err_set(err, "cannot watch process %d: %s", (int)pid, strerror(rc)), PROC_BUSY;
+        return err_set(err,
+                       "cannot watch process %d: pidfd_open: %s (n3ctl needs Linux 5.3 or "
+                       "later)",
                        (int)pid, strerror(rc));
     }
 
@@ -425,8 +494,8 @@ void proc_terminate(struct proc *p, uint64_t grace_ms)
         return;
     }
     if (!p->group_termed || !p->exited) {
-        kill(-p->pid, SIGTERM);
-        p->group_termed = true;
+        signal_group(p, SIGTERM);
+        p->group_termed = !p->group_empty;
     }
     arm_timer(p, grace_ms);
 }

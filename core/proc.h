@@ -39,7 +39,9 @@ struct proc_spec {
 };
 
 /* Start a process. -1 with a message when it cannot start (no such program, not executable,
- * bad cwd): nothing is left running and on_done is never called. */
+ * bad cwd), PROC_BUSY when the system is out of file descriptors or processes for now (try
+ * again once a process has ended): nothing is left running and on_done is never called. */
+#define PROC_BUSY (-2)
 int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **out, struct err *err);
 
 /* Stop the whole process group: TERM now, KILL after grace_ms if anything is still there.

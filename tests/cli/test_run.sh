@@ -511,3 +511,72 @@ expect_rc 0
 [ -L link.prom ] || fail "run --metrics link.prom replaced the symbolic link link.prom by a file"
 ok
 expect_present real.prom "run --metrics link.prom did not write real.prom, the file link.prom points to"
+
+# ---- the process n3ctl runs in ----
+
+# SIGQUIT (Ctrl-\) stops the steps like SIGTERM does: nothing is orphaned.
+interrupt quit QUIT
+expect_rc 131
+expect_grep err '^n3ctl: interrupted by SIGQUIT: stopped 1 running step \(sleeper\)'
+
+# Started with SIGHUP ignored (nohup), n3ctl keeps it ignored: a hangup does not stop the run.
+rm -f sleeper.pid after-ran
+(trap '' HUP && exec "$N3CTL" run interrupt.json >nohup.out 2>nohup.err </dev/null) &
+pid=$!
+T_BG="$T_BG$pid "
+wait_until "step sleeper of interrupt.json to write sleeper.pid" file_has sleeper.pid '^[0-9]+$'
+spid=$(cat sleeper.pid)
+on_exit "kill_stray $spid sleep"
+kill -HUP "$pid"
+kill -0 "$pid" 2>/dev/null || fail "n3ctl started with SIGHUP ignored died of SIGHUP"
+pid_alive "$spid" || fail "a SIGHUP to n3ctl started with SIGHUP ignored stopped its step"
+ok
+kill -INT "$pid"
+LAST=nohup LAST_CMD="n3ctl run interrupt.json (SIGHUP ignored, then SIGINT)"
+wait_exit "$pid" "$LAST_CMD"
+expect_rc 130
+pid_gone "$spid" || fail "$LAST_CMD: the sleeper $spid still runs"
+ok
+
+# A reader that goes away early (| head -1) is not a reason to die: the metrics are still
+# written in full, and no temporary file is left.
+{
+    printf '{"name": "wide", "steps": ['
+    seq 1 300 | sed 's/.*/{"name": "s&", "exec": ["true"]}/' | paste -sd, -
+    printf ']}\n'
+} >wide.json
+set +e
+"$N3CTL" run -v --metrics wide.prom wide.json 2>wide.err | head -n 1 >wide.head
+pipe_rc=("${PIPESTATUS[@]}")
+set -e
+LAST=wide LAST_CMD="n3ctl run -v --metrics wide.prom wide.json | head -n 1"
+expect_eq "$LAST_CMD: n3ctl's exit status" 0 "${pipe_rc[0]}"
+grep -q '^n3_tasks_total{status="succeeded"} 300$' wide.prom ||
+    fail "$LAST_CMD: wide.prom does not count 300 steps:
+$(show wide.prom)"
+ok
+ls wide.prom.tmp.* >/dev/null 2>&1 && fail "$LAST_CMD: a temporary metrics file was left behind"
+ok
+
+# Processes a step leaves behind get TERM when it ends; one that ignores TERM is waited for
+# (the report comes first), and a Ctrl-C then kills it at once instead of after 600 s.
+cat >leftover.json <<'EOF2'
+{"name": "leftover", "kill_grace_seconds": 600, "steps": [
+  {"name": "bg", "shell": "trap '' TERM; sleep 1000 >/dev/null 2>&1 & echo $! >leftover.pid"}
+]}
+EOF2
+rm -f leftover.pid
+bg_n3 leftover run leftover.json
+pid=$BG_PID
+wait_until "n3ctl to report the plan" file_has leftover.out '^plan leftover succeeded'
+wait_until "n3ctl to say it waits for what the step left behind" \
+    file_has leftover.err '^n3ctl: waiting up to .* for processes the steps left behind'
+lpid=$(cat leftover.pid)
+on_exit "kill_stray $lpid sleep"
+pid_alive "$lpid" || fail "the process the step left behind (it ignores TERM) is gone before its grace period"
+ok
+kill -INT "$pid"
+wait_exit "$pid" "n3ctl run leftover.json (SIGINT while waiting for leftovers)"
+expect_rc 0
+pid_gone "$lpid" || fail "$LAST_CMD: the leftover $lpid survived n3ctl"
+ok

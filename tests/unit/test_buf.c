@@ -93,6 +93,21 @@ START_TEST(tail_many_small_writes)
 }
 END_TEST
 
+START_TEST(utf8_is_made_valid)
+{
+    /* Valid: ASCII, 2-, 3- and 4-byte characters. Invalid: a lone continuation byte, an
+     * overlong slash, a surrogate, 0xff, a NUL, a character cut short at the end. */
+    const char in[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\x80|\xc0\xaf|\xed\xa0\x80|\xff|"
+                      "\0|\xe2\x82";
+    char *out = utf8_sanitize(in, sizeof in - 1);
+
+    ck_assert_str_eq(out, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\xef\xbf\xbd|"
+                          "\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|"
+                          "\xef\xbf\xbd|\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd");
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("buf");
@@ -102,6 +117,7 @@ int main(void)
     tcase_add_test(t, buf_json_escapes);
     tcase_add_test(t, tail_keeps_the_last_bytes);
     tcase_add_test(t, tail_many_small_writes);
+    tcase_add_test(t, utf8_is_made_valid);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }

@@ -959,6 +959,167 @@ START_TEST(metrics_and_traces)
 }
 END_TEST
 
+/* ---- regressions found in review ---- */
+
+START_TEST(json_results_are_whole_documents)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"j\", \"result\": \"json\", \"shell\": \"echo '{\\\"a\\\": "
+            "1} and more'\"}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_step_status(step(&f, "j")), EXEC_FAILED);
+    fx_done(&f);
+
+    fx_init(&f, 0,
+            "{\"strategy\": \"map_reduce\", \"reduce\": \"sum\", \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"echo\", \"12 apples\"]},"
+            " {\"name\": \"b\", \"exec\": [\"echo\", \"1\"]}]}");
+    fx_run(&f);
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "reduce sum: step \"a\" did not print a number");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(queued_steps_are_cancelled_not_timed_out)
+{
+    struct fixture f;
+    char *marker;
+
+    /* One process at a time: b and c wait for a slot when the block's time is up. */
+    fx_init(&f, 1,
+            "{\"timeout_seconds\": 1, \"steps\": ["
+            " {\"name\": \"a\", \"shell\": \"touch @D@/a; exec sleep 1000\"},"
+            " {\"name\": \"b\", \"exec\": [\"true\"]}, {\"name\": \"c\", \"exec\": [\"true\"]}]}");
+    marker = xasprintf("%s/a", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    loop_fake_advance(f.loop, 1000);
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_TIMED_OUT);
+    ck_assert_int_eq(exec_step_status(step(&f, "a")), EXEC_TIMED_OUT);
+    ck_assert_int_eq(exec_step_status(step(&f, "b")), EXEC_CANCELLED);
+    ck_assert_int_eq(exec_step_status(step(&f, "c")), EXEC_CANCELLED);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "b")), 0);
+    free(marker);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(parallel_step_timeout)
+{
+    struct fixture f;
+    char *marker;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"nest\", \"timeout_seconds\": 2, \"parallel\": {\"steps\": ["
+            " {\"name\": \"x\", \"shell\": \"touch @D@/x; exec sleep 1000\"}]}}]}");
+    marker = xasprintf("%s/x", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
+    loop_fake_advance(f.loop, 2000);
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_step_status(step(&f, "nest")), EXEC_TIMED_OUT);
+    ck_assert_str_eq(exec_step_reason(step(&f, "nest")), "timed out after 2s");
+    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
+    free(marker);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(fail_fast_names_the_failed_step)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"fail_fast\": true, \"steps\": [{\"name\": \"a\", \"shell\": \"exit 3\"},"
+            " {\"name\": \"b\", \"depends_on\": [\"a\"], \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    ck_assert_str_eq(exec_block_reason(root(&f)), "step \"a\" exit 3 (fail_fast)");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(exit_in_time_is_not_a_timeout)
+{
+    struct fixture f;
+    struct pids p = {{0}, 0};
+    char *pidfile;
+
+    /* The command exits at once; a leftover that ignores TERM keeps its stdout open. */
+    fx_init(&f, 0,
+            "{\"kill_grace_seconds\": 5, \"steps\": [{\"name\": \"s\", \"timeout_seconds\": 1,"
+            " \"shell\": \"trap '' TERM; sleep 1000 & echo $! > @D@/pid; exit 0\"}]}");
+    pidfile = xasprintf("%s/pid", f.dir);
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, file_exists_pred, pidfile, REAL_WAIT_MS));
+    read_pids(pidfile, &p);
+    ck_assert(!tu_run_until(f.loop, is_done, &f, 200));
+    loop_fake_advance(f.loop, 1000); /* the step's timeout: the command is gone already */
+    loop_fake_advance(f.loop, 4000); /* the grace period for its leftover */
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    ck_assert_int_eq(exec_step_status(step(&f, "s")), EXEC_SUCCEEDED);
+    ck_assert_int_eq(exec_step_exit_code(step(&f, "s")), 0);
+    ck_assert(tu_run_until(f.loop, all_dead, &p, REAL_WAIT_MS));
+    free(pidfile);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(process_slots_are_first_come_first_served)
+{
+    struct fixture f;
+    char *log, *text;
+
+    /* With one process slot, steps start in plan order, whatever finishes first. */
+    fx_init(&f, 1,
+            "{\"max_concurrency\": 10, \"steps\": ["
+            " {\"name\": \"s1\", \"shell\": \"echo 1 >> @D@/log\"},"
+            " {\"name\": \"s2\", \"shell\": \"echo 2 >> @D@/log\"},"
+            " {\"name\": \"s3\", \"shell\": \"echo 3 >> @D@/log\"},"
+            " {\"name\": \"s4\", \"shell\": \"echo 4 >> @D@/log\"},"
+            " {\"name\": \"s5\", \"shell\": \"echo 5 >> @D@/log\"},"
+            " {\"name\": \"s6\", \"shell\": \"echo 6 >> @D@/log\"},"
+            " {\"name\": \"s7\", \"shell\": \"echo 7 >> @D@/log\"},"
+            " {\"name\": \"s8\", \"shell\": \"echo 8 >> @D@/log\"},"
+            " {\"name\": \"s9\", \"shell\": \"echo 9 >> @D@/log\"},"
+            " {\"name\": \"s10\", \"shell\": \"echo 10 >> @D@/log\"},"
+            " {\"name\": \"s11\", \"shell\": \"echo 11 >> @D@/log\"},"
+            " {\"name\": \"s12\", \"shell\": \"echo 12 >> @D@/log\"}]}");
+    fx_run(&f);
+    log = xasprintf("%s/log", f.dir);
+    text = tu_read_file(log);
+    ck_assert_str_eq(text, "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n11\n12\n");
+    free(text);
+    free(log);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(output_is_valid_utf8_in_json)
+{
+    struct fixture f;
+    cJSON *doc;
+    char *text;
+
+    /* A tail cut in the middle of a character, and bytes that are not UTF-8 at all. */
+    fx_init(&f, 0,
+            "{\"output_limit_bytes\": 1024, \"steps\": [{\"name\": \"bin\", \"shell\":"
+            " \"printf '\\\\303\\\\251'; printf 'x%.0s' $(seq 1 1021); printf '\\\\377\\\\n'\"}]}");
+    fx_run(&f);
+    doc = executor_report(f.ex);
+    text = cJSON_PrintUnformatted(doc);
+    /* U+FFFD for the half character at the start of the tail and for the 0xff byte. */
+    ck_assert_ptr_nonnull(strstr(text, "\"tail\":\"\xef\xbf\xbdxx"));
+    ck_assert_ptr_nonnull(strstr(text, "\xef\xbf\xbd\\n\""));
+    cJSON_free(text);
+    cJSON_Delete(doc);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *executor_suite(void)
 {
     Suite *s = suite_create("executor");
@@ -1015,6 +1176,17 @@ static Suite *executor_suite(void)
     tcase_add_test(t, env_and_cwd);
     tcase_add_test(t, json_result_must_parse);
     tcase_add_test(t, metrics_and_traces);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("regressions");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, json_results_are_whole_documents);
+    tcase_add_test(t, queued_steps_are_cancelled_not_timed_out);
+    tcase_add_test(t, parallel_step_timeout);
+    tcase_add_test(t, fail_fast_names_the_failed_step);
+    tcase_add_test(t, exit_in_time_is_not_a_timeout);
+    tcase_add_test(t, process_slots_are_first_come_first_served);
+    tcase_add_test(t, output_is_valid_utf8_in_json);
     suite_add_tcase(s, t);
     return s;
 }

@@ -209,6 +209,15 @@ START_TEST(retry_rules)
         load_err("{\"retry\": {\"backoff\": {\"base_seconds\": 5, \"cap_seconds\": 1}}, \"steps\": "
                  "[{\"name\": \"a\", \"exec\": [\"true\"]}]}"),
         "cap_seconds must not be less than base_seconds"));
+    {
+        /* base_seconds alone above the default cap (30 s): the cap follows it. */
+        struct plan *p = load_ok("{\"retry\": {\"backoff\": {\"base_seconds\": 60}}, \"steps\": "
+                                 "[{\"name\": \"a\", \"exec\": [\"true\"]}]}");
+
+        ck_assert_uint_eq(p->root.retry.base_ms, 60000);
+        ck_assert_uint_eq(p->root.retry.cap_ms, 60000);
+        plan_free(p);
+    }
 }
 END_TEST
 
