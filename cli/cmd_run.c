@@ -382,7 +382,8 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         cJSON_free(text);
         cJSON_Delete(doc);
     } else {
-        report_table(stdout, r.ex, verbose, term_color(stdout));
+        report_table(stdout, r.ex, verbose, term_color(stdout),
+                     term_is_tty(stdout) ? term_width(stdout) : 0);
     }
     fflush(stdout);
     report_interrupted(&r);

@@ -146,7 +146,7 @@ static void count_leaves(const struct exec_block *b, struct exec_counts *c)
     }
 }
 
-void report_table(FILE *out, const struct executor *ex, bool verbose, bool color)
+void report_table(FILE *out, const struct executor *ex, bool verbose, bool color, unsigned width)
 {
     const struct exec_block *root = executor_root(ex);
     struct rows r = {0};
@@ -186,8 +186,17 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
         fprintf(out, "%-*s  %s%-9s%s  %8s  %9s  %7s", (int)wname, r.v[i].name,
                 term_sgr(color, status_color(sst)), exec_status_name(sst),
                 term_sgr(color, TERM_RESET), attempts, sst == EXEC_PENDING ? "-" : dur, code);
-        if (exec_step_reason(s)[0] != '\0')
-            fprintf(out, "  %s", exec_step_reason(s));
+        if (exec_step_reason(s)[0] != '\0') {
+            const char *reason = exec_step_reason(s);
+            /* STEP, STATUS, ATTEMPTS, DURATION, EXIT and the spaces between them */
+            size_t used = wname + 2 + 9 + 2 + 8 + 2 + 9 + 2 + 7 + 2, room;
+
+            room = width > used + 4 ? width - used - 1 : 0;
+            if (width == 0 || strlen(reason) <= room)
+                fprintf(out, "  %s", reason);
+            else
+                fprintf(out, "  %.*s...", (int)(room - 3), reason);
+        }
         fputc('\n', out);
     }
     if (hidden > 0)

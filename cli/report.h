@@ -9,6 +9,7 @@ struct executor;
 
 #define REPORT_ALL_ROWS_UP_TO 40 /* bigger plans list only the steps that did not succeed */
 
-void report_table(FILE *out, const struct executor *ex, bool verbose, bool color);
+/* width: cut long reasons to fit the terminal's columns; 0 for no limit (not a terminal). */
+void report_table(FILE *out, const struct executor *ex, bool verbose, bool color, unsigned width);
 
 #endif
