@@ -17,6 +17,14 @@
 
 extern char **environ;
 
+struct exec_attempt {
+    struct exec_step *step;
+    const struct exec_runner *runner;
+    void *data; /* the runner's */
+    pid_t pid;
+    bool active; /* started, and exec_attempt_done not called yet */
+};
+
 struct exec_step {
     const struct plan_step *ps;
     struct exec_block *block;
@@ -35,7 +43,7 @@ struct exec_step {
     enum exec_status stop_status;
     char *stop_reason;
     uint64_t start_us, end_us;
-    struct proc *proc;
+    struct exec_attempt attempt;
     struct loop_timer *timer; /* step timeout, or backoff before the next attempt */
     int exit_code;
     int term_signal;
@@ -91,6 +99,7 @@ struct executor {
     bool started, finished, cancelled;
     executor_done_fn done;
     void *done_arg;
+    struct exec_runner local; /* runs exec and shell steps */
     uint64_t start_us, end_us;
     struct metric_family *m_tasks, *m_duration, *m_active, *m_retries, *m_errors, *m_blocks;
 };
@@ -377,11 +386,13 @@ static void step_timer_cb(void *arg)
         why = xasprintf("timed out after %s", secs);
         step_stop(s, EXEC_TIMED_OUT, why);
         free(why);
-    } else if (s->proc != NULL && !proc_exited(s->proc)) {
+    } else if (s->attempt.active &&
+               !s->attempt.runner->exited(s->attempt.runner->arg, &s->attempt)) {
         /* Not when the command itself has exited in time: what is left is leftovers of its
          * group, which get KILL when the grace period is over anyway. */
         s->timed_out = true;
-        proc_terminate(s->proc, s->block->ex->plan->kill_grace_ms);
+        s->attempt.runner->stop(s->attempt.runner->arg, &s->attempt,
+                                s->block->ex->plan->kill_grace_ms);
     }
 }
 
@@ -454,16 +465,20 @@ static void keep_last(char **data, size_t *len, size_t n)
 }
 
 /* Take the output of the attempt that ended, within the run's budget for kept output. */
-static void take_output(struct exec_step *s, const struct proc *p)
+static void take_output(struct exec_step *s, const struct exec_outcome *o)
 {
     struct executor *ex = s->block->ex;
 
     ex->output_kept -= s->out_len + s->err_len;
     step_free_output(s);
-    s->out = tail_dup(proc_output(p, PROC_STDOUT), &s->out_len);
-    s->err = tail_dup(proc_output(p, PROC_STDERR), &s->err_len);
-    s->out_total = proc_output(p, PROC_STDOUT)->total;
-    s->err_total = proc_output(p, PROC_STDERR)->total;
+    if (o->out != NULL) {
+        s->out = tail_dup(o->out, &s->out_len);
+        s->out_total = o->out->total;
+    }
+    if (o->err != NULL) {
+        s->err = tail_dup(o->err, &s->err_len);
+        s->err_total = o->err->total;
+    }
     if (ex->output_kept + s->out_len + s->err_len > EXEC_OUTPUT_BUDGET) {
         keep_last(&s->out, &s->out_len, EXEC_OUTPUT_SHRUNK);
         keep_last(&s->err, &s->err_len, EXEC_OUTPUT_SHRUNK);
@@ -471,24 +486,29 @@ static void take_output(struct exec_step *s, const struct proc *p)
     ex->output_kept += s->out_len + s->err_len;
 }
 
-static void proc_done_cb(struct proc *p, void *arg)
+void exec_attempt_done(struct exec_attempt *a, const struct exec_outcome *o)
 {
-    struct exec_step *s = arg;
+    struct exec_step *s = a->step;
     struct executor *ex = s->block->ex;
-    bool out_cut = proc_output(p, PROC_STDOUT)->total > proc_output(p, PROC_STDOUT)->len;
+    bool out_cut = o->out != NULL && o->out->total > o->out->len;
     char why[256];
 
+    if (!a->active)
+        fatal("exec_attempt_done twice for step %s", s->ps->name);
+    a->active = false;
+    a->data = NULL;
+    a->pid = 0;
     ex->procs--;
     if (s->timer != NULL && !s->in_backoff)
         loop_timer_stop(s->timer);
-    s->term_signal = proc_term_signal(p);
-    s->exit_code = s->term_signal != 0 ? -1 : proc_exit_code(p);
-    take_output(s, p);
-    proc_free(p);
-    s->proc = NULL;
+    s->term_signal = o->term_signal;
+    s->exit_code = o->term_signal != 0 ? -1 : o->exit_code;
+    take_output(s, o);
 
     if (s->stop_requested) {
         step_finish(s, s->stop_status, s->stop_reason);
+    } else if (o->failed) {
+        attempt_failed(s, o->failure, o->reason != NULL ? o->reason : "failed");
     } else if (s->timed_out) {
         char secs[32];
 
@@ -552,43 +572,135 @@ static char **step_env(const struct plan_step *ps)
     return env;
 }
 
-static void spawn_attempt(struct exec_step *s)
+/* ---- the local runner: exec and shell steps as processes on this machine ---- */
+
+static void local_output(struct proc *p, enum proc_stream stream, const char *data, size_t len,
+                         void *arg)
 {
-    struct executor *ex = s->block->ex;
+    exec_attempt_output(arg, stream, data, len);
+}
+
+static void local_done(struct proc *p, void *arg)
+{
+    struct exec_outcome o;
+
+    memset(&o, 0, sizeof o);
+    o.term_signal = proc_term_signal(p);
+    o.exit_code = o.term_signal != 0 ? -1 : proc_exit_code(p);
+    o.out = proc_output(p, PROC_STDOUT);
+    o.err = proc_output(p, PROC_STDERR);
+    exec_attempt_done(arg, &o);
+    proc_free(p);
+}
+
+static int local_start(void *arg, struct exec_attempt *a, const struct plan_step *ps,
+                       struct retry_failure *f, struct err *err)
+{
+    struct executor *ex = arg;
     struct proc_spec spec;
-    struct err err;
-    char **env = s->ps->env != NULL ? step_env(s->ps) : NULL;
+    struct proc *p;
+    char **env = ps->env != NULL ? step_env(ps) : NULL;
     int rc;
 
     memset(&spec, 0, sizeof spec);
-    spec.argv = (const char *const *)s->ps->argv;
+    spec.argv = (const char *const *)ps->argv;
     spec.env = (const char *const *)env;
-    spec.cwd = s->ps->cwd;
+    spec.cwd = ps->cwd;
     spec.output_limit = ex->plan->output_limit;
     spec.grace_ms = ex->plan->kill_grace_ms;
-    spec.on_done = proc_done_cb;
-    spec.arg = s;
+    spec.on_done = local_done;
+    spec.on_output = ex->opts.on_output != NULL ? local_output : NULL;
+    spec.arg = a;
+    rc = proc_start(ex->loop, &spec, &p, err);
+    free(env);
+    if (rc == PROC_BUSY)
+        return EXEC_RUNNER_BUSY;
+    if (rc != 0) {
+        *f = (struct retry_failure){RETRY_SPAWN, 0};
+        return -1;
+    }
+    exec_attempt_set_data(a, p, proc_pid(p));
+    return 0;
+}
+
+static void local_stop(void *arg, struct exec_attempt *a, uint64_t grace_ms)
+{
+    proc_terminate(a->data, grace_ms);
+}
+
+static bool local_exited(void *arg, struct exec_attempt *a)
+{
+    return proc_exited(a->data);
+}
+
+void exec_attempt_set_data(struct exec_attempt *a, void *data, pid_t pid)
+{
+    a->data = data;
+    a->pid = pid;
+}
+
+void *exec_attempt_data(const struct exec_attempt *a)
+{
+    return a->data;
+}
+
+const struct exec_step *exec_attempt_step(const struct exec_attempt *a)
+{
+    return a->step;
+}
+
+void exec_attempt_output(struct exec_attempt *a, enum proc_stream stream, const char *data,
+                         size_t len)
+{
+    struct executor *ex = a->step->block->ex;
+
+    if (ex->opts.on_output != NULL && a->active)
+        ex->opts.on_output(ex->opts.output_arg, a->step, stream, data, len);
+}
+
+static void spawn_attempt(struct exec_step *s)
+{
+    struct executor *ex = s->block->ex;
+    struct exec_attempt *a = &s->attempt;
+    struct retry_failure f = {RETRY_SPAWN, 0};
+    struct err err;
+    int rc;
+
+    a->step = s;
+    /* A remote step that was not expanded to its targets has no runner either. */
+    a->runner = s->ps->kind == PLAN_STEP_EXEC     ? &ex->local
+                : s->ps->kind == PLAN_STEP_REMOTE ? ex->opts.remote
+                                                  : NULL;
+    a->data = NULL;
+    a->pid = 0;
     s->attempts++;
     s->timed_out = false;
     s->exit_code = -1;
     s->term_signal = 0;
-    rc = proc_start(ex->loop, &spec, &s->proc, &err);
-    free(env);
-    if (rc == PROC_BUSY && ex->procs > 0) {
+    if (a->runner == NULL) {
+        f.kind = RETRY_VALIDATION;
+        rc = err_set(&err, "remote steps run on targets from n3.json, and none are configured");
+    } else {
+        a->active = true; /* output may arrive while the runner starts */
+        ex->procs++;
+        rc = a->runner->start(a->runner->arg, a, s->ps, &f, &err);
+        if (rc != 0) {
+            a->active = false;
+            ex->procs--;
+        }
+    }
+    if (rc == EXEC_RUNNER_BUSY && ex->procs > 0) {
         /* Out of file descriptors or processes for now: first in line when one ends. */
         s->attempts--;
-        s->proc = NULL;
         wait_push_front(ex, s);
         return;
     }
     if (rc != 0) {
-        s->proc = NULL;
         ex->output_kept -= s->out_len + s->err_len;
         step_free_output(s);
-        attempt_failed(s, (struct retry_failure){RETRY_SPAWN, 0}, err.msg);
+        attempt_failed(s, f, err.msg);
         return;
     }
-    ex->procs++;
     if (ex->opts.metrics != NULL)
         metric_set(ex->m_active, NULL, ex->procs);
     if (s->ps->timeout_ms > 0) {
@@ -599,7 +711,10 @@ static void spawn_attempt(struct exec_step *s)
     if (ex->opts.bus != NULL) {
         cJSON *p = step_payload(s);
 
-        cJSON_AddNumberToObject(p, "pid", proc_pid(s->proc));
+        if (a->pid != 0)
+            cJSON_AddNumberToObject(p, "pid", a->pid);
+        if (s->ps->target != NULL)
+            cJSON_AddStringToObject(p, "target", s->ps->target);
         emit(ex, "executor.step.started", p);
     }
 }
@@ -638,8 +753,8 @@ static void block_done(struct exec_block *b)
     for (i = 0; i < b->n; i++) {
         struct exec_step *s = &b->steps[i];
 
-        if (s->proc != NULL)
-            proc_free(s->proc);
+        if (s->attempt.active)
+            fatal("executor_free with step %s still running", s->ps->name);
         loop_timer_free(s->timer);
         if (s->span != NULL)
             trace_span_end(b->ex->opts.trace, s->span, "cancelled");
@@ -1143,7 +1258,8 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
     /* A command that never got to run is cancelled, whatever stopped it. */
     if (s->child == NULL && s->attempts == 0)
         status = EXEC_CANCELLED;
-    if (ex->cancelled && (s->proc != NULL || s->in_backoff || s->attempts > 0 || s->child != NULL))
+    if (ex->cancelled &&
+        (s->attempt.active || s->in_backoff || s->attempts > 0 || s->child != NULL))
         s->interrupted = s->child == NULL;
     s->stop_requested = true;
     s->stop_status = status;
@@ -1154,8 +1270,8 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
     } else if (s->waiting) {
         wait_remove(ex, s);
         step_finish(s, status, reason);
-    } else if (s->proc != NULL) {
-        proc_terminate(s->proc, ex->plan->kill_grace_ms);
+    } else if (s->attempt.active) {
+        s->attempt.runner->stop(s->attempt.runner->arg, &s->attempt, ex->plan->kill_grace_ms);
     } else {
         step_finish(s, status, reason); /* between attempts */
     }
@@ -1212,6 +1328,11 @@ struct executor *executor_new(struct loop *loop, const struct plan *plan,
         ex->m_blocks = metrics_counter(m, "n3_blocks_total",
                                        "Blocks finished, by strategy and status.", block_labels);
     }
+    ex->local = (struct exec_runner){.name = "local",
+                                     .start = local_start,
+                                     .stop = local_stop,
+                                     .exited = local_exited,
+                                     .arg = ex};
     block_init(&ex->root, ex, &plan->root, NULL);
     return ex;
 }
@@ -1248,8 +1369,10 @@ static void block_kill(struct exec_block *b)
     size_t i;
 
     for (i = 0; i < b->n; i++) {
-        if (b->steps[i].proc != NULL)
-            proc_terminate(b->steps[i].proc, 0);
+        struct exec_attempt *a = &b->steps[i].attempt;
+
+        if (a->active)
+            a->runner->stop(a->runner->arg, a, 0);
         if (b->steps[i].child != NULL)
             block_kill(b->steps[i].child);
     }
@@ -1456,7 +1579,12 @@ const char *exec_step_output(const struct exec_step *s, enum proc_stream stream,
 
 pid_t exec_step_pid(const struct exec_step *s)
 {
-    return s->proc != NULL ? proc_pid(s->proc) : 0;
+    return s->attempt.active ? s->attempt.pid : 0;
+}
+
+const char *exec_step_target(const struct exec_step *s)
+{
+    return s->ps->target;
 }
 
 /* ---- the report ---- */

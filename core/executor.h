@@ -17,8 +17,10 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/buf.h"
 #include "core/plan.h"
 #include "core/proc.h"
+#include "core/retry.h"
 
 struct loop;
 struct bus;
@@ -38,8 +40,55 @@ enum exec_status {
 };
 #define EXEC_NSTATUS 6
 
+/*
+ * Runners run one attempt of a command step. The executor has one for local commands (exec
+ * and shell steps, through proc); a higher layer provides one for remote steps.
+ */
+struct exec_attempt;
+
+#define EXEC_RUNNER_BUSY (-2)
+
+/* How an attempt ended, as its runner tells it. */
+struct exec_outcome {
+    int exit_code;                /* -1 when it did not exit by itself */
+    int term_signal;              /* 0 when not ended by a signal */
+    const struct tail *out, *err; /* captured output; read before exec_attempt_done returns */
+    bool failed;                  /* it could not finish (connection lost, ...): failure says how */
+    struct retry_failure failure;
+    const char *reason; /* when failed: what happened, for the report */
+};
+
+struct exec_runner {
+    const char *name;
+    /* Start an attempt of step ps. 0: started, exec_attempt_done follows exactly once.
+     * -1: it could not start; *f and err say why, nothing runs. EXEC_RUNNER_BUSY: no
+     * resources for now (descriptors, processes): try again when another attempt ends. */
+    int (*start)(void *arg, struct exec_attempt *a, const struct plan_step *ps,
+                 struct retry_failure *f, struct err *err);
+    /* Stop the attempt: TERM now, KILL after grace_ms (0: KILL now); done still follows. */
+    void (*stop)(void *arg, struct exec_attempt *a, uint64_t grace_ms);
+    /* Has the command itself exited (leftovers of it may still hold its output open)? */
+    bool (*exited)(void *arg, struct exec_attempt *a);
+    void *arg;
+};
+
+/* For runners: their state for an attempt, output as it arrives, and the end. */
+void exec_attempt_set_data(struct exec_attempt *a, void *data, pid_t pid);
+void *exec_attempt_data(const struct exec_attempt *a);
+void exec_attempt_output(struct exec_attempt *a, enum proc_stream stream, const char *data,
+                         size_t len);
+void exec_attempt_done(struct exec_attempt *a, const struct exec_outcome *o);
+const struct exec_step *exec_attempt_step(const struct exec_attempt *a);
+
+/* Output of steps as it arrives (for `n3ctl exec`'s prefixed lines). */
+typedef void (*exec_output_fn)(void *arg, const struct exec_step *s, enum proc_stream stream,
+                               const char *data, size_t len);
+
 struct exec_opts {
-    unsigned max_procs;      /* processes running at once in the whole plan; 0: no cap */
+    unsigned max_procs;               /* commands running at once in the whole plan; 0: no cap */
+    const struct exec_runner *remote; /* runs PLAN_STEP_REMOTE steps */
+    exec_output_fn on_output;
+    void *output_arg;
     struct bus *bus;         /* optional: executor.* events */
     struct metrics *metrics; /* optional: n3_tasks_total, n3_task_duration_seconds, ... */
     struct trace *trace;     /* optional: a span for every block and step */
@@ -106,6 +155,7 @@ const char *exec_step_reason(const struct exec_step *s); /* "" when it succeeded
 /* Captured output of the last attempt (the bounded tail), its total size, truncated or not. */
 const char *exec_step_output(const struct exec_step *s, enum proc_stream stream, size_t *len,
                              uint64_t *total);
-pid_t exec_step_pid(const struct exec_step *s); /* of the running attempt, or 0 */
+pid_t exec_step_pid(const struct exec_step *s);          /* of the running attempt, or 0 */
+const char *exec_step_target(const struct exec_step *s); /* remote steps: the target, or NULL */
 
 #endif

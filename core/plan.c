@@ -48,9 +48,12 @@ static const char *const nested_keys[] = {
 };
 
 static const char *const step_keys[] = {
-    "name", "description",     "exec",  "shell",      "parallel", "env",
+    "name", "description",     "exec",  "shell",      "parallel", "remote", "env",
     "cwd",  "timeout_seconds", "retry", "depends_on", "result",   NULL,
 };
+
+static const char *const remote_keys[] = {"targets", "command", "max_concurrency",
+                                          "max_fail_percent", NULL};
 
 static const char *const retry_keys[] = {"max_attempts", "backoff", "retry_on", NULL};
 static const char *const backoff_keys[] = {"base_seconds", "cap_seconds", NULL};
@@ -324,6 +327,69 @@ static int load_command(struct loader *ld, const cJSON *obj, struct plan_step *s
     return 0;
 }
 
+/* "remote": {"targets": ..., "command": ..., "max_concurrency": N, "max_fail_percent": P} */
+static int load_remote(struct loader *ld, const cJSON *obj, struct plan_step *s)
+{
+    static const char *const local_only[] = {"env", "cwd", NULL};
+    const cJSON *r, *targets, *item;
+    const char *command = NULL;
+    int64_t conc = 10;
+    struct plan_fanout *f;
+    struct buf where;
+    unsigned line, col;
+    size_t i, n = 0;
+
+    for (i = 0; local_only[i] != NULL; i++) {
+        if (cfg_has(obj, local_only[i]))
+            return cfg_key_error(ld->cfg, ld->err,
+                                 cJSON_GetObjectItemCaseSensitive(obj, local_only[i]),
+                                 "\"%s\" applies to local steps; on targets, put it in the "
+                                 "command",
+                                 local_only[i]);
+    }
+    r = cfg_get(ld->cfg, obj, "remote", cJSON_Object, true, ld->err);
+    if (r == NULL || cfg_check_object(ld->cfg, r, remote_keys, ld->err) != 0)
+        return -1;
+    targets = cfg_get(ld->cfg, r, "targets", cJSON_String | cJSON_Array, true, ld->err);
+    if (targets == NULL)
+        return -1;
+    if (cfg_get_string(ld->cfg, r, "command", true, &command, ld->err) != 0)
+        return -1;
+    if (command[0] == '\0')
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(r, "command"),
+                         "the command cannot be empty");
+    s->kind = PLAN_STEP_FANOUT;
+    s->command = xstrdup(command);
+    s->fanout = f = xcalloc(1, sizeof *f);
+    if (cfg_get_int(ld->cfg, r, "max_concurrency", false, 1, 10000, &conc, ld->err) != 0 ||
+        cfg_get_number(ld->cfg, r, "max_fail_percent", false, 0, 100, &f->max_fail_percent,
+                       ld->err) != 0)
+        return -1;
+    f->max_concurrency = (unsigned)conc;
+    if (cJSON_IsString(targets)) {
+        f->selectors = strv_add(f->selectors, &n, xstrdup(targets->valuestring));
+    } else {
+        cJSON_ArrayForEach(item, targets)
+        {
+            if (!cJSON_IsString(item))
+                return cfg_error(ld->cfg, ld->err, item,
+                                 "expected a target name, \"label:NAME\" or \"all\", got %s",
+                                 cfg_type_name(item));
+            f->selectors = strv_add(f->selectors, &n, xstrdup(item->valuestring));
+        }
+    }
+    if (n == 0)
+        return cfg_error(ld->cfg, ld->err, targets,
+                         "no targets; give target names, \"label:NAME\" or \"all\"");
+    buf_init(&where);
+    cfg_pos(ld->cfg, targets, &line, &col);
+    buf_addf(&where, "%s:%u:%u: ", cfg_name(ld->cfg), line, col);
+    cfg_path(ld->cfg, targets, &where);
+    f->where = buf_detach(&where, NULL);
+    buf_done(&where);
+    return 0;
+}
+
 static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, struct plan_step *s)
 {
     const cJSON *name_node;
@@ -340,14 +406,16 @@ static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, 
     s->name = xstrdup(name);
     s->retry = b->retry;
 
-    kinds = cfg_has(obj, "exec") + cfg_has(obj, "shell") + cfg_has(obj, "parallel");
+    kinds = cfg_has(obj, "exec") + cfg_has(obj, "shell") + cfg_has(obj, "parallel") +
+            cfg_has(obj, "remote");
     if (kinds != 1)
         return cfg_error(ld->cfg, ld->err, obj,
                          kinds == 0 ? "step \"%s\" says nothing to run; give it one of \"exec\" "
-                                      "(program and arguments), \"shell\" (a /bin/sh command) or "
-                                      "\"parallel\" (a nested block)"
-                                    : "step \"%s\" has more than one of \"exec\", \"shell\" and "
-                                      "\"parallel\"; keep one",
+                                      "(program and arguments), \"shell\" (a /bin/sh command), "
+                                      "\"parallel\" (a nested block) or \"remote\" (a command "
+                                      "on targets)"
+                                    : "step \"%s\" has more than one of \"exec\", \"shell\", "
+                                      "\"parallel\" and \"remote\"; keep one",
                          s->name);
     if (load_retry(ld, obj, &s->retry) != 0)
         return -1;
@@ -372,10 +440,12 @@ static int load_step(struct loader *ld, const cJSON *obj, struct plan_block *b, 
         s->block = xcalloc(1, sizeof *s->block);
         return load_block(ld, nested, s->block, s->name, &s->retry, b->depth + 1);
     }
-    s->kind = PLAN_STEP_EXEC;
     if (get_enum(ld, obj, "result", (const char *const[]){"text", "json", NULL}, -1, &result) != 0)
         return -1;
     s->result = (enum plan_result)result;
+    if (cfg_has(obj, "remote"))
+        return load_remote(ld, obj, s);
+    s->kind = PLAN_STEP_EXEC;
     return load_command(ld, obj, s);
 }
 
@@ -696,6 +766,13 @@ static void block_done(struct plan_block *b)
         free(s->cwd);
         free(s->deps);
         free(s->dependents);
+        free(s->command);
+        free(s->target);
+        if (s->fanout != NULL) {
+            strv_free(s->fanout->selectors);
+            free(s->fanout->where);
+            free(s->fanout);
+        }
         if (s->block != NULL) {
             block_done(s->block);
             free(s->block);
@@ -794,4 +871,151 @@ int plan_load_string(const char *name, const char *text, size_t len, struct plan
     rc = plan_from_cfg(c, out, err);
     cfg_free(c);
     return rc;
+}
+
+/* ---- remote steps ---- */
+
+static int expand_block(struct plan *p, struct plan_block *b, plan_resolve_fn resolve, void *arg,
+                        struct err *err);
+
+static int expand_step(struct plan *p, struct plan_block *parent, struct plan_step *s,
+                       plan_resolve_fn resolve, void *arg, struct err *err)
+{
+    struct plan_fanout *f = s->fanout;
+    struct plan_block *b;
+    char **names = NULL;
+    size_t n = 0, i, j, k;
+
+    for (i = 0; f->selectors[i] != NULL; i++) {
+        if (resolve(arg, f->selectors[i], &names, &n, err) != 0) {
+            err_prefix(err, "%s: ", f->where);
+            strv_free(names);
+            return -1;
+        }
+    }
+    /* A target selected twice (by name and by label) runs once, where it came first. */
+    for (i = k = 0; i < n; i++) {
+        for (j = 0; j < k && strcmp(names[j], names[i]) != 0; j++)
+            ;
+        if (j < k)
+            free(names[i]);
+        else
+            names[k++] = names[i];
+    }
+    n = k;
+    if (names != NULL)
+        names[n] = NULL;
+    if (n == 0) {
+        strv_free(names);
+        return err_set(err, "%s: no target matches; check the names and labels in n3.json",
+                       f->where);
+    }
+    if (p->total_steps + n > PLAN_MAX_STEPS) {
+        strv_free(names);
+        return err_set(err, "%s: a plan has at most %d steps, this one has more", f->where,
+                       PLAN_MAX_STEPS);
+    }
+    p->total_steps += n;
+    b = xcalloc(1, sizeof *b);
+    b->name = xstrdup(s->name);
+    b->strategy = PLAN_ALL;
+    b->max_concurrency = f->max_concurrency;
+    b->max_fail_percent = f->max_fail_percent;
+    b->timeout_ms = parent->timeout_ms;
+    b->retry = s->retry;
+    b->depth = parent->depth + 1;
+    b->nsteps = n;
+    b->steps = xcalloc(n, sizeof *b->steps);
+    for (i = 0; i < n; i++) {
+        struct plan_step *t = &b->steps[i];
+
+        t->name = names[i]; /* taken */
+        t->kind = PLAN_STEP_REMOTE;
+        t->target = xstrdup(names[i]);
+        t->command = xstrdup(s->command);
+        t->timeout_ms = s->timeout_ms; /* per attempt on each target */
+        t->retry = s->retry;
+        t->result = s->result;
+    }
+    free(names);
+    s->kind = PLAN_STEP_PARALLEL;
+    s->block = b;
+    s->timeout_ms = 0;
+    strv_free(f->selectors);
+    free(f->where);
+    free(f);
+    s->fanout = NULL;
+    return 0;
+}
+
+static int expand_block(struct plan *p, struct plan_block *b, plan_resolve_fn resolve, void *arg,
+                        struct err *err)
+{
+    size_t i;
+
+    for (i = 0; i < b->nsteps; i++) {
+        struct plan_step *s = &b->steps[i];
+
+        if (s->kind == PLAN_STEP_FANOUT && expand_step(p, b, s, resolve, arg, err) != 0)
+            return -1;
+        else if (s->kind == PLAN_STEP_PARALLEL && s->block->depth > b->depth &&
+                 expand_block(p, s->block, resolve, arg, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int plan_expand_remote(struct plan *p, plan_resolve_fn resolve, void *arg, struct err *err)
+{
+    return expand_block(p, &p->root, resolve, arg, err);
+}
+
+static bool block_has_remote(const struct plan_block *b)
+{
+    size_t i;
+
+    for (i = 0; i < b->nsteps; i++) {
+        const struct plan_step *s = &b->steps[i];
+
+        if (s->kind == PLAN_STEP_FANOUT || s->kind == PLAN_STEP_REMOTE ||
+            (s->kind == PLAN_STEP_PARALLEL && block_has_remote(s->block)))
+            return true;
+    }
+    return false;
+}
+
+bool plan_has_remote(const struct plan *p)
+{
+    return block_has_remote(&p->root);
+}
+
+struct plan *plan_new_remote(const char *name, const char *const *selectors, const char *command,
+                             unsigned max_concurrency, uint64_t timeout_ms)
+{
+    struct plan *p = xcalloc(1, sizeof *p);
+    struct plan_step *s;
+    size_t i, n = 0;
+
+    p->source = xstrdup("(command line)");
+    p->kill_grace_ms = 5000;
+    p->output_limit = 65536;
+    p->total_steps = 1;
+    p->root.name = xstrdup(name);
+    p->root.strategy = PLAN_ALL;
+    p->root.max_concurrency = 1;
+    p->root.timeout_ms = 2592000000u; /* the per-target timeout is what bounds a command */
+    retry_policy_default(&p->root.retry);
+    p->root.nsteps = 1;
+    p->root.steps = s = xcalloc(1, sizeof *s);
+    s->name = xstrdup(name);
+    s->kind = PLAN_STEP_FANOUT;
+    s->command = xstrdup(command);
+    s->timeout_ms = timeout_ms;
+    s->retry = p->root.retry;
+    s->fanout = xcalloc(1, sizeof *s->fanout);
+    s->fanout->max_concurrency = max_concurrency;
+    s->fanout->where = xstrdup("-H");
+    for (i = 0; selectors[i] != NULL; i++)
+        s->fanout->selectors = strv_add(s->fanout->selectors, &n, xstrdup(selectors[i]));
+    return p;
 }

@@ -21,7 +21,9 @@ enum plan_reduce {
     PLAN_REDUCE_CONCAT,
     PLAN_REDUCE_MERGE
 };
-enum plan_kind { PLAN_STEP_EXEC, PLAN_STEP_PARALLEL };
+/* PLAN_STEP_FANOUT is a "remote" step as written; plan_expand_remote turns each into a
+ * PLAN_STEP_PARALLEL block of PLAN_STEP_REMOTE steps, one per target. */
+enum plan_kind { PLAN_STEP_EXEC, PLAN_STEP_PARALLEL, PLAN_STEP_FANOUT, PLAN_STEP_REMOTE };
 enum plan_result { PLAN_RESULT_TEXT, PLAN_RESULT_JSON };
 
 #define PLAN_NAME_MAX       100
@@ -30,6 +32,14 @@ enum plan_result { PLAN_RESULT_TEXT, PLAN_RESULT_JSON };
 #define PLAN_FILE_MAX_BYTES (16u * 1024u * 1024u)
 
 struct plan_block;
+
+/* A "remote" step as written: which targets, what to run, how widely. */
+struct plan_fanout {
+    char **selectors; /* NULL-terminated: target names, "label:NAME", or "all" */
+    unsigned max_concurrency;
+    double max_fail_percent;
+    char *where; /* "FILE:LINE:COL: steps[2].remote.targets", for errors found later */
+};
 
 struct plan_step {
     char *name;
@@ -45,7 +55,10 @@ struct plan_step {
     size_t ndeps;
     size_t *dependents; /* indices of the steps that wait for this one */
     size_t ndependents;
-    struct plan_block *block; /* PLAN_STEP_PARALLEL */
+    struct plan_block *block;   /* PLAN_STEP_PARALLEL */
+    char *command;              /* PLAN_STEP_FANOUT, PLAN_STEP_REMOTE: a shell command */
+    char *target;               /* PLAN_STEP_REMOTE: the target's name */
+    struct plan_fanout *fanout; /* PLAN_STEP_FANOUT */
 };
 
 struct plan_block {
@@ -74,6 +87,25 @@ int plan_load_file(const char *path, struct plan **out, struct err *err);
 int plan_load_string(const char *name, const char *text, size_t len, struct plan **out,
                      struct err *err);
 void plan_free(struct plan *p);
+
+/*
+ * Resolve one selector of a remote step to target names (appended to *names, a
+ * NULL-terminated array, with *n counting them; duplicates are dropped by the caller).
+ * Returns -1 with a message (an unknown target or label) that plan_expand_remote puts
+ * after the step's position.
+ */
+typedef int (*plan_resolve_fn)(void *arg, const char *selector, char ***names, size_t *n,
+                               struct err *err);
+
+/* Turn every remote step into a parallel block with one step per target. A plan with
+ * remote steps runs only after this. */
+int plan_expand_remote(struct plan *p, plan_resolve_fn resolve, void *arg, struct err *err);
+/* Does the plan have remote steps (expanded or not)? */
+bool plan_has_remote(const struct plan *p);
+
+/* A plan of one remote step, for `n3ctl exec`: run command on the selected targets. */
+struct plan *plan_new_remote(const char *name, const char *const *selectors, const char *command,
+                             unsigned max_concurrency, uint64_t timeout_ms);
 
 const char *plan_strategy_name(enum plan_strategy s);
 const char *plan_reduce_name(enum plan_reduce r);

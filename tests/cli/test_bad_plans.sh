@@ -80,7 +80,7 @@ check_refused comment.json '^n3ctl: comment\.json:2:3: not valid JSON near "// t
 bad_plan wrong-type.json 3:22 'max_concurrency: expected an integer, got a string$'
 bad_plan unknown-key.json 6:7 'steps\[1\]\.parallel\.max_concurency: unknown key; did you mean "max_concurrency"\?$'
 bad_plan unknown-strategy.json 3:15 'strategy: unknown strategy "any_sucess"; did you mean "any_success"\?$'
-bad_plan exec-and-shell.json 5:5 'steps\[1\]: step "twice" has more than one of "exec", "shell" and "parallel"'
+bad_plan exec-and-shell.json 5:5 'steps\[1\]: step "twice" has more than one of "exec", "shell", "parallel" and "remote"'
 bad_plan no-command.json 5:5 'steps\[1\]: step "nothing" says nothing to run; give it one of "exec"'
 bad_plan duplicate-names.json 6:14 'steps\[2\]\.name: duplicate step name "build" \(also steps\[1\]\)'
 bad_plan unknown-dependency.json 6:66 'steps\[2\]\.depends_on\[1\]: no step "biuld" in this block; did you mean "build"\?$'
