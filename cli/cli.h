@@ -50,6 +50,8 @@ bool cli_parse_uint(const struct cli_cmd *cmd, const char *opt, const char *s, u
 
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_version(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_help(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "cli/progress.h"
 #include "cli/report.h"
+#include "cli/stop.h"
 #include "cli/term.h"
 #include "core/buf.h"
 #include "core/executor.h"
@@ -26,10 +27,6 @@
 #include "core/xalloc.h"
 
 #define TRACE_RING 4096
-
-/* The signals that stop a run: the first stops the steps gracefully, the next kills them. */
-static const int run_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-#define RUN_NSIGNALS (sizeof run_signals / sizeof run_signals[0])
 
 /*
  * An output file. A regular file (or a new one) is written next to its final name and
@@ -141,11 +138,7 @@ struct run {
     struct loop *loop;
     struct executor *ex;
     struct progress *progress;
-    uv_signal_t sigs[RUN_NSIGNALS];
-    bool watching[RUN_NSIGNALS];
-    bool finished; /* the plan has ended; only leftovers of its steps may still run */
-    int signals;   /* how many stop signals arrived */
-    int first_signal;
+    struct stop *stop;
     struct outfile traces;
     bool trace_write_failed;
 };
@@ -165,130 +158,32 @@ static void trace_sink(const struct span *s, void *arg)
     buf_done(&line);
 }
 
-static void signal_cb(uv_signal_t *h, int signum);
-
-/* Watch the stop signals, without keeping the loop alive for them. A SIGHUP that was ignored
- * when n3ctl started (nohup) stays ignored. */
-static void watch_signals(struct run *r)
+static void show_note(void *arg, const char *text)
 {
-    struct sigaction old;
-    size_t i;
+    struct run *r = arg;
 
-    for (i = 0; i < RUN_NSIGNALS; i++) {
-        if (run_signals[i] == SIGHUP && sigaction(SIGHUP, NULL, &old) == 0 &&
-            old.sa_handler == SIG_IGN)
-            continue;
-        uv_signal_init(loop_uv(r->loop), &r->sigs[i]);
-        r->sigs[i].data = r;
-        uv_signal_start(&r->sigs[i], signal_cb, run_signals[i]);
-        uv_unref((uv_handle_t *)&r->sigs[i]);
-        r->watching[i] = true;
-    }
-}
-
-static void close_signals(struct run *r)
-{
-    size_t i;
-
-    for (i = 0; i < RUN_NSIGNALS; i++) {
-        if (r->watching[i])
-            uv_close((uv_handle_t *)&r->sigs[i], NULL);
-        r->watching[i] = false;
-    }
+    if (r->progress != NULL)
+        progress_set_note(r->progress, text);
+    else
+        fprintf(stderr, "n3ctl: %s\n", text);
 }
 
 static void run_done(struct executor *ex, void *arg)
 {
     struct run *r = arg;
 
-    r->finished = true;
+    stop_finished(r->stop);
     progress_free(r->progress);
     r->progress = NULL;
     /* Report now; leftovers of the steps' groups are waited for afterwards. */
     loop_stop(r->loop);
 }
 
-static void signal_cb(uv_signal_t *h, int signum)
-{
-    struct run *r = h->data;
-    char note[256];
-
-    if (r->finished) {
-        /* The plan is over: whatever its steps left behind is killed now. */
-        proc_flush_all(r->loop);
-        return;
-    }
-    r->signals++;
-    if (r->signals == 1) {
-        r->first_signal = signum;
-        snprintf(note, sizeof note,
-                 "SIG%s: stopping %u running process%s (TERM, then KILL after the "
-                 "grace period); %s again kills %s now",
-                 sigabbrev_np(signum), executor_procs(r->ex),
-                 executor_procs(r->ex) == 1 ? "" : "es", signum == SIGINT ? "Ctrl-C" : "the signal",
-                 executor_procs(r->ex) == 1 ? "it" : "them");
-        if (r->progress != NULL)
-            progress_set_note(r->progress, note);
-        else
-            fprintf(stderr, "n3ctl: %s\n", note);
-        snprintf(note, sizeof note, "%s",
-                 signum == SIGINT ? "interrupted (Ctrl-C)" : "stopped by ");
-        if (signum != SIGINT)
-            snprintf(note + strlen(note), sizeof note - strlen(note), "SIG%s",
-                     sigabbrev_np(signum));
-        executor_cancel(r->ex, note);
-        return;
-    }
-    if (r->progress != NULL)
-        progress_set_note(r->progress, "killing every running process now");
-    else
-        fprintf(stderr, "n3ctl: killing every running process now\n");
-    executor_kill(r->ex);
-    proc_flush_all(r->loop);
-}
-
-/* Commands that never ran because the run was stopped first. */
-static unsigned count_never_started(const struct exec_block *b)
-{
-    unsigned n = 0;
-    size_t i;
-
-    for (i = 0; i < exec_block_nsteps(b); i++) {
-        const struct exec_step *s = exec_block_step(b, i);
-
-        if (exec_step_child(s) != NULL)
-            n += count_never_started(exec_step_child(s));
-        else if (exec_step_status(s) == EXEC_CANCELLED && exec_step_attempts(s) == 0)
-            n++;
-    }
-    return n;
-}
-
-static void report_interrupted(const struct run *r)
-{
-    const struct exec_step *steps[32];
-    size_t n = executor_interrupted(r->ex, steps, 32), i;
-    unsigned never = count_never_started(executor_root(r->ex));
-
-    if (r->signals == 0)
-        return;
-    fprintf(stderr, "n3ctl: interrupted by SIG%s: ", sigabbrev_np(r->first_signal));
-    if (n == 0) {
-        fprintf(stderr, "no step was running");
-    } else {
-        fprintf(stderr, "stopped %zu running step%s (", n, n == 1 ? "" : "s");
-        for (i = 0; i < n && i < 32; i++)
-            fprintf(stderr, "%s%s", i ? ", " : "", exec_step_name(steps[i]));
-        fprintf(stderr, "%s)", n > 32 ? ", ..." : "");
-    }
-    fprintf(stderr, "; %u step%s never started\n", never, never == 1 ? "" : "s");
-}
-
 static int exit_code(const struct run *r)
 {
-    if (r->signals == 0)
-        return exec_block_status(executor_root(r->ex)) == EXEC_SUCCEEDED ? EXIT_OK : EXIT_FAILED;
-    return r->first_signal == SIGINT ? EXIT_INTERRUPTED : 128 + r->first_signal;
+    if (stop_signals(r->stop) > 0)
+        return stop_exit_code(r->stop);
+    return exec_block_status(executor_root(r->ex)) == EXEC_SUCCEEDED ? EXIT_OK : EXIT_FAILED;
 }
 
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
@@ -368,7 +263,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         opts.trace = trace;
     }
     r.ex = executor_new(r.loop, plan, &opts);
-    watch_signals(&r);
+    r.stop = stop_new(r.loop, r.ex, show_note, &r);
     if (!quiet && term_is_tty(stderr))
         r.progress = progress_new(r.loop, stderr, r.ex, term_color(stderr), 100);
     executor_start(r.ex, run_done, &r);
@@ -386,12 +281,12 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
                      term_is_tty(stdout) ? term_width(stdout) : 0);
     }
     fflush(stdout);
-    report_interrupted(&r);
+    stop_report(r.stop);
     rc = exit_code(&r);
 
     /* Processes the steps left in their groups got TERM when their step ended: give them the
      * grace period to go (a signal now kills them at once), then KILL what is left. */
-    if (proc_count(r.loop) > 0) {
+    if (proc_lingering(r.loop) > 0) {
         char grace[32];
 
         progress_format_duration(grace, sizeof grace, plan->kill_grace_ms * 1000u);
@@ -402,7 +297,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         loop_run(r.loop);
     }
     proc_flush_all(r.loop);
-    close_signals(&r);
+    stop_free(r.stop);
 
     if (metrics != NULL) {
         struct buf text;

@@ -26,6 +26,27 @@ static const struct cli_opt run_opts[] = {
 
 static const struct cli_opt no_opts[] = {{0, NULL, NULL, NULL}};
 
+static const struct cli_opt exec_opts[] = {
+    {'c', "config", "FILE", "the configuration (default: n3.json here or in a parent directory)"},
+    {'e', "env", "ENV", "the environment (default: default_environment of n3.json)"},
+    {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
+    {'p', "parallel", "N", "commands at once (default 32)"},
+    {'t', "timeout", "SECONDS", "stop the command on a target after this long"},
+    {'j', "json", NULL, "one JSON document with every target's result, no streamed output"},
+    {'r', "repeat", "N", "run the command N times over the same connections (timing)"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt hosts_opts[] = {
+    {'c', "config", "FILE", "the configuration (default: n3.json here or in a parent directory)"},
+    {'e', "env", "ENV", "the environment (default: default_environment of n3.json)"},
+    {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
+    {'k', "check", NULL, "exit 1 also when a target is past a threshold (cpu, memory, iowait)"},
+    {'j', "json", NULL, "print the targets as JSON"},
+    {'y', "yes", NULL, "trust: add the key without asking"},
+    {0, NULL, NULL, NULL},
+};
+
 static const struct cli_opt version_opts[] = {
     {'j', "json", NULL, "print the versions as JSON"},
     {0, NULL, NULL, NULL},
@@ -48,6 +69,38 @@ const struct cli_cmd cli_cmds[] = {
                    "130 interrupted by SIGINT (143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).",
         .opts = run_opts,
         .exec = cmd_run,
+    },
+    {
+        .name = "exec",
+        .args = "-- COMMAND...",
+        .summary = "run a command on targets over SSH, output prefixed by target",
+        .details = "Runs COMMAND on the selected targets of the environment, at most -p at once,\n"
+                   "over one SSH connection per target (host keys checked against known_hosts).\n"
+                   "Each output line comes as \"target: line\" (stderr on stderr), then a\n"
+                   "summary: ok, failed, unreachable, refused. One COMMAND word is a shell\n"
+                   "command as it is; several are quoted one by one.\n"
+                   "\n"
+                   "Exit status: 0 every target succeeded, 1 one failed or was unreachable,\n"
+                   "2 usage or configuration error, 3 refused (host key, authentication).",
+        .opts = exec_opts,
+        .exec = cmd_exec,
+    },
+    {
+        .name = "hosts",
+        .args = "[trust TARGET]",
+        .summary = "every target: reachability, handshake latency and facts; trust host keys",
+        .details = "Connects to each selected target and gathers, in one command a host: OS,\n"
+                   "CPUs, load, CPU and I/O wait (over 0.2 s), memory, and free disk under\n"
+                   "deploy_path. FLAGS marks CPU > 80 %, memory > 85 %, I/O wait > 20 %.\n"
+                   "\n"
+                   "hosts trust TARGET shows the host key the target presents, with its SHA256\n"
+                   "fingerprint, and adds it to known_hosts after you confirm (--yes: without\n"
+                   "asking). It never replaces a key that changed.\n"
+                   "\n"
+                   "Exit status: 0 all reachable (and, with --check, within the thresholds),\n"
+                   "1 otherwise, 2 usage or configuration error, 3 refused.",
+        .opts = hosts_opts,
+        .exec = cmd_hosts,
     },
     {
         .name = "version",

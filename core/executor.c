@@ -47,6 +47,7 @@ struct exec_step {
     struct loop_timer *timer; /* step timeout, or backoff before the next attempt */
     int exit_code;
     int term_signal;
+    struct retry_failure failure; /* of the last attempt that failed */
     char *reason;
     char *out, *err;
     size_t out_len, err_len;
@@ -402,6 +403,7 @@ static void attempt_failed(struct exec_step *s, struct retry_failure f, const ch
     struct executor *ex = b->ex;
     const struct retry_policy *policy = &s->ps->retry;
 
+    s->failure = f;
     if (ex->opts.metrics != NULL) {
         const char *labels[] = {retry_kind_name(f.kind)};
 
@@ -1585,6 +1587,11 @@ pid_t exec_step_pid(const struct exec_step *s)
 const char *exec_step_target(const struct exec_step *s)
 {
     return s->ps->target;
+}
+
+struct retry_failure exec_step_failure(const struct exec_step *s)
+{
+    return s->failure;
 }
 
 /* ---- the report ---- */

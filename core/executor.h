@@ -157,5 +157,7 @@ const char *exec_step_output(const struct exec_step *s, enum proc_stream stream,
                              uint64_t *total);
 pid_t exec_step_pid(const struct exec_step *s);          /* of the running attempt, or 0 */
 const char *exec_step_target(const struct exec_step *s); /* remote steps: the target, or NULL */
+/* How the last failed attempt failed (kind RETRY_EXIT with the code, RETRY_CONNECT, ...). */
+struct retry_failure exec_step_failure(const struct exec_step *s);
 
 #endif

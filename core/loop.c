@@ -267,3 +267,34 @@ void loop_timer_free(struct loop_timer *t)
     }
     free(t);
 }
+
+struct deferral {
+    uv_idle_t idle;
+    loop_timer_fn fn;
+    void *arg;
+};
+
+static void deferral_close_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void deferral_cb(uv_idle_t *h)
+{
+    struct deferral *d = h->data;
+
+    uv_idle_stop(h);
+    uv_close((uv_handle_t *)h, deferral_close_cb);
+    d->fn(d->arg);
+}
+
+void loop_defer(struct loop *loop, loop_timer_fn fn, void *arg)
+{
+    struct deferral *d = xcalloc(1, sizeof *d);
+
+    d->fn = fn;
+    d->arg = arg;
+    d->idle.data = d;
+    uv_idle_init(&loop->uv, &d->idle);
+    uv_idle_start(&d->idle, deferral_cb);
+}

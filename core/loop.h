@@ -48,6 +48,10 @@ void loop_fake_advance(struct loop *loop, uint64_t ms);
 /* Fake clock: number of armed timers (lets tests wait until a timer is set). */
 unsigned loop_fake_pending(const struct loop *loop);
 
+/* Call fn(arg) on the next turn of the loop (not now): for callbacks that must come after
+ * the call that arranged them has returned. Works on a fake clock too. */
+void loop_defer(struct loop *loop, loop_timer_fn fn, void *arg);
+
 /* One-shot timers on whichever clock the loop has. */
 struct loop_timer *loop_timer_new(struct loop *loop, loop_timer_fn fn, void *arg);
 void loop_timer_start(struct loop_timer *t, uint64_t delay_ms);

@@ -35,6 +35,10 @@ struct proc {
     uv_poll_t exit_watch; /* the pidfd becomes readable when the child exits */
     int pidfd;
     uv_pipe_t out, err;
+    uv_pipe_t in; /* stdin, when the spec gave input */
+    uv_write_t in_req;
+    char *input;
+    bool has_in;
     struct tail tails[2];
     struct loop_timer *timer;
     uint64_t deadline_us; /* when the timer sends KILL */
@@ -84,9 +88,12 @@ static void close_cb(uv_handle_t *h)
         close(p->pidfd);
         p->pidfd = -1;
     }
-    if (--p->closing == 0) {
+    /* Handles may close early (stdin, once written); the memory goes with the last close of
+     * finalize. */
+    if (--p->closing == 0 && p->finalizing) {
         tail_done(&p->tails[0]);
         tail_done(&p->tails[1]);
+        free(p->input);
         free(p);
     }
 }
@@ -112,6 +119,8 @@ static void finalize(struct proc *p)
     close_handle(p, (uv_handle_t *)&p->exit_watch);
     close_handle(p, (uv_handle_t *)&p->out);
     close_handle(p, (uv_handle_t *)&p->err);
+    if (p->has_in)
+        close_handle(p, (uv_handle_t *)&p->in);
     close_cb((uv_handle_t *)&p->out);
 }
 
@@ -307,6 +316,17 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+static void close_input(struct proc *p)
+{
+    if (!p->finalizing && !uv_is_closing((uv_handle_t *)&p->in))
+        close_handle(p, (uv_handle_t *)&p->in);
+}
+
+static void input_written(uv_write_t *req, int status)
+{
+    close_input(req->data);
+}
+
 /* A pipe whose ends are both above stderr (so dup2 onto 1 or 2 is never a no-op), close-on-exec. */
 static int make_pipe(int fds[2])
 {
@@ -332,8 +352,9 @@ static int make_pipe(int fds[2])
     return 0;
 }
 
-/* Start the child: stdin from /dev/null, stdout and stderr into our pipes, a new session. */
-static int spawn(const struct proc_spec *spec, int out_fd, int err_fd, pid_t *pid)
+/* Start the child: stdin from in_fd or /dev/null, stdout and stderr into our pipes, a new
+ * session. */
+static int spawn(const struct proc_spec *spec, int in_fd, int out_fd, int err_fd, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t attr;
@@ -341,7 +362,10 @@ static int spawn(const struct proc_spec *spec, int out_fd, int err_fd, pid_t *pi
     int rc;
 
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    if (in_fd >= 0)
+        posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
     posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
     if (spec->cwd != NULL)
@@ -417,7 +441,7 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
 {
     struct proc *p;
     size_t limit = spec->output_limit ? spec->output_limit : PROC_OUTPUT_DEFAULT;
-    int outp[2], errp[2], rc, pidfd;
+    int outp[2], errp[2], inp[2] = {-1, -1}, rc, pidfd;
     pid_t pid;
 
     if (make_pipe(outp) != 0) {
@@ -432,12 +456,25 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
         err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
         return busy_error(rc) ? PROC_BUSY : -1;
     }
-    rc = spawn(spec, outp[1], errp[1], &pid);
+    if (spec->input != NULL && make_pipe(inp) != 0) {
+        rc = errno;
+        close(outp[0]);
+        close(outp[1]);
+        close(errp[0]);
+        close(errp[1]);
+        err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
+        return busy_error(rc) ? PROC_BUSY : -1;
+    }
+    rc = spawn(spec, inp[0], outp[1], errp[1], &pid);
     close(outp[1]);
     close(errp[1]);
+    if (inp[0] >= 0)
+        close(inp[0]);
     if (rc != 0) {
         close(outp[0]);
         close(errp[0]);
+        if (inp[1] >= 0)
+            close(inp[1]);
         spawn_error(spec, rc, err);
         return busy_error(rc) ? PROC_BUSY : -1;
     }
@@ -448,6 +485,8 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
         waitpid(pid, NULL, 0);
         close(outp[0]);
         close(errp[0]);
+        if (inp[1] >= 0)
+            close(inp[1]);
         if (busy_error(rc))
             return err_set(err, "cannot watch process %d: %s", (int)pid, strerror(rc)), PROC_BUSY;
         return err_set(err,
@@ -474,6 +513,22 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
     uv_poll_init(loop_uv(loop), &p->exit_watch, pidfd);
     uv_poll_start(&p->exit_watch, UV_READABLE, exit_cb);
     p->out_open = p->err_open = true;
+    if (inp[1] >= 0) {
+        uv_buf_t b;
+
+        /* The input goes in as the pipe takes it; the pipe closes when all of it is written
+         * (or when the child stops reading: the write fails, the pipe closes the same). */
+        p->has_in = true;
+        p->in.data = p;
+        p->input = xmalloc(spec->input_len + 1);
+        memcpy(p->input, spec->input, spec->input_len);
+        uv_pipe_init(loop_uv(loop), &p->in, 0);
+        uv_pipe_open(&p->in, inp[1]);
+        b = uv_buf_init(p->input, (unsigned)spec->input_len);
+        p->in_req.data = p;
+        if (uv_write(&p->in_req, (uv_stream_t *)&p->in, &b, 1, input_written) != 0)
+            close_input(p);
+    }
     p->timer = loop_timer_new(loop, timer_cb, p);
     uv_read_start((uv_stream_t *)&p->out, alloc_cb, read_cb);
     uv_read_start((uv_stream_t *)&p->err, alloc_cb, read_cb);
@@ -570,5 +625,15 @@ unsigned proc_count(const struct loop *loop)
 
     for (p = all_procs; p != NULL; p = p->next)
         n += p->loop == loop;
+    return n;
+}
+
+unsigned proc_lingering(const struct loop *loop)
+{
+    const struct proc *p;
+    unsigned n = 0;
+
+    for (p = all_procs; p != NULL; p = p->next)
+        n += p->loop == loop && p->freed && p->group_termed && !p->kill_sent && !p->group_empty;
     return n;
 }

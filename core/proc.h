@@ -31,8 +31,10 @@ struct proc_spec {
     const char *const *argv; /* argv[0] is looked up in PATH */
     const char *const *env;  /* full environment "K=V", NULL-terminated; NULL: inherit */
     const char *cwd;         /* NULL: inherit */
-    size_t output_limit;     /* bytes kept of each stream; 0: 64 KiB */
-    uint64_t grace_ms;       /* TERM -> KILL for leftovers of the group after the leader exits */
+    const void *input;       /* bytes for stdin (copied); NULL: stdin is /dev/null */
+    size_t input_len;
+    size_t output_limit; /* bytes kept of each stream; 0: 64 KiB */
+    uint64_t grace_ms;   /* TERM -> KILL for leftovers of the group after the leader exits */
     proc_output_fn on_output;
     proc_done_fn on_done;
     void *arg;
@@ -64,5 +66,7 @@ void proc_flush_all(struct loop *loop);
 
 /* Open processes and pending leftover groups on this loop (for tests and the console). */
 unsigned proc_count(const struct loop *loop);
+/* Groups of finished steps that got TERM and may still have processes in them. */
+unsigned proc_lingering(const struct loop *loop);
 
 #endif

@@ -7,8 +7,8 @@ N3_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N3_BUILD_PACKAGES=(build-essential autoconf automake pkg-config
     libncurses-dev libssh2-1-dev libgit2-dev libcjson-dev libcurl4-openssl-dev
     check libuv1-dev libarchive-dev libssl-dev)
-N3_TEST_PACKAGES=(tmux jq procps util-linux)
-N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils)
+N3_TEST_PACKAGES=(tmux jq procps util-linux openssh-server openssh-client iproute2)
+N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils pdsh pssh)
 
 n3_say() {
     printf '\033[1m==> %s\033[0m\n' "$*" >&2

@@ -470,7 +470,7 @@ ok
 kill -INT "$pid"
 wait_exit "$pid" "n3ctl run deaf600.json after a second SIGINT"
 expect_rc 130
-expect_grep err 'killing every running process now' "the second SIGINT acknowledged"
+expect_grep err 'killing every running command now' "the second SIGINT acknowledged"
 expect_grep out '^deaf +cancelled .* SIGKILL ' "step deaf killed with SIGKILL"
 pid_gone "$dpid" || fail "$LAST_CMD: the step's process $dpid still runs after n3ctl exited"
 ok

@@ -1,0 +1,585 @@
+/* The inventory: environments, targets and SSH settings from n3.json. */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/buf.h"
+#include "core/cfg.h"
+#include "core/xalloc.h"
+#include "deploy/inventory.h"
+
+#define INVENTORY_VERSION 1
+#define NAME_MAX_LEN      100
+
+struct inv_env {
+    char *name;
+    struct inv_target *targets;
+    size_t ntargets;
+};
+
+struct inventory {
+    char *path;
+    struct inv_ssh ssh;
+    struct inv_env *envs;
+    size_t nenvs;
+    char *default_env;
+};
+
+static const char *const top_keys[] = {"version", "ssh", "environments", "default_environment",
+                                       NULL};
+static const char *const ssh_keys[] = {
+    "user",
+    "port",
+    "identity",
+    "known_hosts",
+    "agent",
+    "connect_timeout_seconds",
+    "auth_timeout_seconds",
+    "command_timeout_seconds",
+    "keepalive_seconds",
+    "max_handshakes",
+    NULL,
+};
+static const char *const env_keys[] = {"targets", "deploy_path", "description", NULL};
+static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
+                                          "labels", "deploy_path", "description", NULL};
+
+struct loader {
+    const struct cfg *cfg;
+    struct inventory *inv;
+    struct err *err;
+};
+
+static char **strv_push(char **v, size_t *n, char *s)
+{
+    v = xreallocarray(v, *n + 2, sizeof *v);
+    v[(*n)++] = s;
+    v[*n] = NULL;
+    return v;
+}
+
+static void strv_free(char **v)
+{
+    size_t i;
+
+    for (i = 0; v != NULL && v[i] != NULL; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* "~/x" is $HOME/x; everything else as it is. */
+static char *expand_home(const char *path)
+{
+    const char *home = getenv("HOME");
+
+    if (path[0] == '~' && (path[1] == '/' || path[1] == '\0') && home != NULL)
+        return xasprintf("%s%s", home, path + 1);
+    return xstrdup(path);
+}
+
+static bool valid_name(const char *s)
+{
+    size_t i, n = strlen(s);
+
+    if (n == 0 || n > NAME_MAX_LEN)
+        return false;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("._:@+-", c) != NULL))
+            return false;
+    }
+    return true;
+}
+
+static int get_name(struct loader *ld, const cJSON *obj, const char *key, bool required,
+                    const char **out)
+{
+    const cJSON *node;
+
+    if (cfg_get_string(ld->cfg, obj, key, required, out, ld->err) != 0)
+        return -1;
+    node = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (node != NULL && !valid_name(*out))
+        return cfg_error(ld->cfg, ld->err, node,
+                         "not a valid name: 1-%d characters from letters, digits and . _ : @ + -",
+                         NAME_MAX_LEN);
+    return 0;
+}
+
+static int get_ms(struct loader *ld, const cJSON *obj, const char *key, double max, uint64_t *out)
+{
+    double v = -1;
+
+    if (cfg_get_number(ld->cfg, obj, key, false, 0.001, max, &v, ld->err) != 0)
+        return -1;
+    if (v > 0)
+        *out = (uint64_t)(v * 1000.0 + 0.5);
+    return 0;
+}
+
+static int get_abs_path(struct loader *ld, const cJSON *obj, const char *key, char **out)
+{
+    const char *s = NULL;
+
+    if (cfg_get_string(ld->cfg, obj, key, false, &s, ld->err) != 0)
+        return -1;
+    if (s == NULL)
+        return 0;
+    if (s[0] != '/')
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(obj, key),
+                         "%s must be an absolute path (it is used on the targets)", key);
+    free(*out);
+    *out = xstrdup(s);
+    return 0;
+}
+
+static void ssh_defaults(struct inv_ssh *s)
+{
+    static const char *const keys[] = {"~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa",
+                                       NULL};
+    const char *user = getenv("USER");
+    size_t n = 0, i;
+
+    s->user = xstrdup(user != NULL && user[0] != '\0' ? user : "root");
+    s->port = 22;
+    for (i = 0; keys[i] != NULL; i++) {
+        char *path = expand_home(keys[i]);
+
+        if (access(path, F_OK) == 0)
+            s->identities = strv_push(s->identities, &n, path);
+        else
+            free(path);
+    }
+    if (s->identities == NULL)
+        s->identities = xcalloc(1, sizeof *s->identities);
+    s->known_hosts = expand_home("~/.ssh/known_hosts");
+    s->agent = true;
+    s->connect_timeout_ms = 10000;
+    s->auth_timeout_ms = 10000;
+    s->command_timeout_ms = 300000;
+    s->keepalive_ms = 15000;
+    s->max_handshakes = 16;
+}
+
+static int load_ssh(struct loader *ld, const cJSON *root)
+{
+    struct inv_ssh *s = &ld->inv->ssh;
+    const cJSON *o = cfg_get(ld->cfg, root, "ssh", cJSON_Object, false, ld->err), *id, *item;
+    const char *str = NULL;
+    int64_t port = -1, hs = -1;
+    size_t n = 0;
+
+    if (o == NULL)
+        return cfg_has(root, "ssh") ? -1 : 0;
+    if (cfg_check_object(ld->cfg, o, ssh_keys, ld->err) != 0)
+        return -1;
+    if (cfg_get_string(ld->cfg, o, "user", false, &str, ld->err) != 0)
+        return -1;
+    if (str != NULL) {
+        free(s->user);
+        s->user = xstrdup(str);
+    }
+    if (cfg_get_int(ld->cfg, o, "port", false, 1, 65535, &port, ld->err) != 0 ||
+        cfg_get_int(ld->cfg, o, "max_handshakes", false, 1, 1024, &hs, ld->err) != 0 ||
+        cfg_get_bool(ld->cfg, o, "agent", false, &s->agent, ld->err) != 0 ||
+        get_ms(ld, o, "connect_timeout_seconds", 3600, &s->connect_timeout_ms) != 0 ||
+        get_ms(ld, o, "auth_timeout_seconds", 3600, &s->auth_timeout_ms) != 0 ||
+        get_ms(ld, o, "command_timeout_seconds", 2592000, &s->command_timeout_ms) != 0 ||
+        get_ms(ld, o, "keepalive_seconds", 3600, &s->keepalive_ms) != 0)
+        return -1;
+    if (port > 0)
+        s->port = (unsigned)port;
+    if (hs > 0)
+        s->max_handshakes = (unsigned)hs;
+    str = NULL;
+    if (cfg_get_string(ld->cfg, o, "known_hosts", false, &str, ld->err) != 0)
+        return -1;
+    if (str != NULL) {
+        free(s->known_hosts);
+        s->known_hosts = expand_home(str);
+    }
+    id = cfg_get(ld->cfg, o, "identity", cJSON_String | cJSON_Array, false, ld->err);
+    if (id == NULL)
+        return cfg_has(o, "identity") ? -1 : 0;
+    strv_free(s->identities);
+    s->identities = NULL;
+    if (cJSON_IsString(id)) {
+        s->identities = strv_push(s->identities, &n, expand_home(id->valuestring));
+    } else {
+        cJSON_ArrayForEach(item, id)
+        {
+            if (!cJSON_IsString(item))
+                return cfg_error(ld->cfg, ld->err, item, "expected a key file, got %s",
+                                 cfg_type_name(item));
+            s->identities = strv_push(s->identities, &n, expand_home(item->valuestring));
+        }
+    }
+    if (s->identities == NULL)
+        s->identities = xcalloc(1, sizeof *s->identities);
+    return 0;
+}
+
+static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
+                       const char *env_deploy_path)
+{
+    const char *name = NULL, *host = NULL, *user = NULL;
+    const cJSON *labels, *item;
+    int transport = INV_SSH;
+    int64_t port = -1;
+    size_t n = 0;
+
+    if (cfg_check_object(ld->cfg, o, target_keys, ld->err) != 0 ||
+        get_name(ld, o, "name", true, &name) != 0)
+        return -1;
+    t->name = xstrdup(name);
+    {
+        const char *tr = NULL;
+
+        if (cfg_get_string(ld->cfg, o, "transport", false, &tr, ld->err) != 0)
+            return -1;
+        if (tr != NULL && strcmp(tr, "local") == 0)
+            transport = INV_LOCAL;
+        else if (tr != NULL && strcmp(tr, "ssh") != 0)
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "transport"),
+                             "unknown transport \"%.40s\"; expected ssh or local", tr);
+    }
+    t->transport = (enum inv_transport)transport;
+    if (cfg_get_string(ld->cfg, o, "host", transport == INV_SSH, &host, ld->err) != 0 ||
+        cfg_get_string(ld->cfg, o, "user", false, &user, ld->err) != 0 ||
+        cfg_get_int(ld->cfg, o, "port", false, 1, 65535, &port, ld->err) != 0)
+        return -1;
+    if (transport == INV_LOCAL && (host != NULL || port > 0 || user != NULL))
+        return cfg_error(ld->cfg, ld->err, o,
+                         "target \"%s\" is local: host, port and user apply to ssh targets",
+                         t->name);
+    if (host != NULL && (host[0] == '\0' || host[0] == '-' || strpbrk(host, " \t\r\n/") != NULL))
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "host"),
+                         "not a host name or address");
+    t->host = host != NULL ? xstrdup(host) : NULL;
+    t->port = port > 0 ? (unsigned)port : ld->inv->ssh.port;
+    t->user = xstrdup(user != NULL ? user : ld->inv->ssh.user);
+    labels = cfg_get(ld->cfg, o, "labels", cJSON_Array, false, ld->err);
+    if (labels == NULL && cfg_has(o, "labels"))
+        return -1;
+    t->labels = xcalloc(1, sizeof *t->labels);
+    if (labels != NULL) {
+        cJSON_ArrayForEach(item, labels)
+        {
+            if (!cJSON_IsString(item) || !valid_name(item->valuestring))
+                return cfg_error(ld->cfg, ld->err, item,
+                                 "a label is a name: letters, digits and . _ : @ + -");
+            t->labels = strv_push(t->labels, &n, xstrdup(item->valuestring));
+        }
+    }
+    if (env_deploy_path != NULL)
+        t->deploy_path = xstrdup(env_deploy_path);
+    if (get_abs_path(ld, o, "deploy_path", &t->deploy_path) != 0)
+        return -1;
+    if (t->deploy_path == NULL)
+        return cfg_error(ld->cfg, ld->err, o,
+                         "target \"%s\" has no deploy_path (give it here, or for its "
+                         "environment)",
+                         t->name);
+    return 0;
+}
+
+static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
+{
+    const cJSON *targets, *item;
+    char *deploy_path = NULL;
+    size_t i, j;
+    int rc = 0;
+
+    e->name = xstrdup(o->string);
+    if (!valid_name(e->name))
+        return cfg_key_error(ld->cfg, ld->err, o,
+                             "not a valid environment name: letters, digits and . _ : @ + -");
+    if (cfg_check_object(ld->cfg, o, env_keys, ld->err) != 0 ||
+        get_abs_path(ld, o, "deploy_path", &deploy_path) != 0)
+        return -1;
+    targets = cfg_get(ld->cfg, o, "targets", cJSON_Array, true, ld->err);
+    if (targets == NULL) {
+        free(deploy_path);
+        return -1;
+    }
+    e->ntargets = (size_t)cJSON_GetArraySize(targets);
+    if (e->ntargets == 0) {
+        free(deploy_path);
+        return cfg_error(ld->cfg, ld->err, targets, "an environment needs at least one target");
+    }
+    e->targets = xcalloc(e->ntargets, sizeof *e->targets);
+    i = 0;
+    cJSON_ArrayForEach(item, targets)
+    {
+        if (load_target(ld, item, &e->targets[i], deploy_path) != 0) {
+            rc = -1;
+            break;
+        }
+        for (j = 0; j < i; j++) {
+            if (strcmp(e->targets[j].name, e->targets[i].name) == 0) {
+                rc = cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(item, "name"),
+                               "duplicate target name \"%s\" in environment \"%s\"",
+                               e->targets[i].name, e->name);
+                break;
+            }
+        }
+        if (rc != 0)
+            break;
+        i++;
+    }
+    free(deploy_path);
+    return rc;
+}
+
+static void target_done(struct inv_target *t)
+{
+    free(t->name);
+    free(t->host);
+    free(t->user);
+    strv_free(t->labels);
+    free(t->deploy_path);
+}
+
+void inventory_free(struct inventory *inv)
+{
+    size_t i, j;
+
+    if (inv == NULL)
+        return;
+    for (i = 0; i < inv->nenvs; i++) {
+        for (j = 0; j < inv->envs[i].ntargets; j++)
+            target_done(&inv->envs[i].targets[j]);
+        free(inv->envs[i].targets);
+        free(inv->envs[i].name);
+    }
+    free(inv->envs);
+    free(inv->default_env);
+    free(inv->ssh.user);
+    strv_free(inv->ssh.identities);
+    free(inv->ssh.known_hosts);
+    free(inv->path);
+    free(inv);
+}
+
+/* n3.json in dir or the nearest parent that has one. */
+static char *find_config(struct err *err)
+{
+    char dir[PATH_MAX], *slash;
+
+    if (getcwd(dir, sizeof dir) == NULL)
+        return err_set(err, "cannot read the current directory: %s", strerror(errno)), NULL;
+    for (;;) {
+        char *path = xasprintf("%s/%s", strcmp(dir, "/") == 0 ? "" : dir, INVENTORY_FILE);
+
+        if (access(path, F_OK) == 0)
+            return path;
+        free(path);
+        if (strcmp(dir, "/") == 0)
+            break;
+        slash = strrchr(dir, '/');
+        if (slash == dir)
+            dir[1] = '\0';
+        else
+            *slash = '\0';
+    }
+    err_set(err,
+            "no %s here or in a parent directory; give one with -c FILE or N3CTL_CONFIG "
+            "(docs/config.md describes it)",
+            INVENTORY_FILE);
+    return NULL;
+}
+
+int inventory_load(const char *path, struct inventory **out, struct err *err)
+{
+    struct inventory *inv;
+    struct loader ld;
+    struct cfg *c;
+    const cJSON *root, *envs, *e;
+    const char *def = NULL;
+    char *found = NULL;
+    int64_t version = INVENTORY_VERSION;
+    size_t i = 0;
+
+    if (path == NULL && (path = getenv("N3CTL_CONFIG")) != NULL && path[0] == '\0')
+        path = NULL;
+    if (path == NULL && (path = found = find_config(err)) == NULL)
+        return -1;
+    if (cfg_load_file(path, 0, &c, err) != 0) {
+        free(found);
+        return -1;
+    }
+    inv = xcalloc(1, sizeof *inv);
+    inv->path = xstrdup(path);
+    free(found);
+    ssh_defaults(&inv->ssh);
+    ld = (struct loader){c, inv, err};
+    root = cfg_root(c);
+    if (cfg_check_object(c, root, top_keys, err) != 0 ||
+        cfg_get_int(c, root, "version", false, INVENTORY_VERSION, INVENTORY_VERSION, &version,
+                    err) != 0 ||
+        load_ssh(&ld, root) != 0)
+        goto fail;
+    envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
+    if (envs == NULL)
+        goto fail;
+    inv->nenvs = (size_t)cJSON_GetArraySize(envs);
+    if (inv->nenvs == 0) {
+        cfg_error(c, err, envs, "no environments; give at least one with its targets");
+        goto fail;
+    }
+    inv->envs = xcalloc(inv->nenvs, sizeof *inv->envs);
+    cJSON_ArrayForEach(e, envs)
+    {
+        if (!cJSON_IsObject(e)) {
+            cfg_error(c, err, e, "expected an object (an environment), got %s", cfg_type_name(e));
+            goto fail;
+        }
+        if (load_env(&ld, e, &inv->envs[i++]) != 0)
+            goto fail;
+    }
+    if (cfg_get_string(c, root, "default_environment", false, &def, err) != 0)
+        goto fail;
+    if (def != NULL) {
+        for (i = 0; i < inv->nenvs && strcmp(inv->envs[i].name, def) != 0; i++)
+            ;
+        if (i == inv->nenvs) {
+            cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(root, "default_environment"),
+                      "no environment \"%.60s\" in \"environments\"", def);
+            goto fail;
+        }
+        inv->default_env = xstrdup(def);
+    }
+    cfg_free(c);
+    *out = inv;
+    return 0;
+fail:
+    cfg_free(c);
+    inventory_free(inv);
+    return -1;
+}
+
+const char *inventory_path(const struct inventory *inv)
+{
+    return inv->path;
+}
+
+const struct inv_ssh *inventory_ssh(const struct inventory *inv)
+{
+    return &inv->ssh;
+}
+
+int inventory_env(const struct inventory *inv, const char *name, const struct inv_env **out,
+                  struct err *err)
+{
+    struct buf names;
+    size_t i;
+
+    if (name == NULL)
+        name = inv->default_env;
+    if (name == NULL && inv->nenvs == 1) {
+        *out = &inv->envs[0];
+        return 0;
+    }
+    for (i = 0; name != NULL && i < inv->nenvs; i++) {
+        if (strcmp(inv->envs[i].name, name) == 0) {
+            *out = &inv->envs[i];
+            return 0;
+        }
+    }
+    buf_init(&names);
+    for (i = 0; i < inv->nenvs; i++)
+        buf_addf(&names, "%s%s", i ? ", " : "", inv->envs[i].name);
+    if (name == NULL)
+        err_set(err,
+                "%s has several environments and no default_environment; choose one with -e (%s)",
+                inv->path, names.data);
+    else
+        err_set(err, "no environment \"%.60s\" in %s; there are: %s", name, inv->path, names.data);
+    buf_done(&names);
+    return -1;
+}
+
+const char *inv_env_name(const struct inv_env *env)
+{
+    return env->name;
+}
+
+size_t inv_env_ntargets(const struct inv_env *env)
+{
+    return env->ntargets;
+}
+
+const struct inv_target *inv_env_target(const struct inv_env *env, size_t i)
+{
+    return &env->targets[i];
+}
+
+const struct inv_target *inv_env_find(const struct inv_env *env, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < env->ntargets; i++) {
+        if (strcmp(env->targets[i].name, name) == 0)
+            return &env->targets[i];
+    }
+    return NULL;
+}
+
+static bool has_label(const struct inv_target *t, const char *label)
+{
+    size_t i;
+
+    for (i = 0; t->labels[i] != NULL; i++) {
+        if (strcmp(t->labels[i], label) == 0)
+            return true;
+    }
+    return false;
+}
+
+int inv_env_select(void *arg, const char *selector, char ***names, size_t *n, struct err *err)
+{
+    const struct inv_env *env = arg;
+    const char *label = strncmp(selector, "label:", 6) == 0 ? selector + 6 : NULL;
+    bool all = strcmp(selector, "all") == 0;
+    size_t i, before = *n;
+
+    for (i = 0; i < env->ntargets; i++) {
+        const struct inv_target *t = &env->targets[i];
+
+        if (all || (label != NULL && has_label(t, label)) ||
+            (label == NULL && strcmp(t->name, selector) == 0))
+            *names = strv_push(*names, n, xstrdup(t->name));
+    }
+    if (*n > before)
+        return 0;
+    if (label != NULL)
+        return err_set(err, "no target of environment \"%s\" has the label \"%.60s\"", env->name,
+                       label);
+    {
+        const char **cands = xcalloc(env->ntargets + 1, sizeof *cands);
+        const char *hint;
+
+        for (i = 0; i < env->ntargets; i++)
+            cands[i] = env->targets[i].name;
+        hint = cfg_suggest(selector, cands);
+        if (hint != NULL)
+            err_set(err, "no target \"%.60s\" in environment \"%s\"; did you mean \"%s\"?",
+                    selector, env->name, hint);
+        else
+            err_set(err,
+                    "no target \"%.60s\" in environment \"%s\" (give a target name, "
+                    "label:NAME or all)",
+                    selector, env->name);
+        free(cands);
+    }
+    return -1;
+}

@@ -1,0 +1,66 @@
+/*
+ * The inventory: environments, their targets and the SSH settings, from n3.json
+ * (docs/config.md). Everything is validated when it loads, with positions in errors.
+ */
+#ifndef N3_INVENTORY_H
+#define N3_INVENTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct inventory;
+struct inv_env;
+
+enum inv_transport { INV_SSH, INV_LOCAL };
+
+struct inv_target {
+    char *name; /* unique in its environment; [A-Za-z0-9._:@+-] */
+    enum inv_transport transport;
+    char *host; /* ssh: a host name or address */
+    unsigned port;
+    char *user;
+    char **labels; /* NULL-terminated */
+    char *deploy_path;
+};
+
+struct inv_ssh {
+    char *user; /* default user of ssh targets */
+    unsigned port;
+    char **identities; /* private key files, NULL-terminated; tried in order */
+    char *known_hosts;
+    bool agent;                  /* try ssh-agent (SSH_AUTH_SOCK) first */
+    uint64_t connect_timeout_ms; /* TCP connect and SSH handshake */
+    uint64_t auth_timeout_ms;
+    uint64_t command_timeout_ms; /* default timeout of a remote command */
+    uint64_t keepalive_ms;
+    unsigned max_handshakes; /* handshakes in progress at once */
+};
+
+#define INVENTORY_FILE "n3.json"
+
+/* Load path, or when path is NULL: $N3CTL_CONFIG, else n3.json in the current directory or
+ * the nearest parent that has one. */
+int inventory_load(const char *path, struct inventory **out, struct err *err);
+void inventory_free(struct inventory *inv);
+
+const char *inventory_path(const struct inventory *inv);
+const struct inv_ssh *inventory_ssh(const struct inventory *inv);
+
+/* An environment by name; NULL name: default_environment, or the only one there is. */
+int inventory_env(const struct inventory *inv, const char *name, const struct inv_env **out,
+                  struct err *err);
+const char *inv_env_name(const struct inv_env *env);
+size_t inv_env_ntargets(const struct inv_env *env);
+const struct inv_target *inv_env_target(const struct inv_env *env, size_t i);
+const struct inv_target *inv_env_find(const struct inv_env *env, const char *name);
+
+/*
+ * Targets of a selector, appended to *names (NULL-terminated, *n of them): a target name,
+ * "label:NAME", or "all". A plan_resolve_fn, with arg the environment.
+ */
+int inv_env_select(void *env, const char *selector, char ***names, size_t *n, struct err *err);
+
+#endif

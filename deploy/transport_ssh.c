@@ -1,0 +1,328 @@
+/*
+ * The ssh transport: commands as channels on the pooled session of the target. A command
+ * runs as `exec /bin/sh -c CMD` from the login shell that sshd started in a session of its
+ * own, so its process ID is its process group's; it reports that ID first thing on stderr
+ * (a marker this file removes), and stopping it is `kill -TERM -PGID` from a second channel
+ * (a negative number, not "--": dash's kill does not take "--"):
+ * TERM, then KILL when the grace period is over.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/loop.h"
+#include "core/shell.h"
+#include "core/xalloc.h"
+#include "deploy/inventory.h"
+#include "deploy/ssh.h"
+#include "deploy/transport.h"
+
+#define MARKER          "\036n3ctl:"
+#define MARKER_MAX      40
+#define GIVEUP_SLACK_MS 5000 /* after the grace period, how long the kill may take to show */
+
+struct ssh_transport {
+    struct transport t;
+    struct ssh_conn *conn;
+};
+
+enum op_kind { OP_RUN, OP_PUT, OP_CONNECT };
+
+struct ssh_op {
+    struct transport_op op;
+    enum op_kind kind;
+    struct ssh_chan *chan;
+    struct tail out, err;
+    char marker[MARKER_MAX];
+    size_t marker_len;
+    bool marker_done;
+    long pgid;
+    transport_output_fn on_output;
+    transport_done_fn done;
+    void *arg;
+    struct loop_timer *timeout;
+    struct loop_timer *giveup;
+    uint64_t timeout_ms, grace_ms;
+    bool timed_out, stopped, finished;
+    unsigned refs; /* the main channel, and a kill in flight */
+};
+
+static struct ssh_conn *conn_of(struct transport *t)
+{
+    return ((struct ssh_transport *)t)->conn;
+}
+
+static void op_unref(struct ssh_op *o)
+{
+    if (--o->refs > 0)
+        return;
+    loop_timer_free(o->timeout);
+    loop_timer_free(o->giveup);
+    tail_done(&o->out);
+    tail_done(&o->err);
+    free(o);
+}
+
+static void deliver(struct ssh_op *o, enum proc_stream stream, const char *data, size_t len)
+{
+    tail_add(stream == PROC_STDOUT ? &o->out : &o->err, data, len);
+    if (o->on_output != NULL)
+        o->on_output(o->arg, stream, data, len);
+}
+
+/* stderr starts with the marker "\036n3ctl:PGID\n": take it out, keep the rest. */
+static void on_output(void *arg, enum proc_stream stream, const char *data, size_t len)
+{
+    struct ssh_op *o = arg;
+    size_t i = 0, mlen = strlen(MARKER);
+
+    if (o->finished)
+        return;
+    if (stream == PROC_STDOUT || o->marker_done) {
+        deliver(o, stream, data, len);
+        return;
+    }
+    while (i < len && !o->marker_done) {
+        char c = data[i++];
+
+        o->marker[o->marker_len++] = c;
+        if (c == '\n' || o->marker_len == MARKER_MAX - 1 ||
+            (o->marker_len <= mlen && c != MARKER[o->marker_len - 1])) {
+            o->marker_done = true;
+            o->marker[o->marker_len] = '\0';
+            if (o->marker_len > mlen && c == '\n' && strncmp(o->marker, MARKER, mlen) == 0)
+                o->pgid = strtol(o->marker + mlen, NULL, 10);
+            else
+                deliver(o, PROC_STDERR, o->marker, o->marker_len); /* it was not the marker */
+        }
+    }
+    if (i < len)
+        deliver(o, PROC_STDERR, data + i, len - i);
+}
+
+static void main_done(void *arg, const struct ssh_result *sr)
+{
+    struct ssh_op *o = arg;
+    struct transport_result r;
+    char secs[32];
+
+    o->finished = true;
+    o->chan = NULL;
+    loop_timer_stop(o->timeout);
+    loop_timer_stop(o->giveup);
+    transport_result_init(&r, TRANSPORT_OK);
+    r.out = &o->out;
+    r.err = &o->err;
+    r.exit_code = sr->exit_code;
+    r.exit_signal = sr->exit_signal;
+    if (o->kind != OP_RUN) {
+        /* put and connect keep what ssh.c captured */
+        r.out = sr->out;
+        r.err = sr->err;
+    }
+    snprintf(secs, sizeof secs, "%.3g", (double)o->timeout_ms / 1000.0);
+    switch (sr->status) {
+    case SSH_DONE:
+        if (o->timed_out)
+            transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
+                                  "the command on %s ran past its timeout of %ss and was stopped",
+                                  o->op.t->name, secs);
+        else if (o->stopped)
+            transport_result_fail(&r, TRANSPORT_STOPPED, RETRY_SIGNAL,
+                                  "the command on %s was stopped", o->op.t->name);
+        break;
+    case SSH_UNREACHABLE:
+        transport_result_fail(&r, TRANSPORT_UNREACHABLE, sr->kind, "%s", sr->msg);
+        break;
+    case SSH_REFUSED:
+        transport_result_fail(&r, TRANSPORT_REFUSED, sr->kind, "%s", sr->msg);
+        break;
+    case SSH_ABANDONED:
+        if (o->timed_out)
+            transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
+                                  "the command on %s ran past its timeout of %ss; %s",
+                                  o->op.t->name, secs, sr->msg);
+        else
+            transport_result_fail(&r, TRANSPORT_STOPPED, RETRY_SIGNAL, "%s", sr->msg);
+        break;
+    case SSH_FAILED:
+        transport_result_fail(&r, TRANSPORT_FAILED, sr->kind, "%s", sr->msg);
+        break;
+    }
+    o->done(o->arg, &r);
+    op_unref(o);
+}
+
+static void kill_done(void *arg, const struct ssh_result *r)
+{
+    op_unref(arg);
+}
+
+static void giveup_cb(void *arg)
+{
+    struct ssh_op *o = arg;
+
+    if (o->chan != NULL)
+        ssh_chan_abandon(o->chan, "it did not end after TERM and KILL were sent to it on the "
+                                  "target; n3ctl stopped waiting");
+}
+
+static void op_stop(struct transport_op *op, uint64_t grace_ms)
+{
+    struct ssh_op *o = (struct ssh_op *)op;
+    struct ssh_exec_spec spec;
+    struct buf cmd;
+    unsigned tenths = (unsigned)(grace_ms / 100);
+
+    if (o->finished || o->chan == NULL)
+        return;
+    o->stopped = true;
+    if (o->kind != OP_RUN || o->pgid <= 0) {
+        /* Nothing to signal (yet): stop waiting; a command may go on on the target. */
+        ssh_chan_abandon(o->chan, o->kind == OP_RUN
+                                      ? "stopped before the target said which process it was; "
+                                        "the command may still run there"
+                                      : "stopped");
+        return;
+    }
+    buf_init(&cmd);
+    if (grace_ms == 0)
+        buf_addf(&cmd, "kill -KILL -%ld 2>/dev/null || kill -KILL %ld 2>/dev/null; exit 0", o->pgid,
+                 o->pgid);
+    else
+        buf_addf(&cmd,
+                 "g=%ld; kill -TERM -$g 2>/dev/null || kill -TERM $g 2>/dev/null; i=0; "
+                 "while [ $i -lt %u ] && { kill -0 -$g || kill -0 $g; } 2>/dev/null; do "
+                 "sleep 0.1; i=$((i+1)); done; kill -KILL -$g 2>/dev/null || kill -KILL $g "
+                 "2>/dev/null; exit 0",
+                 o->pgid, tenths);
+    memset(&spec, 0, sizeof spec);
+    spec.command = cmd.data;
+    spec.on_done = kill_done;
+    spec.arg = o;
+    o->refs++;
+    ssh_exec(conn_of(o->op.t), &spec);
+    buf_done(&cmd);
+    loop_timer_start(o->giveup, grace_ms + GIVEUP_SLACK_MS);
+}
+
+static bool op_exited(const struct transport_op *op)
+{
+    return ((const struct ssh_op *)op)->finished;
+}
+
+static void timeout_cb(void *arg)
+{
+    struct ssh_op *o = arg;
+
+    o->timed_out = true;
+    op_stop(&o->op, o->grace_ms);
+}
+
+static struct ssh_op *op_new(struct transport *t, enum op_kind kind, transport_done_fn done,
+                             void *arg)
+{
+    struct ssh_op *o = xcalloc(1, sizeof *o);
+
+    o->op.t = t;
+    o->op.stop = op_stop;
+    o->op.exited = op_exited;
+    o->kind = kind;
+    o->done = done;
+    o->arg = arg;
+    o->refs = 1;
+    o->timeout = loop_timer_new(t->loop, timeout_cb, o);
+    o->giveup = loop_timer_new(t->loop, giveup_cb, o);
+    o->grace_ms = 5000;
+    return o;
+}
+
+static struct transport_op *ssh_run(struct transport *t, const struct transport_run *r)
+{
+    struct ssh_op *o = op_new(t, OP_RUN, r->on_done, r->arg);
+    struct ssh_exec_spec spec;
+    struct buf cmd;
+    size_t limit = r->output_limit ? r->output_limit : 64u * 1024u;
+
+    o->on_output = r->on_output;
+    o->timeout_ms = r->timeout_ms;
+    o->grace_ms = r->grace_ms ? r->grace_ms : 5000;
+    tail_init(&o->out, limit);
+    tail_init(&o->err, limit);
+    buf_init(&cmd);
+    /* sshd made the login shell a session leader: its PID is the group to stop. */
+    buf_adds(&cmd, "printf '\\036n3ctl:%s\\n' \"$$\" >&2; exec /bin/sh -c ");
+    shell_quote(&cmd, r->command);
+    memset(&spec, 0, sizeof spec);
+    spec.command = cmd.data;
+    spec.input = r->input;
+    spec.input_len = r->input_len;
+    spec.output_limit = 1; /* ssh.c's own tails are not used: this file keeps them */
+    spec.on_output = on_output;
+    spec.on_done = main_done;
+    spec.arg = o;
+    o->chan = ssh_exec(conn_of(t), &spec);
+    buf_done(&cmd);
+    if (r->timeout_ms > 0)
+        loop_timer_start(o->timeout, r->timeout_ms);
+    return &o->op;
+}
+
+static struct transport_op *ssh_put_op(struct transport *t, const char *local, const char *path,
+                                       unsigned mode, transport_done_fn done, void *arg)
+{
+    struct ssh_op *o = op_new(t, OP_PUT, done, arg);
+
+    o->timeout_ms = t->command_timeout_ms;
+    tail_init(&o->out, 1);
+    tail_init(&o->err, 1);
+    o->chan = ssh_put(conn_of(t), local, path, mode, main_done, o);
+    if (o->timeout_ms > 0)
+        loop_timer_start(o->timeout, o->timeout_ms);
+    return &o->op;
+}
+
+static struct transport_op *ssh_connect_op(struct transport *t, transport_done_fn done, void *arg)
+{
+    struct ssh_op *o = op_new(t, OP_CONNECT, done, arg);
+
+    tail_init(&o->out, 1);
+    tail_init(&o->err, 1);
+    o->chan = ssh_connect(conn_of(t), main_done, o);
+    return &o->op;
+}
+
+static uint64_t ssh_handshake_us(const struct transport *t)
+{
+    return ssh_conn_handshake_us(((const struct ssh_transport *)t)->conn);
+}
+
+static void ssh_free(struct transport *t)
+{
+    free(t->name);
+    free(t);
+}
+
+static const struct transport_ops ssh_ops = {
+    .name = "ssh",
+    .run = ssh_run,
+    .put = ssh_put_op,
+    .connect = ssh_connect_op,
+    .handshake_us = ssh_handshake_us,
+    .free = ssh_free,
+};
+
+struct transport *transport_ssh_new(struct loop *loop, const struct inv_target *t,
+                                    struct ssh_pool *pool)
+{
+    struct ssh_transport *s = xcalloc(1, sizeof *s);
+
+    s->t.ops = &ssh_ops;
+    s->t.loop = loop;
+    s->t.name = xstrdup(t->name);
+    s->t.command_timeout_ms = 300000;
+    s->conn = ssh_pool_conn(pool, t->name, t->host, t->port, t->user);
+    return &s->t;
+}
