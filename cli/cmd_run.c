@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+#include "cli/fleet.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/stop.h"
@@ -25,6 +26,8 @@
 #include "core/proc.h"
 #include "core/trace.h"
 #include "core/xalloc.h"
+#include "deploy/inventory.h"
+#include "deploy/remote.h"
 
 #define TRACE_RING 4096
 
@@ -188,7 +191,9 @@ static int exit_code(const struct run *r)
 
 int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    const char *arg, *metrics_path = NULL, *traces_path = NULL;
+    const char *arg, *metrics_path = NULL, *traces_path = NULL, *config = NULL, *envname = NULL;
+    struct fleet fleet = {0};
+    struct remote *remote = NULL;
     bool json = false, verbose = false, quiet = false;
     unsigned max_procs = 0;
     struct plan *plan = NULL;
@@ -221,6 +226,12 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         case 'q':
             quiet = true;
             break;
+        case 'c':
+            config = arg;
+            break;
+        case 'e':
+            envname = arg;
+            break;
         default:
             return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
         }
@@ -237,15 +248,29 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         fprintf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
+    /* Remote steps run on targets of n3.json: resolve them before anything runs. */
+    if (plan_has_remote(plan)) {
+        static const char *const none[] = {NULL};
+
+        if (fleet_open(&fleet, config, envname, none, &err) != 0 ||
+            plan_expand_remote(plan, inv_env_select, (void *)fleet.env, &err) != 0) {
+            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            fleet_close(&fleet);
+            plan_free(plan);
+            return EXIT_USAGE;
+        }
+    }
 
     memset(&r, 0, sizeof r);
     r.cmd = cmd;
     if (metrics_path != NULL && outfile_open(cmd, &mout, metrics_path) != 0) {
+        fleet_close(&fleet);
         plan_free(plan);
         return EXIT_USAGE;
     }
     if (traces_path != NULL && outfile_open(cmd, &r.traces, traces_path) != 0) {
         outfile_close(&mout, false);
+        fleet_close(&fleet);
         plan_free(plan);
         return EXIT_USAGE;
     }
@@ -261,6 +286,12 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         trace = trace_new(r.loop, TRACE_RING);
         trace_set_sink(trace, trace_sink, &r);
         opts.trace = trace;
+    }
+    if (fleet.inv != NULL) {
+        struct remote_opts ropts = {plan->kill_grace_ms, plan->output_limit};
+
+        remote = remote_new(r.loop, fleet.inv, fleet.env, &ropts, &err);
+        opts.remote = remote_runner(remote);
     }
     r.ex = executor_new(r.loop, plan, &opts);
     r.stop = stop_new(r.loop, r.ex, show_note, &r);
@@ -314,9 +345,11 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
             rc = EXIT_FAILED;
     }
     executor_free(r.ex);
+    remote_free(remote);
     trace_free(trace);
     metrics_free(metrics);
     loop_free(r.loop);
     plan_free(plan);
+    fleet_close(&fleet);
     return rc;
 }

@@ -21,6 +21,8 @@ static const struct cli_opt run_opts[] = {
     {'t', "traces", "FILE", "write the run's spans to FILE as JSON lines"},
     {'v', "verbose", NULL, "list every step in the final table, not only the ones that failed"},
     {'q', "quiet", NULL, "no live progress on the terminal"},
+    {'c', "config", "FILE", "n3.json for remote steps (default: here or in a parent directory)"},
+    {'e', "env", "ENV", "the environment remote steps run in (default: default_environment)"},
     {0, NULL, NULL, NULL},
 };
 
