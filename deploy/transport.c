@@ -304,7 +304,8 @@ struct transport_op *transport_read_file(struct transport *t, const char *path, 
     g->max = max;
     buf_init(&cmd);
     shell_cmdf(&cmd, "exec cat -- %s", path);
-    return gen_start(g, &cmd, NULL, 0, max + 1);
+    /* The limit is for both streams: keep enough of stderr to say why reading failed. */
+    return gen_start(g, &cmd, NULL, 0, max + 1 > 4096 ? max + 1 : 4096);
 }
 
 /* A name next to path that no other writer picks: path.tmp.<random>. */
