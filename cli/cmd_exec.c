@@ -21,7 +21,6 @@
 #include "deploy/remote.h"
 
 #define EXEC_DEFAULT_FANOUT 32
-#define MAX_SELECTORS       64
 
 /* Partial lines of one target, until their newline comes. */
 struct pending {
@@ -240,8 +239,9 @@ static void text_report(const struct executor *ex, const unsigned *counts, doubl
 
 int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    const char *arg, *config = NULL, *envname = NULL, *selectors[MAX_SELECTORS + 1];
-    unsigned fanout = EXEC_DEFAULT_FANOUT, timeout_s = 0, repeat = 1, nsel = 0, r, i;
+    const char *arg;
+    unsigned fanout = EXEC_DEFAULT_FANOUT, timeout_s = 0, repeat = 1, r, i;
+    struct fleet_args fa;
     unsigned counts[O_COUNT];
     struct exec_cli x;
     struct fleet fleet;
@@ -255,21 +255,15 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     int opt, first, rc = EXIT_OK;
 
     memset(&x, 0, sizeof x);
+    memset(&fa, 0, sizeof fa);
     while ((opt = cli_next_opt(cmd, argc, argv, &arg, &first)) != -1) {
+        int taken = fleet_args_take(&fa, cmd, opt, arg);
+
+        if (taken < 0)
+            return EXIT_USAGE;
+        if (taken > 0)
+            continue;
         switch (opt) {
-        case 'c':
-            config = arg;
-            break;
-        case 'e':
-            envname = arg;
-            break;
-        case 'H':
-            if (nsel == MAX_SELECTORS) {
-                cli_usage_error(cmd, "at most %d -H options", MAX_SELECTORS);
-                return EXIT_USAGE;
-            }
-            selectors[nsel++] = arg;
-            break;
         case 'p':
             if (!cli_parse_uint(cmd, "-p", arg, 1, 10000, &fanout))
                 return EXIT_USAGE;
@@ -289,7 +283,6 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
             return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
         }
     }
-    selectors[nsel] = NULL;
     if (first >= argc) {
         cli_usage_error(cmd, "what command? give it after --, e.g. n3ctl exec -- uptime");
         return EXIT_USAGE;
@@ -301,7 +294,7 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     else
         shell_join(&command, (const char *const *)argv + first);
 
-    if (fleet_open(&fleet, config, envname, selectors, &err) != 0) {
+    if (fleet_open(&fleet, fa.config, fa.env, fa.selectors, &err) != 0) {
         fprintf(stderr, "n3ctl: %s\n", err.msg);
         buf_done(&command);
         return EXIT_USAGE;

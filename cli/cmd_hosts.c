@@ -22,8 +22,6 @@
 #include "deploy/ssh.h"
 #include "deploy/transport.h"
 
-#define MAX_SELECTORS 64
-
 /* The thresholds of NAMEL3SS.md's troubleshooting section. */
 #define CPU_LIMIT    80.0
 #define MEM_LIMIT    85.0
@@ -435,13 +433,8 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
         return EXIT_USAGE;
     }
     loop = loop_new();
-    memset(&set, 0, sizeof set);
-    set.identities = (const char *const *)s->identities;
-    set.known_hosts = s->known_hosts;
-    set.agent = s->agent;
-    set.connect_timeout_ms = s->connect_timeout_ms;
-    set.auth_timeout_ms = s->auth_timeout_ms;
-    set.max_handshakes = 1;
+    remote_ssh_settings(s, &set);
+    set.keepalive_ms = 0;
     pool = ssh_pool_new(loop, &set, &err);
     if (pool == NULL) {
         fprintf(stderr, "n3ctl: %s\n", err.msg);
@@ -519,28 +512,22 @@ out:
 
 int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    const char *arg, *config = NULL, *envname = NULL, *selectors[MAX_SELECTORS + 1];
+    const char *arg;
+    struct fleet_args fa;
     bool json = false, check = false, yes = false;
-    unsigned nsel = 0;
     struct fleet fleet;
     struct err err;
     int opt, first, rc;
 
+    memset(&fa, 0, sizeof fa);
     while ((opt = cli_next_opt(cmd, argc, argv, &arg, &first)) != -1) {
+        int taken = fleet_args_take(&fa, cmd, opt, arg);
+
+        if (taken < 0)
+            return EXIT_USAGE;
+        if (taken > 0)
+            continue;
         switch (opt) {
-        case 'c':
-            config = arg;
-            break;
-        case 'e':
-            envname = arg;
-            break;
-        case 'H':
-            if (nsel == MAX_SELECTORS) {
-                cli_usage_error(cmd, "at most %d -H options", MAX_SELECTORS);
-                return EXIT_USAGE;
-            }
-            selectors[nsel++] = arg;
-            break;
         case 'j':
             json = true;
             break;
@@ -554,7 +541,6 @@ int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv)
             return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
         }
     }
-    selectors[nsel] = NULL;
     if (first < argc && strcmp(argv[first], "trust") != 0) {
         cli_usage_error(cmd, "unknown argument \"%.40s\" (the one subcommand is trust)",
                         argv[first]);
@@ -564,7 +550,7 @@ int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv)
         cli_usage_error(cmd, "trust takes one target: n3ctl hosts trust TARGET");
         return EXIT_USAGE;
     }
-    if (fleet_open(&fleet, config, envname, first < argc ? NULL : selectors, &err) != 0) {
+    if (fleet_open(&fleet, fa.config, fa.env, first < argc ? NULL : fa.selectors, &err) != 0) {
         fprintf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }

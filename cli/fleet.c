@@ -4,9 +4,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/fleet.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+
+int fleet_args_take(struct fleet_args *a, const struct cli_cmd *cmd, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'c':
+        a->config = arg;
+        return 1;
+    case 'e':
+        a->env = arg;
+        return 1;
+    case 'H':
+        if (a->nsel == FLEET_MAX_SELECTORS) {
+            cli_usage_error(cmd, "at most %d -H options", FLEET_MAX_SELECTORS);
+            return -1;
+        }
+        a->selectors[a->nsel++] = arg;
+        a->selectors[a->nsel] = NULL;
+        return 1;
+    default:
+        return 0;
+    }
+}
 
 int fleet_open(struct fleet *f, const char *config, const char *env, const char *const *selectors,
                struct err *err)

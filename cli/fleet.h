@@ -9,6 +9,21 @@
 struct inventory;
 struct inv_env;
 
+#define FLEET_MAX_SELECTORS 64
+
+/* The options every command on targets takes: -c FILE, -e ENV, -H SELECTOR (repeated). */
+struct fleet_args {
+    const char *config;
+    const char *env;
+    const char *selectors[FLEET_MAX_SELECTORS + 1]; /* NULL-terminated */
+    unsigned nsel;
+};
+
+struct cli_cmd;
+
+/* Take opt if it is one of those: 1 taken, 0 not one of them, -1 a usage error (printed). */
+int fleet_args_take(struct fleet_args *a, const struct cli_cmd *cmd, int opt, const char *arg);
+
 struct fleet {
     struct inventory *inv;
     const struct inv_env *env;

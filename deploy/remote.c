@@ -51,21 +51,25 @@ static struct remote_target *find_target(struct remote *r, const char *name)
     return NULL;
 }
 
+void remote_ssh_settings(const struct inv_ssh *s, struct ssh_settings *out)
+{
+    memset(out, 0, sizeof *out);
+    out->identities = (const char *const *)s->identities;
+    out->known_hosts = s->known_hosts;
+    out->agent = s->agent;
+    out->connect_timeout_ms = s->connect_timeout_ms;
+    out->auth_timeout_ms = s->auth_timeout_ms;
+    out->keepalive_ms = s->keepalive_ms;
+    out->max_handshakes = s->max_handshakes;
+}
+
 static int ensure_pool(struct remote *r, struct err *err)
 {
-    const struct inv_ssh *s = inventory_ssh(r->inv);
     struct ssh_settings set;
 
     if (r->pool != NULL)
         return 0;
-    memset(&set, 0, sizeof set);
-    set.identities = (const char *const *)s->identities;
-    set.known_hosts = s->known_hosts;
-    set.agent = s->agent;
-    set.connect_timeout_ms = s->connect_timeout_ms;
-    set.auth_timeout_ms = s->auth_timeout_ms;
-    set.keepalive_ms = s->keepalive_ms;
-    set.max_handshakes = s->max_handshakes;
+    remote_ssh_settings(inventory_ssh(r->inv), &set);
     r->pool = ssh_pool_new(r->loop, &set, err);
     return r->pool != NULL ? 0 : -1;
 }

@@ -31,6 +31,12 @@ void remote_free(struct remote *r);
 const struct exec_runner *remote_runner(struct remote *r);
 /* The transport of a target of the environment (made on first use), or NULL. */
 struct transport *remote_transport(struct remote *r, const char *target);
+struct ssh_settings;
+struct inv_ssh;
+
+/* The SSH settings of n3.json, as the pool takes them (pointers into s). */
+void remote_ssh_settings(const struct inv_ssh *s, struct ssh_settings *out);
+
 /* Was the target's connection lost, or could it not be reached, on its last try? */
 bool remote_offline(const struct remote *r, const char *target);
 

@@ -789,6 +789,31 @@ static int chan_error(struct ssh_chan *ch, int rc, const char *what)
 
 enum step { STEP_WAIT, STEP_PROGRESS, STEP_FINISHED, STEP_CONN_GONE };
 
+/* libssh2 opens one channel at a time per session: may ch start (or go on) opening one? */
+static bool open_turn(struct ssh_chan *ch)
+{
+    if (ch->conn->opening != NULL && ch->conn->opening != ch)
+        return false;
+    ch->conn->opening = ch;
+    return true;
+}
+
+/* After an open call (a channel, SFTP): done, or wait, or failed, or the connection is gone. */
+static enum step open_result(struct ssh_chan *ch, bool opened, const char *what)
+{
+    struct ssh_conn *c = ch->conn;
+    int rc;
+
+    if (opened) {
+        c->opening = NULL;
+        return STEP_PROGRESS;
+    }
+    rc = chan_error(ch, session_errno(c), what);
+    if (rc == 0)
+        c->opening = NULL;
+    return rc == 1 ? STEP_WAIT : rc == 0 ? STEP_FINISHED : STEP_CONN_GONE;
+}
+
 static enum step chan_close_steps(struct ssh_chan *ch)
 {
     int rc;
@@ -845,21 +870,18 @@ static enum step chan_exec_step(struct ssh_chan *ch)
 
     switch (ch->state) {
     case S_QUEUED:
-    case S_OPEN:
-        if (c->opening != NULL && c->opening != ch)
+    case S_OPEN: {
+        enum step st;
+
+        if (!open_turn(ch))
             return STEP_WAIT;
-        c->opening = ch;
         ch->state = S_OPEN;
         ch->ch = libssh2_channel_open_session(c->session);
-        if (ch->ch == NULL) {
-            rc = chan_error(ch, session_errno(c), "cannot open a channel");
-            if (rc == 0)
-                c->opening = NULL;
-            return rc == 1 ? STEP_WAIT : rc == 0 ? STEP_FINISHED : STEP_CONN_GONE;
-        }
-        c->opening = NULL;
-        ch->state = ch->abandoned ? S_CLOSE : S_EXEC;
-        return STEP_PROGRESS;
+        st = open_result(ch, ch->ch != NULL, "cannot open a channel");
+        if (ch->ch != NULL)
+            ch->state = ch->abandoned ? S_CLOSE : S_EXEC;
+        return st;
+    }
     case S_EXEC:
         rc = libssh2_channel_process_startup(ch->ch, "exec", 4, ch->command,
                                              (unsigned)strlen(ch->command));
@@ -956,21 +978,18 @@ static enum step chan_put_step(struct ssh_chan *ch)
 
     switch (ch->state) {
     case S_QUEUED:
-    case S_SFTP_INIT:
-        if (c->opening != NULL && c->opening != ch)
+    case S_SFTP_INIT: {
+        enum step st;
+
+        if (!open_turn(ch))
             return STEP_WAIT;
-        c->opening = ch;
         ch->state = S_SFTP_INIT;
         ch->sftp = libssh2_sftp_init(c->session);
-        if (ch->sftp == NULL) {
-            rc = chan_error(ch, session_errno(c), "cannot start SFTP (is the sftp subsystem on?)");
-            if (rc == 0)
-                c->opening = NULL;
-            return rc == 1 ? STEP_WAIT : rc == 0 ? STEP_FINISHED : STEP_CONN_GONE;
-        }
-        c->opening = NULL;
-        ch->state = ch->abandoned ? S_SFTP_SHUTDOWN : S_SFTP_OPEN;
-        return STEP_PROGRESS;
+        st = open_result(ch, ch->sftp != NULL, "cannot start SFTP (is the sftp subsystem on?)");
+        if (ch->sftp != NULL)
+            ch->state = ch->abandoned ? S_SFTP_SHUTDOWN : S_SFTP_OPEN;
+        return st;
+    }
     case S_SFTP_OPEN:
         ch->fh = libssh2_sftp_open_ex(ch->sftp, ch->path, (unsigned)strlen(ch->path),
                                       LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC,
