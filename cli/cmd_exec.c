@@ -171,8 +171,9 @@ static void json_report(const struct executor *ex, const char *command, const ch
     for (i = 0; b != NULL && i < exec_block_nsteps(b); i++) {
         const struct exec_step *s = exec_block_step(b, i);
         cJSON *t = cJSON_CreateObject();
-        size_t len;
-        char *clean;
+        enum proc_stream streams[2] = {PROC_STDOUT, PROC_STDERR};
+        const char *names[2] = {"stdout", "stderr"};
+        int k;
 
         cJSON_AddStringToObject(t, "name", exec_step_name(s));
         cJSON_AddStringToObject(t, "status", outcome_names[outcome_of(s)]);
@@ -184,12 +185,20 @@ static void json_report(const struct executor *ex, const char *command, const ch
             cJSON_AddNumberToObject(t, "signal", exec_step_signal(s));
         cJSON_AddNumberToObject(t, "attempts", exec_step_attempts(s));
         cJSON_AddNumberToObject(t, "duration_ms", (double)exec_step_duration_us(s) / 1000.0);
-        clean = utf8_sanitize(exec_step_output(s, PROC_STDOUT, &len, NULL), len);
-        cJSON_AddStringToObject(t, "stdout", clean);
-        free(clean);
-        clean = utf8_sanitize(exec_step_output(s, PROC_STDERR, &len, NULL), len);
-        cJSON_AddStringToObject(t, "stderr", clean);
-        free(clean);
+        for (k = 0; k < 2; k++) {
+            uint64_t total;
+            size_t len;
+            const char *data = exec_step_output(s, streams[k], &len, &total);
+            char *clean = utf8_sanitize(data, len), key[32];
+
+            /* The tail of what the command printed; the total says whether it was cut. */
+            cJSON_AddStringToObject(t, names[k], clean);
+            snprintf(key, sizeof key, "%s_bytes", names[k]);
+            cJSON_AddNumberToObject(t, key, (double)total);
+            snprintf(key, sizeof key, "%s_truncated", names[k]);
+            cJSON_AddBoolToObject(t, key, total > len);
+            free(clean);
+        }
         if (exec_step_status(s) != EXEC_SUCCEEDED)
             cJSON_AddStringToObject(t, "error", exec_step_reason(s));
         cJSON_AddItemToArray(targets, t);
@@ -230,10 +239,16 @@ static void text_report(const struct executor *ex, const unsigned *counts, doubl
     for (i = 0; i < total; i++) {
         const struct exec_step *s = exec_block_step(b, i);
         enum outcome o = outcome_of(s);
+        const char *why = exec_step_reason(s);
+        size_t olen = strlen(outcome_names[o]);
 
-        if (o != O_OK)
-            fprintf(stderr, "  %s: %s: %s\n", exec_step_name(s), outcome_names[o],
-                    exec_step_reason(s));
+        if (o == O_OK)
+            continue;
+        /* "cancelled: interrupted", not "cancelled: cancelled: interrupted" */
+        if (strncmp(why, outcome_names[o], olen) == 0 && why[olen] == ':')
+            fprintf(stderr, "  %s: %s\n", exec_step_name(s), why);
+        else
+            fprintf(stderr, "  %s: %s: %s\n", exec_step_name(s), outcome_names[o], why);
     }
 }
 
@@ -287,6 +302,9 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
         cli_usage_error(cmd, "what command? give it after --, e.g. n3ctl exec -- uptime");
         return EXIT_USAGE;
     }
+    /* Lines go out as they come, also into a pipe (| tee, | grep): the operator is watching. */
+    if (!x.json)
+        setvbuf(stdout, NULL, _IOLBF, 0);
     buf_init(&command);
     /* One word is a shell command as it is (like ssh); several are quoted one by one. */
     if (first + 1 == argc)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -389,6 +390,17 @@ static void trust_done(void *arg, const struct ssh_result *r)
     t->done = true;
 }
 
+/* Is there a terminal to ask on? /dev/tty exists everywhere; opening it tells. */
+static bool have_terminal(void)
+{
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
 /* Ask on the terminal; false unless the answer starts with y. */
 static bool confirm(const char *question)
 {
@@ -481,7 +493,7 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
         printf("%s (%s:%u) presents the host key\n  %s %s\n", name, t->host, t->port, type, fp);
         fflush(stdout);
         snprintf(question, sizeof question, "Trust it and add it to %s?", s->known_hosts);
-        if (!yes && !isatty(STDIN_FILENO) && access("/dev/tty", R_OK) != 0) {
+        if (!yes && !have_terminal()) {
             fprintf(stderr, "n3ctl: not asking without a terminal; check the fingerprint and "
                             "add --yes to trust it\n");
             rc = EXIT_REFUSED;

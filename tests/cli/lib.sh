@@ -263,3 +263,132 @@ wait_exit() {
     wait "$pid" || rc=$?
     T_BG=${T_BG/ $pid / }
 }
+
+# run_n3_detached NAME ARGS...: like run_n3, in a new session without a controlling
+# terminal (setsid), so that n3ctl cannot ask on /dev/tty, even when make check runs
+# from a terminal.
+run_n3_detached() {
+    local name=$1
+    shift
+    command -v setsid >/dev/null 2>&1 || skip "setsid is not installed (Debian package util-linux)"
+    rc=0
+    setsid -w "$N3CTL" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null || rc=$?
+    LAST="$name"
+    LAST_CMD="n3ctl $* (without a terminal)"
+}
+
+# expect_fgrep WHICH STRING [WHAT]: a line of the last run's out or err contains STRING.
+expect_fgrep() {
+    local f="$T/$LAST.$1"
+    # shellcheck disable=SC2016 # '$2' is inside double quotes: it expands
+    if ! grep -Fq -- "$2" "$f"; then
+        fail "$LAST_CMD: expected ${3:-a line containing '$2'} on std$1, got:
+$(show "$f")"
+    fi
+    ok
+}
+
+# expect_same_file WANT GOT WHAT: the two files are equal, byte for byte.
+expect_same_file() {
+    if ! cmp -s "$1" "$2"; then
+        fail "$3: expected $2 to be unchanged, byte for byte; the difference:
+$(diff "$1" "$2" | sed -n '1,40s/^/    | /p')"
+    fi
+    ok
+}
+
+# wait_lines FILE ERE N WHAT: poll until FILE has at least N lines matching ERE, up to the
+# deadline; on timeout, fail showing the file.
+wait_lines() {
+    local i n got
+    n=$(awk -v d="$T_DEADLINE" -v p="$T_POLL" 'BEGIN { printf "%d", d / p }')
+    for ((i = 0; i <= n; i++)); do
+        got=$(grep -Ec -- "$2" "$1" 2>/dev/null) || got=0
+        [ "$got" -ge "$3" ] && return 0
+        [ "$i" -eq "$n" ] || sleep "$T_POLL"
+    done
+    fail "timed out after ${T_DEADLINE}s waiting for $4: expected $3 line(s) matching /$2/ in $1, got $got:
+$(show "$1")"
+}
+
+# ---- a fleet of real sshd on 127.0.0.1 (scripts/sshd-fleet) ----
+
+FLEET_SCRIPT="$TOP_SRCDIR/scripts/sshd-fleet"
+FLEET= # the fleet's directory, $T/fleet
+
+# fleet_start N: start N sshd in $T/fleet, stopped (that fleet only) on exit. Skips the
+# test when sshd-fleet cannot run here (it needs root).
+fleet_start() {
+    local rc=0
+    FLEET="$T/fleet"
+    # sshd reads $FLEET/authorized_keys as the login user: $T (0700 from mktemp) must be
+    # searchable by others; not listable.
+    chmod 0711 "$T" || fail "cannot chmod $T"
+    on_exit "'$FLEET_SCRIPT' stop '$FLEET'"
+    "$FLEET_SCRIPT" start "$FLEET" "$1" >"$T/fleet-start.out" 2>"$T/fleet-start.err" || rc=$?
+    case $rc in
+    0) ;;
+    3) skip "sshd-fleet cannot run here: $(cat "$T/fleet-start.err")" ;;
+    *) fail "sshd-fleet start $FLEET $1 failed (exit $rc):
+$(show "$T/fleet-start.err")" ;;
+    esac
+    [ "$(wc -l <"$FLEET/ports")" -eq "$1" ] || fail "sshd-fleet start $FLEET $1 wrote $(wc -l <"$FLEET/ports") ports"
+}
+
+# fleet ACTION ARGS...: sshd-fleet ACTION $FLEET ARGS... (kill K, restart K, rekey K).
+fleet() {
+    local action=$1 out
+    shift
+    out=$("$FLEET_SCRIPT" "$action" "$FLEET" "$@" 2>&1) ||
+        fail "sshd-fleet $action $FLEET $* failed:
+$(printf '%s\n' "$out" | sed 's/^/    | /')"
+}
+
+# fleet_port K: the port of instance tK.
+fleet_port() {
+    cat "$FLEET/sshd-$1/port"
+}
+
+# fleet_fingerprint K: "SHA256:..." of tK's current host key, as ssh-keygen -l prints it.
+fleet_fingerprint() {
+    local fp
+    fp=$(ssh-keygen -lf "$FLEET/sshd-$1/host_ed25519_key.pub" | awk '{ print $2 }')
+    case $fp in
+    SHA256:*) printf '%s\n' "$fp" ;;
+    *) fail "ssh-keygen -lf $FLEET/sshd-$1/host_ed25519_key.pub printed no SHA256 fingerprint: '$fp'" ;;
+    esac
+}
+
+# fleet_config NAME JQ-FILTER: $T/NAME.json, a copy of the fleet's n3.json edited by the
+# filter (e.g. '.ssh.identity = "..."'). Prints its path.
+fleet_config() {
+    jq "$2" "$FLEET/n3.json" >"$T/$1.json" || fail "jq '$2' failed on $FLEET/n3.json"
+    printf '%s\n' "$T/$1.json"
+}
+
+# fleet_who: a shell prefix for remote commands: it sets t to the target's name (from the
+# server port, the last field of SSH_CONNECTION) and d to $FLEET/deploy/$t, created (the
+# login user owns $FLEET/deploy), so commands can leave markers and pids per target.
+# shellcheck disable=SC2016 # $SSH_CONNECTION, $t and $d are for the target's shell
+fleet_who() {
+    local k=1 p s='case ${SSH_CONNECTION##* } in '
+    while read -r p; do
+        s="$s$p) t=t$k ;; "
+        k=$((k + 1))
+    done <"$FLEET/ports"
+    printf '%s*) t=unknown ;; esac; d=%s/deploy/$t; mkdir -p "$d"; ' "$s" "$FLEET"
+}
+
+# closed_port: a local TCP port nothing uses (no listener: connecting is refused).
+closed_port() {
+    local p i used
+    used=$(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }' | sort -un)
+    for ((i = 0; i < 100; i++)); do
+        p=$((40000 + RANDOM % 20000))
+        grep -qx "$p" <<<"$used" || {
+            printf '%s\n' "$p"
+            return 0
+        }
+    done
+    fail "found no unused local TCP port"
+}
