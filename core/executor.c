@@ -705,7 +705,9 @@ static void spawn_attempt(struct exec_step *s)
     }
     if (ex->opts.metrics != NULL)
         metric_set(ex->m_active, NULL, ex->procs);
-    if (s->ps->timeout_ms > 0) {
+    /* A remote step's timeout is its runner's: it counts from when the command starts on the
+     * target, not from when the connection is still being made. */
+    if (s->ps->timeout_ms > 0 && s->ps->kind == PLAN_STEP_EXEC) {
         if (s->timer == NULL)
             s->timer = loop_timer_new(ex->loop, step_timer_cb, s);
         loop_timer_start(s->timer, s->ps->timeout_ms);

@@ -182,8 +182,9 @@ static int runner_start(void *arg, struct exec_attempt *a, const struct plan_ste
     ra->a = a;
     memset(&run, 0, sizeof run);
     run.command = ps->command;
-    /* The step's own timeout is the executor's; n3.json's applies when there is none. */
-    run.timeout_ms = ps->timeout_ms > 0 ? 0 : inventory_ssh(r->inv)->command_timeout_ms;
+    /* The step's timeout, else n3.json's; the transport counts it from the command's start. */
+    run.timeout_ms =
+        ps->timeout_ms > 0 ? ps->timeout_ms : inventory_ssh(r->inv)->command_timeout_ms;
     run.grace_ms = r->opts.grace_ms;
     run.output_limit = r->opts.output_limit;
     run.on_output = on_output;

@@ -669,7 +669,11 @@ static int conn_auth(struct ssh_conn *c)
                           c->name, c->user, methods);
                 return -1;
             }
-            c->auth = p->agent && getenv("SSH_AUTH_SOCK") != NULL ? A_AGENT : A_FILES;
+            {
+                const char *sock = getenv("SSH_AUTH_SOCK");
+
+                c->auth = p->agent && sock != NULL && sock[0] != '\0' ? A_AGENT : A_FILES;
+            }
             c->id_index = 0;
             break;
         }
@@ -1463,6 +1467,11 @@ uint64_t ssh_conn_handshake_us(const struct ssh_conn *c)
 const char *ssh_conn_name(const struct ssh_conn *c)
 {
     return c->name;
+}
+
+uint64_t ssh_conn_setup_budget_ms(const struct ssh_conn *c)
+{
+    return c->pool->connect_timeout_ms + c->pool->auth_timeout_ms;
 }
 
 const unsigned char *ssh_conn_hostkey(const struct ssh_conn *c, const char **type, size_t *len)

@@ -86,6 +86,8 @@ bool ssh_conn_ready(const struct ssh_conn *c);
 /* How long the last successful connection took, from TCP connect to authenticated. */
 uint64_t ssh_conn_handshake_us(const struct ssh_conn *c);
 const char *ssh_conn_name(const struct ssh_conn *c);
+/* The longest that getting the connection ready may take (connect, then authentication). */
+uint64_t ssh_conn_setup_budget_ms(const struct ssh_conn *c);
 
 /* The host key the server presented on the last handshake (type name, raw blob), even when it
  * was refused: for `n3ctl hosts trust`. NULL when there was none. */

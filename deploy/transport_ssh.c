@@ -92,9 +92,12 @@ static void on_output(void *arg, enum proc_stream stream, const char *data, size
             (o->marker_len <= mlen && c != MARKER[o->marker_len - 1])) {
             o->marker_done = true;
             o->marker[o->marker_len] = '\0';
-            if (o->marker_len > mlen && c == '\n' && strncmp(o->marker, MARKER, mlen) == 0)
+            if (o->marker_len > mlen && c == '\n' && strncmp(o->marker, MARKER, mlen) == 0) {
                 o->pgid = strtol(o->marker + mlen, NULL, 10);
-            else
+                /* The command has started: its timeout counts from now. */
+                if (o->timeout_ms > 0 && !o->timed_out && !o->stopped)
+                    loop_timer_start(o->timeout, o->timeout_ms);
+            } else
                 deliver(o, PROC_STDERR, o->marker, o->marker_len); /* it was not the marker */
         }
     }
@@ -265,8 +268,10 @@ static struct transport_op *ssh_run(struct transport *t, const struct transport_
     spec.arg = o;
     o->chan = ssh_exec(conn_of(t), &spec);
     buf_done(&cmd);
+    /* Until the command starts (the marker arrives), the connection may take its own time
+     * too; then the timeout starts over from the command's start. */
     if (r->timeout_ms > 0)
-        loop_timer_start(o->timeout, r->timeout_ms);
+        loop_timer_start(o->timeout, r->timeout_ms + ssh_conn_setup_budget_ms(conn_of(t)));
     return &o->op;
 }
 

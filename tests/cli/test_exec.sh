@@ -333,6 +333,32 @@ $(ps -o pid,user,stat,args -p "$p")"
     ok
 done
 
+# ---- ssh-agent: the key in an agent, no key file in n3.json ----
+
+command -v ssh-agent >/dev/null && command -v ssh-add >/dev/null ||
+    fail "ssh-agent and ssh-add are needed (package openssh-client)"
+agent_out=$(ssh-agent -a "$T/agent.sock" -s) || fail "ssh-agent would not start"
+agent_pid=$(printf '%s\n' "$agent_out" | sed -n 's/^SSH_AGENT_PID=\([0-9]*\);.*/\1/p')
+[ -n "$agent_pid" ] || fail "no SSH_AGENT_PID in: $agent_out"
+on_exit "kill $agent_pid"
+SSH_AUTH_SOCK="$T/agent.sock" ssh-add -q "$FLEET/client_key" </dev/null ||
+    fail "ssh-add $FLEET/client_key failed"
+ACFG=$(fleet_config agent '.ssh.identity = [] | .ssh.agent = true')
+rc=0
+SSH_AUTH_SOCK="$T/agent.sock" "$N3CTL" exec -c "$ACFG" -- 'echo via-agent' \
+    >"$T/agent.out" 2>"$T/agent.err" </dev/null || rc=$?
+LAST=agent LAST_CMD="n3ctl exec (the key only in ssh-agent)"
+expect_rc 0
+[ "$(grep -c ': via-agent$' "$T/agent.out")" -eq 5 ] || fail "$LAST_CMD: not every target answered:
+$(show "$T/agent.out")"
+ok
+# The same without the agent: nothing to authenticate with, refused, and the message says so.
+rc=0
+SSH_AUTH_SOCK= "$N3CTL" exec -c "$ACFG" -H t1 -- true >"$T/noagent.out" 2>"$T/noagent.err" </dev/null || rc=$?
+LAST=noagent LAST_CMD="n3ctl exec (no agent, no key file)"
+expect_rc 3
+expect_grep err 'authentication as n3ssh refused; tried no key'
+
 # ---- last, as it changes t3's host key for good: a changed host key ----
 
 fleet rekey 3
