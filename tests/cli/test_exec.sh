@@ -260,6 +260,12 @@ done
 # ---- 10 MB of output: kept bounded (the tail in --json), memory bounded ----
 
 [ -x /usr/bin/time ] || skip "GNU time is not installed (Debian package time; scripts/check installs it)"
+# Under AddressSanitizer, freed memory stays in its quarantine: the memory bound is checked in
+# the plain build only (the bound on what is kept is checked in both).
+RSS_LIMIT=40960
+if ldd "$N3CTL" 2>/dev/null | grep -q 'libasan'; then
+    RSS_LIMIT=1048576
+fi
 BIG="head -c 10000000 /dev/zero | tr '\\0' x; echo; echo END"
 rc=0
 /usr/bin/time -f %M -o bigj.rss "$N3CTL" exec -c "$CFG" -H t1 -H t2 --json -- "$BIG" >bigj.out 2>bigj.err </dev/null || rc=$?
@@ -271,7 +277,7 @@ jq_eq bigj.out '[.targets[] | .stdout | length <= 65536 and length > 1000] | all
 jq_eq bigj.out '[.targets[] | .stdout | endswith("xxxx\nEND\n") and (rtrimstr("\nEND\n") | test("^x+$"))] | all' true \
     "$LAST_CMD: each target's stdout in JSON, the tail of the output (x...x then END)"
 rss=$(tail -n 1 bigj.rss)
-[ "$rss" -lt 40960 ] || fail "$LAST_CMD: expected n3ctl's max RSS under 40 MB (40960 kB), got $rss kB"
+[ "$rss" -lt "$RSS_LIMIT" ] || fail "$LAST_CMD: expected n3ctl's max RSS under $RSS_LIMIT kB, got $rss kB"
 ok
 
 rc=0
@@ -284,7 +290,7 @@ for k in t1 t2; do
     expect_eq "$LAST_CMD: bytes of $k's output in the streamed lines" 10000003 "$got"
 done
 rss=$(tail -n 1 bigt.rss)
-[ "$rss" -lt 40960 ] || fail "$LAST_CMD: expected n3ctl's max RSS under 40 MB (40960 kB), got $rss kB"
+[ "$rss" -lt "$RSS_LIMIT" ] || fail "$LAST_CMD: expected n3ctl's max RSS under $RSS_LIMIT kB, got $rss kB"
 ok
 rm -f bigt.out
 
