@@ -52,6 +52,11 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_version(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_release(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_help(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "cli/change.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
 #include "cli/progress.h"
@@ -509,6 +510,14 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
             fprintf(stderr, "n3ctl: %s\n", err.msg);
             rc = EXIT_FAILED;
         } else {
+            const char *targets[] = {name, NULL};
+            cJSON *detail = cJSON_CreateObject();
+
+            cJSON_AddStringToObject(detail, "known_hosts", s->known_hosts);
+            cJSON_AddStringToObject(detail, "key_type", type);
+            cJSON_AddStringToObject(detail, "fingerprint", fp);
+            change_audit_local("hosts.trust", targets, "ok", detail);
+            cJSON_Delete(detail);
             printf("added to %s: %s\n", s->known_hosts, entry);
         }
         free(entry);

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "cli/cli.h"
+#include "deploy/lock.h"
 #include "core/cfg.h"
 #include "core/xalloc.h"
 
@@ -46,6 +47,55 @@ static const struct cli_opt hosts_opts[] = {
     {'k', "check", NULL, "exit 1 also when a target is past a threshold (cpu, memory, iowait)"},
     {'j', "json", NULL, "print the targets as JSON"},
     {'y', "yes", NULL, "trust: add the key without asking"},
+    {0, NULL, NULL, NULL},
+};
+
+#define FLEET_OPTS                                                                                 \
+    {'c', "config", "FILE", "the configuration (default: n3.json here or in a parent directory)"}, \
+    {                                                                                              \
+        'e', "env", "ENV", "the environment (default: default_environment of n3.json)"             \
+    }
+
+static const struct cli_opt versions_opts[] = {
+    FLEET_OPTS,
+    {'H', "hosts", "SELECTOR", "read where versions run from these targets only"},
+    {'l', "local", NULL, "only the repository: do not ask the targets what runs there"},
+    {'j', "json", NULL, "print JSON"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt changelog_opts[] = {
+    {'c', "config", "FILE", "the configuration (default: n3.json here or in a parent directory)"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt release_opts[] = {
+    FLEET_OPTS,
+    {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
+    {'p', "parallel", "N", "push: targets at once (default 8)"},
+    {'R', "rebuild", NULL, "build: pack it again even when the cache has it"},
+    {'k', "keep", "N",
+     "prune: how many of the newest releases to keep (default app.keep_releases)"},
+    {'n', "dry-run", NULL, "prune: say what would go, remove nothing"},
+    {'j', "json", NULL, "list: print JSON"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt lock_opts[] = {
+    FLEET_OPTS,
+    {'m', "message", "MESSAGE", "acquire: why, for whoever else wants to deploy"},
+    {'f', "force", NULL, "acquire: take over a lock whose lease ran out; release: break any lock"},
+    {'j', "json", NULL, "status: print JSON"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt audit_opts[] = {
+    FLEET_OPTS,
+    {'H', "hosts", "SELECTOR", "verify --targets: these targets only"},
+    {'t', "target", "TARGET", "list (or verify) the log on this target instead of the local one"},
+    {'T', "targets", NULL, "verify: the logs on the targets too"},
+    {'n', "last", "N", "list the last N records (default 50; 0 for all)"},
+    {'j', "json", NULL, "print the records as JSON"},
     {0, NULL, NULL, NULL},
 };
 
@@ -103,6 +153,59 @@ const struct cli_cmd cli_cmds[] = {
                    "1 otherwise, 2 usage or configuration error, 3 refused.",
         .opts = hosts_opts,
         .exec = cmd_hosts,
+    },
+    {
+        .name = "versions",
+        .args = NULL,
+        .summary = "the app's versions (git tags) and where each runs now",
+        .details = "Lists the tags of app.repository that match app.tag_pattern and are semantic\n"
+                   "versions, newest first: commit, date, author, subject, on how many targets\n"
+                   "the release is, and where it runs (target:slot, * live), read from each\n"
+                   "target's state. Tags that are not versions are listed as ignored, with why.",
+        .opts = versions_opts,
+        .exec = cmd_versions,
+    },
+    {
+        .name = "changelog",
+        .args = "FROM TO",
+        .summary = "the commits between two versions",
+        .details = NULL,
+        .opts = changelog_opts,
+        .exec = cmd_changelog,
+    },
+    {
+        .name = "release",
+        .args = "build VERSION | push VERSION | list | prune",
+        .summary = "build a version's release, push it to targets, list and prune releases",
+        .details = "build packs the tag's tree into a reproducible tar.gz (the same bytes for the\n"
+                   "same tag) in the cache, after the build hook if there is one. push uploads\n"
+                   "it to every selected target at once, checks its sha256 there, unpacks it into\n"
+                   "a temporary directory and renames it to releases/VERSION (a half-unpacked\n"
+                   "release is never visible); a release that is there already is left alone.\n"
+                   "prune removes old releases, never one a slot or the rollback needs.\n"
+                   "push and prune take the deploy lock and write the audit log.",
+        .opts = release_opts,
+        .exec = cmd_release,
+    },
+    {
+        .name = "lock",
+        .args = "status | acquire -m MESSAGE | release",
+        .summary = "the environment's deploy lock: who holds it; take and give it by hand",
+        .details = "Every command that changes targets takes the lock and gives it back. A lock\n"
+                   "taken by hand is held until released. Someone else's lock refuses with exit\n"
+                   "3 and says who holds it since when; --force takes over a lock whose lease ran\n"
+                   "out (its holder is gone), or, with release, breaks any lock. Recorded.",
+        .opts = lock_opts,
+        .exec = cmd_lock,
+    },
+    {
+        .name = "audit",
+        .args = "[verify]",
+        .summary = "who changed what, when, where: the hash-chained audit log",
+        .details = "Lists the local audit log, or a target's (--target). verify checks that no\n"
+                   "record was changed or removed: each carries the sha256 of the one before.",
+        .opts = audit_opts,
+        .exec = cmd_audit,
     },
     {
         .name = "version",
@@ -325,6 +428,14 @@ int main(int argc, char **argv)
         else
             fprintf(stderr, "n3ctl: no command \"%.40s\"; 'n3ctl --help' lists them\n", argv[1]);
         return EXIT_USAGE;
+    }
+    {
+        struct err err;
+
+        if (dlock_check_operator(&err) != 0) {
+            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            return EXIT_USAGE;
+        }
     }
     /* getopt sees "n3ctl-run [options...]" */
     optind = 1;

@@ -21,6 +21,7 @@ static const int stop_signums[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 struct stop {
     struct loop *loop;
     struct executor *ex;
+    stop_fn on_signal; /* instead of the executor's */
     void (*note)(void *arg, const char *text);
     void *arg;
     uv_signal_t sigs[NSIGNALS];
@@ -42,9 +43,17 @@ static void say(struct stop *s, const char *text)
 static void signal_cb(uv_signal_t *h, int signum)
 {
     struct stop *s = h->data;
-    unsigned procs = executor_procs(s->ex);
+    unsigned procs;
     char text[256];
 
+    if (s->on_signal != NULL) {
+        if (++s->count == 1)
+            s->first = signum;
+        if (!s->finished)
+            s->on_signal(s->arg, s->count, signum);
+        return;
+    }
+    procs = executor_procs(s->ex);
     if (s->finished) {
         /* The run is over: whatever its steps left behind is killed now. */
         proc_flush_all(s->loop);
@@ -91,6 +100,14 @@ struct stop *stop_new(struct loop *loop, struct executor *ex,
         uv_unref((uv_handle_t *)&s->sigs[i]);
         s->watching[i] = true;
     }
+    return s;
+}
+
+struct stop *stop_new_fn(struct loop *loop, stop_fn fn, void *arg)
+{
+    struct stop *s = stop_new(loop, NULL, NULL, arg);
+
+    s->on_signal = fn;
     return s;
 }
 

@@ -16,6 +16,10 @@ struct stop;
 /* note(arg, text) shows what is happening (the live progress, or stderr when NULL). */
 struct stop *stop_new(struct loop *loop, struct executor *ex,
                       void (*note)(void *arg, const char *text), void *arg);
+/* Without an executor: fn(arg, count, signum) for every signal until stop_finished; count is
+ * 1 for the first. */
+typedef void (*stop_fn)(void *arg, int count, int signum);
+struct stop *stop_new_fn(struct loop *loop, stop_fn fn, void *arg);
 /* The run has ended: signals now only kill leftovers. */
 void stop_finished(struct stop *s);
 void stop_free(struct stop *s);

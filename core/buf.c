@@ -30,6 +30,14 @@ void buf_reset(struct buf *b)
     b->data[0] = '\0';
 }
 
+void buf_truncate(struct buf *b, size_t len)
+{
+    if (len < b->len) {
+        b->len = len;
+        b->data[len] = '\0';
+    }
+}
+
 static void buf_grow(struct buf *b, size_t more)
 {
     size_t need = b->len + more + 1;

@@ -16,6 +16,8 @@ struct buf {
 void buf_init(struct buf *b);
 void buf_done(struct buf *b);
 void buf_reset(struct buf *b);
+/* Cut to len bytes (when it is longer). */
+void buf_truncate(struct buf *b, size_t len);
 void buf_add(struct buf *b, const void *data, size_t len);
 void buf_adds(struct buf *b, const char *s);
 void buf_addc(struct buf *b, char c);

@@ -288,6 +288,41 @@ static void deferral_cb(uv_idle_t *h)
     d->fn(d->arg);
 }
 
+struct work {
+    uv_work_t req;
+    loop_timer_fn fn;
+    void *arg;
+    bool *done;
+};
+
+static void work_cb(uv_work_t *req)
+{
+    struct work *w = req->data;
+
+    w->fn(w->arg);
+}
+
+static void work_after_cb(uv_work_t *req, int status)
+{
+    struct work *w = req->data;
+
+    (void)status; /* not cancelled: nobody calls uv_cancel on these */
+    *w->done = true;
+    free(w);
+}
+
+void loop_work(struct loop *loop, loop_timer_fn fn, void *arg, bool *done)
+{
+    struct work *w = xcalloc(1, sizeof *w);
+
+    w->req.data = w;
+    w->fn = fn;
+    w->arg = arg;
+    w->done = done;
+    *done = false;
+    uv_queue_work(&loop->uv, &w->req, work_cb, work_after_cb);
+}
+
 void loop_defer(struct loop *loop, loop_timer_fn fn, void *arg)
 {
     struct deferral *d = xcalloc(1, sizeof *d);

@@ -52,6 +52,10 @@ unsigned loop_fake_pending(const struct loop *loop);
  * the call that arranged them has returned. Works on a fake clock too. */
 void loop_defer(struct loop *loop, loop_timer_fn fn, void *arg);
 
+/* Run fn(arg) on libuv's thread pool (blocking library work: never on the loop), and set *done
+ * on the loop once it has returned. */
+void loop_work(struct loop *loop, loop_timer_fn fn, void *arg, bool *done);
+
 /* One-shot timers on whichever clock the loop has. */
 struct loop_timer *loop_timer_new(struct loop *loop, loop_timer_fn fn, void *arg);
 void loop_timer_start(struct loop_timer *t, uint64_t delay_ms);

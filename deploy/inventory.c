@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,18 +23,41 @@ struct inv_env {
     char *name;
     struct inv_target *targets;
     size_t ntargets;
+    size_t lock_target;
 };
 
 struct inventory {
     char *path;
     struct inv_ssh ssh;
+    struct inv_app app;
+    struct inv_hooks hooks;
+    struct inv_lock_cfg lock;
     struct inv_env *envs;
     size_t nenvs;
     char *default_env;
 };
 
-static const char *const top_keys[] = {"version", "ssh", "environments", "default_environment",
-                                       NULL};
+static const char *const top_keys[] = {
+    "version", "app", "ssh", "hooks", "lock", "environments", "default_environment", NULL};
+static const char *const app_keys[] = {"name", "repository", "tag_pattern", "keep_releases", NULL};
+static const char *const hook_names[HOOK_COUNT + 1] = {
+    [HOOK_BUILD] = "build",
+    [HOOK_AFTER_UNPACK] = "after_unpack",
+    [HOOK_BEFORE_START] = "before_start",
+    [HOOK_AFTER_SWITCH] = "after_switch",
+    [HOOK_COUNT] = NULL,
+};
+static const char *const hook_keys[] = {"build",        "after_unpack",    "before_start",
+                                        "after_switch", "timeout_seconds", NULL};
+static const char *const hook_vars[] = {"version", "release_dir", "slot", "port", "target", NULL};
+/* Which variables have a value when each hook runs (bit i is hook_vars[i]). */
+static const unsigned hook_var_mask[HOOK_COUNT] = {
+    [HOOK_BUILD] = 0x3,         /* version, release_dir: before any target is involved */
+    [HOOK_AFTER_UNPACK] = 0x13, /* version, release_dir, target: no slot yet */
+    [HOOK_BEFORE_START] = 0x1f,
+    [HOOK_AFTER_SWITCH] = 0x1f,
+};
+static const char *const lock_keys[] = {"lease_seconds", NULL};
 static const char *const ssh_keys[] = {
     "user",
     "port",
@@ -47,7 +71,8 @@ static const char *const ssh_keys[] = {
     "max_handshakes",
     NULL,
 };
-static const char *const env_keys[] = {"targets", "deploy_path", "description", NULL};
+static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
+                                       NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -228,6 +253,165 @@ static int load_ssh(struct loader *ld, const cJSON *root)
     return 0;
 }
 
+/* The directory n3.json is in. */
+static char *config_dir(const char *path)
+{
+    char *abs = realpath(path, NULL), *slash;
+
+    if (abs == NULL)
+        abs = xstrdup(path);
+    slash = strrchr(abs, '/');
+    if (slash == NULL) {
+        free(abs);
+        return xstrdup(".");
+    }
+    if (slash == abs)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return abs;
+}
+
+static int load_app(struct loader *ld, const cJSON *root)
+{
+    struct inv_app *a = &ld->inv->app;
+    const cJSON *o = cfg_get(ld->cfg, root, "app", cJSON_Object, false, ld->err);
+    const char *name = NULL, *repo = NULL, *pattern = NULL, *slash;
+    char *dir = config_dir(ld->inv->path);
+    int64_t keep = 5;
+
+    if (o == NULL && cfg_has(root, "app")) {
+        free(dir);
+        return -1;
+    }
+    if (o != NULL &&
+        (cfg_check_object(ld->cfg, o, app_keys, ld->err) != 0 ||
+         get_name(ld, o, "name", false, &name) != 0 ||
+         cfg_get_string(ld->cfg, o, "repository", false, &repo, ld->err) != 0 ||
+         cfg_get_string(ld->cfg, o, "tag_pattern", false, &pattern, ld->err) != 0 ||
+         cfg_get_int(ld->cfg, o, "keep_releases", false, 1, 1000, &keep, ld->err) != 0)) {
+        free(dir);
+        return -1;
+    }
+    /* A relative repository is relative to n3.json, not to where n3ctl runs. */
+    if (repo == NULL)
+        a->repository = xstrdup(dir);
+    else if (repo[0] == '/')
+        a->repository = xstrdup(repo);
+    else if (repo[0] == '~')
+        a->repository = expand_home(repo);
+    else
+        a->repository = xasprintf("%s/%s", dir, repo);
+    free(dir);
+    slash = strrchr(a->repository, '/');
+    a->name = xstrdup(name != NULL ? name : slash != NULL && slash[1] != '\0' ? slash + 1 : "app");
+    if (!valid_name(a->name)) {
+        free(a->name);
+        a->name = xstrdup("app");
+    }
+    a->tag_pattern = xstrdup(pattern != NULL && pattern[0] != '\0' ? pattern : "*");
+    a->keep_releases = (unsigned)keep;
+    return 0;
+}
+
+/* A hook template: {name} must be a known variable; {{ and }} are braces. */
+static int check_hook(struct loader *ld, const cJSON *node, int hook, const char *s)
+{
+    const char *p, *end;
+
+    for (p = s; *p != '\0'; p++) {
+        if ((p[0] == '{' && p[1] == '{') || (p[0] == '}' && p[1] == '}')) {
+            p++;
+            continue;
+        }
+        if (*p == '}')
+            return cfg_error(ld->cfg, ld->err, node,
+                             "a lone \"}\" at character %zu; write }} for a brace",
+                             (size_t)(p - s) + 1);
+        if (*p != '{')
+            continue;
+        end = strchr(p, '}');
+        if (end == NULL)
+            return cfg_error(ld->cfg, ld->err, node,
+                             "\"{\" at character %zu is not closed; write {{ for a brace",
+                             (size_t)(p - s) + 1);
+        {
+            char var[64];
+            size_t n = (size_t)(end - p - 1);
+            const char *hint;
+            size_t i;
+
+            snprintf(var, sizeof var, "%.*s", (int)(n < sizeof var - 1 ? n : sizeof var - 1),
+                     p + 1);
+            for (i = 0; hook_vars[i] != NULL && strcmp(hook_vars[i], var) != 0; i++)
+                ;
+            if (hook_vars[i] == NULL) {
+                hint = cfg_suggest(var, hook_vars);
+                if (hint != NULL)
+                    return cfg_error(ld->cfg, ld->err, node,
+                                     "unknown variable {%s}; did you mean {%s}?", var, hint);
+                return cfg_error(ld->cfg, ld->err, node,
+                                 "unknown variable {%s}; the variables are {version}, "
+                                 "{release_dir}, {slot}, {port} and {target}",
+                                 var);
+            }
+            if ((hook_var_mask[hook] & (1u << i)) == 0)
+                return cfg_error(ld->cfg, ld->err, node,
+                                 "{%s} has no value when the %s hook runs (it runs %s)", var,
+                                 hook_names[hook],
+                                 hook == HOOK_BUILD ? "on this machine, before any target"
+                                                    : "before the release has a slot");
+        }
+        p = end;
+    }
+    return 0;
+}
+
+static int load_hooks(struct loader *ld, const cJSON *root)
+{
+    struct inv_hooks *h = &ld->inv->hooks;
+    const cJSON *o = cfg_get(ld->cfg, root, "hooks", cJSON_Object, false, ld->err);
+    int i;
+
+    h->timeout_ms = 600000;
+    if (o == NULL)
+        return cfg_has(root, "hooks") ? -1 : 0;
+    if (cfg_check_object(ld->cfg, o, hook_keys, ld->err) != 0 ||
+        get_ms(ld, o, "timeout_seconds", 86400, &h->timeout_ms) != 0)
+        return -1;
+    for (i = 0; i < HOOK_COUNT; i++) {
+        const char *cmd = NULL;
+
+        if (cfg_get_string(ld->cfg, o, hook_names[i], false, &cmd, ld->err) != 0)
+            return -1;
+        if (cmd == NULL)
+            continue;
+        if (cmd[0] == '\0')
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, hook_names[i]),
+                             "an empty hook; leave it out instead");
+        if (check_hook(ld, cJSON_GetObjectItemCaseSensitive(o, hook_names[i]), i, cmd) != 0)
+            return -1;
+        h->cmd[i] = xstrdup(cmd);
+    }
+    return 0;
+}
+
+static int load_lock(struct loader *ld, const cJSON *root)
+{
+    const cJSON *o = cfg_get(ld->cfg, root, "lock", cJSON_Object, false, ld->err);
+
+    ld->inv->lock.lease_ms = 60000;
+    if (o == NULL)
+        return cfg_has(root, "lock") ? -1 : 0;
+    if (cfg_check_object(ld->cfg, o, lock_keys, ld->err) != 0 ||
+        get_ms(ld, o, "lease_seconds", 86400, &ld->inv->lock.lease_ms) != 0)
+        return -1;
+    if (ld->inv->lock.lease_ms < 3000)
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "lease_seconds"),
+                         "a lease shorter than 3 s would expire between renewals");
+    return 0;
+}
+
 static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
                        const char *env_deploy_path)
 {
@@ -337,6 +521,19 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
         i++;
     }
     free(deploy_path);
+    if (rc == 0 && cfg_has(o, "lock_target")) {
+        const char *lt = NULL;
+
+        if (cfg_get_string(ld->cfg, o, "lock_target", false, &lt, ld->err) != 0)
+            return -1;
+        for (e->lock_target = 0;
+             e->lock_target < e->ntargets && strcmp(e->targets[e->lock_target].name, lt) != 0;
+             e->lock_target++)
+            ;
+        if (e->lock_target == e->ntargets)
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "lock_target"),
+                             "no target \"%.60s\" in environment \"%s\"", lt, e->name);
+    }
     return rc;
 }
 
@@ -363,6 +560,11 @@ void inventory_free(struct inventory *inv)
     }
     free(inv->envs);
     free(inv->default_env);
+    free(inv->app.name);
+    free(inv->app.repository);
+    free(inv->app.tag_pattern);
+    for (i = 0; i < HOOK_COUNT; i++)
+        free(inv->hooks.cmd[i]);
     free(inv->ssh.user);
     strv_free(inv->ssh.identities);
     free(inv->ssh.known_hosts);
@@ -426,7 +628,8 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
     if (cfg_check_object(c, root, top_keys, err) != 0 ||
         cfg_get_int(c, root, "version", false, INVENTORY_VERSION, INVENTORY_VERSION, &version,
                     err) != 0 ||
-        load_ssh(&ld, root) != 0)
+        load_ssh(&ld, root) != 0 || load_app(&ld, root) != 0 || load_hooks(&ld, root) != 0 ||
+        load_lock(&ld, root) != 0)
         goto fail;
     envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
     if (envs == NULL)
@@ -475,6 +678,31 @@ const char *inventory_path(const struct inventory *inv)
 const struct inv_ssh *inventory_ssh(const struct inventory *inv)
 {
     return &inv->ssh;
+}
+
+const struct inv_app *inventory_app(const struct inventory *inv)
+{
+    return &inv->app;
+}
+
+const struct inv_hooks *inventory_hooks(const struct inventory *inv)
+{
+    return &inv->hooks;
+}
+
+const struct inv_lock_cfg *inventory_lock(const struct inventory *inv)
+{
+    return &inv->lock;
+}
+
+const char *inventory_hook_name(enum inv_hook h)
+{
+    return hook_names[h];
+}
+
+const struct inv_target *inv_env_lock_target(const struct inv_env *env)
+{
+    return &env->targets[env->lock_target];
 }
 
 int inventory_env(const struct inventory *inv, const char *name, const struct inv_env **out,

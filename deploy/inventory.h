@@ -26,6 +26,10 @@ struct inv_target {
     char *deploy_path;
 };
 
+struct inv_lock_cfg {
+    uint64_t lease_ms; /* a holder that stops renewing loses the lock after this; 60 s */
+};
+
 struct inv_ssh {
     char *user; /* default user of ssh targets */
     unsigned port;
@@ -39,6 +43,23 @@ struct inv_ssh {
     unsigned max_handshakes; /* handshakes in progress at once */
 };
 
+/* The application: its repository and which tags are its versions. */
+struct inv_app {
+    char *name;             /* default: the repository directory's name */
+    char *repository;       /* absolute; default: the directory of n3.json */
+    char *tag_pattern;      /* a glob over tag names; default "*" */
+    unsigned keep_releases; /* what `release prune` keeps by default; 5 */
+};
+
+/* Hooks: commands run at fixed points, with {version}, {release_dir}, {slot}, {port} and
+ * {target} replaced by quoted values ({{ and }} for braces). */
+enum inv_hook { HOOK_BUILD, HOOK_AFTER_UNPACK, HOOK_BEFORE_START, HOOK_AFTER_SWITCH, HOOK_COUNT };
+
+struct inv_hooks {
+    char *cmd[HOOK_COUNT]; /* NULL when not set */
+    uint64_t timeout_ms;   /* each hook run; default 600 s */
+};
+
 #define INVENTORY_FILE "n3.json"
 
 /* Load path, or when path is NULL: $N3CTL_CONFIG, else n3.json in the current directory or
@@ -48,6 +69,11 @@ void inventory_free(struct inventory *inv);
 
 const char *inventory_path(const struct inventory *inv);
 const struct inv_ssh *inventory_ssh(const struct inventory *inv);
+const struct inv_app *inventory_app(const struct inventory *inv);
+const struct inv_hooks *inventory_hooks(const struct inventory *inv);
+const struct inv_lock_cfg *inventory_lock(const struct inventory *inv);
+/* The hook's name in n3.json ("build", "after_unpack", ...). */
+const char *inventory_hook_name(enum inv_hook h);
 
 /* An environment by name; NULL name: default_environment, or the only one there is. */
 int inventory_env(const struct inventory *inv, const char *name, const struct inv_env **out,
@@ -56,6 +82,8 @@ const char *inv_env_name(const struct inv_env *env);
 size_t inv_env_ntargets(const struct inv_env *env);
 const struct inv_target *inv_env_target(const struct inv_env *env, size_t i);
 const struct inv_target *inv_env_find(const struct inv_env *env, const char *name);
+/* Where the environment's deploy lock lives: its lock_target, or its first target. */
+const struct inv_target *inv_env_lock_target(const struct inv_env *env);
 
 /*
  * Targets of a selector, appended to *names (NULL-terminated, *n of them): a target name,

@@ -282,6 +282,20 @@ static struct transport_op *gen_start(struct gen_op *g, struct buf *cmd, const v
     return &g->op;
 }
 
+struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,
+                                  size_t output_limit, transport_done_fn done, void *arg)
+{
+    struct transport_run run;
+
+    memset(&run, 0, sizeof run);
+    run.command = command;
+    run.timeout_ms = timeout_ms;
+    run.output_limit = output_limit;
+    run.on_done = done;
+    run.arg = arg;
+    return transport_run(t, &run);
+}
+
 struct transport_op *transport_mkdir(struct transport *t, const char *path, transport_done_fn done,
                                      void *arg)
 {

@@ -110,6 +110,10 @@ bool transport_exited(const struct transport_op *op);
 struct transport_op *transport_connect(struct transport *t, transport_done_fn done, void *arg);
 uint64_t transport_handshake_us(const struct transport *t);
 
+/* run with only a command, a timeout and a limit on the output kept (0: 64 KiB). */
+struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,
+                                  size_t output_limit, transport_done_fn done, void *arg);
+
 /* Built on run and put, the same for every transport: */
 struct transport_op *transport_mkdir(struct transport *t, const char *path, transport_done_fn done,
                                      void *arg);

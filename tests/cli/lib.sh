@@ -99,6 +99,8 @@ t_start() {
     *[!A-Za-z0-9/._+-]*) skip "temporary directory '$T' has characters the plans cannot hold unquoted" ;;
     esac
     cd "$T" || fail "cannot enter $T"
+    # The local audit log and the release cache live in the test's directory, not in $HOME.
+    export XDG_STATE_HOME="$T/state" XDG_CACHE_HOME="$T/cache"
 }
 
 need_jq() {
@@ -391,4 +393,105 @@ closed_port() {
         }
     done
     fail "found no unused local TCP port"
+}
+
+# ---- an app repository with versions (real git) ----
+
+# git_at DATE ARGS...: git with fixed author and committer, at DATE (so commits, and the
+# releases packed from them, are the same bytes in every run).
+git_at() {
+    local when=$1
+    shift
+    GIT_AUTHOR_NAME="Ada Lovelace" GIT_AUTHOR_EMAIL=ada@example.org \
+        GIT_COMMITTER_NAME="Ada Lovelace" GIT_COMMITTER_EMAIL=ada@example.org \
+        GIT_AUTHOR_DATE="$when" GIT_COMMITTER_DATE="$when" \
+        git -c init.defaultBranch=main -c tag.gpgSign=false -c commit.gpgSign=false "$@"
+}
+
+# make_app_repo DIR: a git repository with a tree that has a symlink, an executable, a
+# nested directory and a file with a space in its name, and these tags:
+#   v1.0.0 (annotated, commit 1), v1.1.0 (lightweight, commit 2),
+#   v2.0.0-alpha.1, v2.0.0-rc.2, v2.0.0-rc.10 (commit 3), v2.0.0 (annotated, commit 4),
+#   v1.10.0 (commit 4, on purpose: newer than v1.1.0 by semver, not by bytes),
+#   latest (not a version), v3.0 (not a version: two numbers),
+#   'v2.1.0;touch${IFS}PWNED' (shell metacharacters: refused everywhere).
+# The commit subjects are "one", "two", "three" and "four".
+make_app_repo() {
+    local r=$1
+    command -v git >/dev/null 2>&1 || skip "git is not installed (scripts/check installs the Debian package git)"
+    git_at "2026-01-01T10:00:00Z" init -q "$r" || fail "git init $r failed"
+    (
+        cd "$r" || exit 1
+        mkdir -p bin conf/nested
+        printf 'hello\n' >README
+        printf '#!/bin/sh\necho "app $1"\n' >bin/app
+        chmod 0755 bin/app
+        printf 'port=8000\n' >conf/nested/app.conf
+        printf 'spaced\n' >'conf/with space.txt'
+        ln -s conf/nested/app.conf app.conf
+        git_at "2026-01-01T10:00:00Z" add -A
+        git_at "2026-01-01T10:00:00Z" commit -qm one
+        git_at "2026-01-01T10:00:00Z" tag -a v1.0.0 -m "first release"
+        printf 'two\n' >>README
+        git_at "2026-01-02T10:00:00Z" commit -qam two
+        git_at "2026-01-02T10:00:00Z" tag v1.1.0
+        printf 'three\n' >>README
+        git_at "2026-01-03T10:00:00Z" commit -qam three
+        git_at "2026-01-03T10:00:00Z" tag v2.0.0-alpha.1
+        git_at "2026-01-03T10:00:00Z" tag v2.0.0-rc.2
+        git_at "2026-01-03T10:00:00Z" tag v2.0.0-rc.10
+        printf 'four\n' >>README
+        git_at "2026-01-04T10:00:00Z" commit -qam four
+        git_at "2026-01-04T10:00:00Z" tag -a v2.0.0 -m "second major"
+        git_at "2026-01-04T10:00:00Z" tag v1.10.0
+        git_at "2026-01-04T10:00:00Z" tag latest
+        git_at "2026-01-04T10:00:00Z" tag v3.0
+        git_at "2026-01-04T10:00:00Z" tag 'v2.1.0;touch${IFS}PWNED'
+    ) >"$T/make-app-repo.log" 2>&1 || fail "making the app repository $r failed:
+$(show "$T/make-app-repo.log")"
+}
+
+# app_config FILE REPO TARGET-DIRS...: an n3.json with app "demo" from REPO and one local
+# target tK a directory (environment "prod").
+app_config() {
+    local f=$1 repo=$2 k=1 d sep=
+    shift 2
+    {
+        printf '{"version": 1,\n "app": {"name": "demo", "repository": "%s"},\n' "$repo"
+        printf ' "environments": {"prod": {"targets": [\n'
+        for d in "$@"; do
+            printf '%s  {"name": "t%s", "transport": "local", "deploy_path": "%s"}' "$sep" "$k" "$d"
+            sep=$',\n'
+            k=$((k + 1))
+        done
+        printf '\n ]}},\n "default_environment": "prod"}\n'
+    } >"$f"
+}
+
+# lock_race ROUNDS CFG INFO: ROUNDS times, alice and bob run `n3ctl lock acquire` at the same
+# moment; exactly one must win (0) and the other be refused (3); INFO (the lock's info.json)
+# must name the winner, who then gives the lock back.
+lock_race() {
+    local i a b ra rb winner
+    for ((i = 1; i <= $1; i++)); do
+        N3CTL_OPERATOR=alice bg_n3 "race_a$i" lock -c "$2" acquire -m "alice $i"
+        a=$BG_PID
+        N3CTL_OPERATOR=bob bg_n3 "race_b$i" lock -c "$2" acquire -m "bob $i"
+        b=$BG_PID
+        wait_exit "$a" "lock acquire (alice)"
+        ra=$rc
+        wait_exit "$b" "lock acquire (bob)"
+        rb=$rc
+        case "$ra $rb" in
+        "0 3") winner=alice ;;
+        "3 0") winner=bob ;;
+        *) fail "round $i: expected one lock acquire to win (0) and the other to be refused (3), got alice $ra, bob $rb:
+$(show "$T/race_a$i.err")
+$(show "$T/race_b$i.err")" ;;
+        esac
+        ok
+        jq_eq "$3" .who "$winner@$(hostname)" "round $i: the holder is the winner"
+        N3CTL_OPERATOR=$winner run_n3 "race_rel$i" lock -c "$2" release
+        expect_rc 0
+    done
 }

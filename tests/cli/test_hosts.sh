@@ -189,6 +189,11 @@ added=$(tail -n 1 "$FLEET/known_hosts")
     fail "$LAST_CMD: expected the line '[127.0.0.1]:$P2 ssh-ed25519 ...' appended to known_hosts, got '$added'"
 ok
 expect_eq "$LAST_CMD: the key added" "$(cat "$FLEET/sshd-2/known_hosts_line")" "$added"
+# Trusting a key is a change: it is in the audit log, with the fingerprint.
+"$N3CTL" audit -c "$CFG" --json -n 0 >audit.json || fail "n3ctl audit failed after hosts trust"
+jq_eq audit.json '[.[] | select(.action == "hosts.trust")] | length' 1 "one hosts.trust record"
+jq_eq audit.json '.[] | select(.action == "hosts.trust") | .targets | join(" ")' t2 "the trusted target"
+jq_eq audit.json '.[] | select(.action == "hosts.trust") | .detail.fingerprint' "$FP2" "the fingerprint trusted"
 
 run_n3 trusted exec -c "$CFG" -H t2 -- 'echo reached'
 expect_rc 0

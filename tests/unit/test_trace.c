@@ -103,10 +103,13 @@ START_TEST(test_ids_distinct_and_valid)
         strcpy(traces[i], span_trace_id(s));
         trace_span_end(tr, s, "ok");
     }
+    /* Plain comparisons, one assertion: Check records every passing assertion, and 250,000
+     * of them take seconds under the sanitizers. */
     for (i = 0; i < N; i++) {
         for (j = 0; j < i; j++) {
-            ck_assert_str_ne(ids[i], ids[j]);
-            ck_assert_str_ne(traces[i], traces[j]);
+            if (strcmp(ids[i], ids[j]) == 0 || strcmp(traces[i], traces[j]) == 0)
+                ck_abort_msg("spans %d and %d share an id (%s) or a trace id (%s)", j, i, ids[i],
+                             traces[i]);
         }
     }
     trace_free(tr);

@@ -1,0 +1,238 @@
+/* Commands that change targets: the deploy lock around them, and the local audit record. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/change.h"
+#include "cli/progress.h"
+#include "cli/stop.h"
+#include "cli/cli.h"
+#include "core/audit.h"
+#include "core/loop.h"
+#include "core/proc.h"
+#include "core/xalloc.h"
+#include "deploy/inventory.h"
+#include "deploy/lock.h"
+#include "deploy/remote.h"
+
+void change_audit_local(const char *action, const char *const *targets, const char *result,
+                        const cJSON *detail)
+{
+    char *path = audit_local_path(), who[160];
+    struct audit_entry e = {0};
+    struct err err;
+
+    dlock_whoami(who, sizeof who);
+    e.time = (int64_t)time(NULL);
+    e.actor = who;
+    e.pid = (long)getpid();
+    e.action = action;
+    e.targets = targets;
+    e.result = result;
+    e.detail = detail;
+    if (audit_append_file(path, &e, NULL, &err) != 0)
+        fprintf(stderr, "n3ctl: warning: the local audit log: %s\n", err.msg);
+    free(path);
+}
+
+void change_wait(struct change *c, const bool *flag)
+{
+    while (!*flag && !c->abandon)
+        loop_run_once(c->loop, true);
+}
+
+/* SIGINT (or TERM, HUP, QUIT) while a change runs: the first lets what is in flight finish
+ * (each step on a target is atomic) and starts nothing more; the second abandons it. Either
+ * way the lock is given back and the change recorded. */
+static void change_signal(void *arg, int count, int signum)
+{
+    struct change *c = arg;
+
+    c->signals = count;
+    if (count == 1) {
+        fprintf(stderr,
+                "n3ctl: SIG%s: finishing what is in flight, starting nothing more; %s again "
+                "abandons it (the deploy lock is given back either way)\n",
+                sigabbrev_np(signum), signum == SIGINT ? "Ctrl-C" : "the signal");
+        return;
+    }
+    if (!c->abandon)
+        fprintf(stderr, "n3ctl: abandoning what is in flight\n");
+    c->abandon = true;
+}
+
+int change_exit_code(const struct change *c, int rc)
+{
+    return c->signals > 0 ? stop_exit_code(c->stop) : rc;
+}
+
+int change_open(struct change *c, const struct fleet_args *fa, const char *action)
+{
+    struct remote_opts ropts = {5000, 64 * 1024};
+    struct err err;
+
+    memset(c, 0, sizeof *c);
+    c->action = action;
+    dlock_whoami(c->who, sizeof c->who);
+    if (fleet_open(&c->fleet, fa->config, fa->env, fa->selectors, &err) != 0) {
+        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        return EXIT_USAGE;
+    }
+    c->loop = loop_new();
+    c->remote = remote_new(c->loop, c->fleet.inv, c->fleet.env, &ropts, &err);
+    if (c->remote == NULL) {
+        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        loop_free(c->loop);
+        c->loop = NULL;
+        fleet_close(&c->fleet);
+        return EXIT_USAGE;
+    }
+    c->stop = stop_new_fn(c->loop, change_signal, c);
+    return 0;
+}
+
+struct lock_wait {
+    bool done;
+    enum lock_result r;
+    struct lock_info holder;
+    char msg[ERR_MSG_MAX];
+};
+
+static void lock_cb(void *arg, enum lock_result r, const struct lock_info *holder, const char *msg)
+{
+    struct lock_wait *w = arg;
+
+    w->done = true;
+    w->r = r;
+    if (holder != NULL)
+        w->holder = *holder;
+    snprintf(w->msg, sizeof w->msg, "%s", msg != NULL ? msg : "");
+}
+
+/* "alice@laptop (pid 4242) since 06:50:01 UTC, 12 min ago: upgrading the database" */
+static void describe_holder(const struct lock_info *h, char *out, size_t len)
+{
+    char since[32], ago[32];
+    time_t t = (time_t)h->since;
+    struct tm tm;
+    long long secs = (long long)(time(NULL) - h->since);
+
+    if (h->partial) {
+        snprintf(out, len, "someone (the lock is being taken right now, or was left half-made)");
+        return;
+    }
+    gmtime_r(&t, &tm);
+    strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    if (secs < 60)
+        snprintf(ago, sizeof ago, "%llds", secs > 0 ? secs : 0);
+    else
+        progress_format_duration(ago, sizeof ago, (unsigned long long)secs * 1000000);
+    snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", h->who, h->pid, since, ago,
+             h->message[0] ? ": " : "", h->message);
+}
+
+int change_begin(struct change *c, const struct fleet_args *fa, const char *action,
+                 const char *message)
+{
+    int rc = change_open(c, fa, action);
+
+    return rc != 0 ? rc : change_lock(c, message);
+}
+
+int change_lock(struct change *c, const char *message)
+{
+    const struct inv_target *lt;
+    struct lock_wait w = {0};
+    char holder[600];
+    cJSON *detail;
+
+    lt = inv_env_lock_target(c->fleet.env);
+    c->lock = dlock_new(c->loop, remote_transport(c->remote, lt->name), lt->deploy_path,
+                        inventory_lock(c->fleet.inv)->lease_ms);
+    dlock_acquire(c->lock, c->who, (long)getpid(), message, true, false, lock_cb, &w);
+    change_wait(c, &w.done);
+    if (w.r == LOCK_OK) {
+        c->locked = true;
+        return 0;
+    }
+    if (w.r == LOCK_HELD && !w.holder.partial && w.holder.lease_until == 0 &&
+        strcmp(w.holder.who, c->who) == 0) {
+        /* Your own lock, taken by hand to keep the others out while you work: go on under it,
+         * and leave it held. */
+        fprintf(stderr, "n3ctl: working under your deploy lock of %s (on %s)%s%s\n",
+                inv_env_name(c->fleet.env), lt->name, w.holder.message[0] ? ": " : "",
+                w.holder.message);
+        return 0;
+    }
+    if (w.r == LOCK_HELD) {
+        describe_holder(&w.holder, holder, sizeof holder);
+        fprintf(stderr,
+                "n3ctl: the deploy lock of %s (on %s) is held by %s; not changing anything. "
+                "`n3ctl lock status` shows it; a lock whose holder is gone can be taken with "
+                "`n3ctl lock acquire --force`\n",
+                inv_env_name(c->fleet.env), lt->name, holder);
+        detail = cJSON_CreateObject();
+        cJSON_AddStringToObject(detail, "command", message);
+        cJSON_AddStringToObject(detail, "lock_held_by", w.holder.partial ? "?" : w.holder.who);
+        change_end(c, EXIT_REFUSED, "refused", detail);
+        cJSON_Delete(detail);
+        return EXIT_REFUSED;
+    }
+    fprintf(stderr, "n3ctl: cannot take the deploy lock: %s\n", w.msg);
+    change_end(c, EXIT_FAILED, "failed", NULL);
+    return EXIT_FAILED;
+}
+
+int change_end(struct change *c, int rc, const char *result, const cJSON *detail)
+{
+    if (c->locked) {
+        struct lock_wait w = {0};
+
+        if (dlock_lost(c->lock)) {
+            fprintf(stderr, "n3ctl: the deploy lock was lost while working (its lease ran out "
+                            "and someone took it over): check what changed\n");
+            if (rc == 0)
+                rc = EXIT_FAILED;
+        } else {
+            dlock_release(c->lock, c->who, false, lock_cb, &w);
+            while (!w.done)
+                loop_run_once(c->loop, true);
+            if (w.r != LOCK_OK)
+                fprintf(stderr, "n3ctl: warning: could not give the deploy lock back: %s\n",
+                        w.msg[0] ? w.msg : "someone else holds it now");
+        }
+        c->locked = false;
+    }
+    if (result != NULL) {
+        const char *one[] = {c->audit_target, NULL};
+
+        change_audit_local(c->action,
+                           c->audit_target != NULL ? one : (const char *const *)c->fleet.names,
+                           result, detail);
+    }
+    if (c->abandon) {
+        /* Operations are still in flight on the targets' connections: leave them to the
+         * process's end (each is atomic there, and the next push clears what they left). */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(change_exit_code(c, rc));
+    }
+    stop_free(c->stop);
+    c->stop = NULL;
+    dlock_free(c->lock);
+    c->lock = NULL;
+    remote_free(c->remote);
+    c->remote = NULL;
+    if (c->loop != NULL) {
+        proc_flush_all(c->loop);
+        loop_free(c->loop);
+        c->loop = NULL;
+    }
+    fleet_close(&c->fleet);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/*
+ * Commands that change targets: they take the environment's deploy lock (with a lease renewed
+ * while they work), and give it back at the end, also when they fail; every change is written
+ * to the local audit log (and, by the operations themselves, to the targets' logs).
+ */
+#ifndef N3_CHANGE_H
+#define N3_CHANGE_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/fleet.h"
+
+struct loop;
+struct remote;
+struct dlock;
+
+struct change {
+    struct loop *loop;
+    struct fleet fleet;
+    struct remote *remote;
+    struct dlock *lock;
+    char who[160];
+    const char *action;
+    const char *audit_target; /* the one target a change is about, when not the fleet */
+    struct stop *stop;        /* the stop signals */
+    int signals;              /* how many arrived */
+    bool abandon;             /* the second: stop waiting for what is in flight */
+    bool locked;
+};
+
+/* Open the fleet and a loop (no lock): for commands that read. 0, or an exit status. */
+int change_open(struct change *c, const struct fleet_args *fa, const char *action);
+/* change_open, then take the lock for message. 0, or an exit status (2 config, 3 held). */
+int change_begin(struct change *c, const struct fleet_args *fa, const char *action,
+                 const char *message);
+/* Take the lock for a change opened with change_open. 0, or an exit status (the change is
+ * ended then). */
+int change_lock(struct change *c, const char *message);
+/* Give the lock back, write the local audit record (result "ok", "failed", "partial",
+ * "refused"), close everything. Returns rc, or 1 when the lock was lost meanwhile. */
+int change_end(struct change *c, int rc, const char *result, const cJSON *detail);
+
+/* Run the loop until *flag is true, or the change is abandoned (a second stop signal). */
+void change_wait(struct change *c, const bool *flag);
+/* rc, or 130 (128 + the signal) when a stop signal came. */
+int change_exit_code(const struct change *c, int rc);
+
+/* Write one record to the local audit log; a failure is printed, not fatal. */
+void change_audit_local(const char *action, const char *const *targets, const char *result,
+                        const cJSON *detail);
+
+#endif

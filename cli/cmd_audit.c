@@ -1,0 +1,374 @@
+/* n3ctl audit [verify]: the hash-chained record of every change, here and on the targets. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "cli/change.h"
+#include "cli/cli.h"
+#include "cli/fleet.h"
+#include "core/audit.h"
+#include "core/xalloc.h"
+#include "deploy/auditlog.h"
+#include "deploy/inventory.h"
+#include "deploy/remote.h"
+#include "deploy/transport.h"
+
+#define AUDIT_MAX_BYTES (256u * 1024u * 1024u)
+
+static char *read_all(const char *path, size_t *len, struct err *err)
+{
+    FILE *f = fopen(path, "re");
+    struct buf b;
+    char chunk[65536];
+    size_t n;
+
+    if (f == NULL) {
+        if (errno == ENOENT) {
+            *len = 0;
+            return xstrdup("");
+        }
+        err_set(err, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf_init(&b);
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < AUDIT_MAX_BYTES)
+        buf_add(&b, chunk, n);
+    fclose(f);
+    {
+        char *out = buf_detach(&b, len);
+
+        buf_done(&b);
+        return out;
+    }
+}
+
+/* Append s for a terminal: control characters (from a log someone could write to) as '?'. */
+static void add_shown(struct buf *b, const char *s, size_t max)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && s[i] != '\0' && i < max; i++)
+        buf_addc(b, (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i]);
+    if (s != NULL && strlen(s) > max)
+        buf_adds(b, "...");
+}
+
+/* The detail in a few words: key=value, hashes cut short, per-target results counted. */
+static void add_detail(struct buf *b, const cJSON *detail)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, detail)
+    {
+        size_t before = b->len;
+
+        if (b->len > 0)
+            buf_addc(b, ' ');
+        if (cJSON_IsString(it)) {
+            bool hash = strcmp(it->string, "commit") == 0 || strcmp(it->string, "sha256") == 0;
+
+            char shorter[13];
+
+            add_shown(b, it->string, 32);
+            buf_addc(b, '=');
+            snprintf(shorter, sizeof shorter, "%s", it->valuestring);
+            add_shown(b, hash ? shorter : it->valuestring, 80);
+        } else if (cJSON_IsNumber(it)) {
+            add_shown(b, it->string, 32);
+            buf_addf(b, "=%.0f", it->valuedouble);
+        } else if (cJSON_IsTrue(it)) {
+            add_shown(b, it->string, 32);
+        } else if (cJSON_IsArray(it) && strcmp(it->string, "targets") == 0) {
+            const cJSON *t;
+            struct buf failed;
+            unsigned n = 0;
+
+            buf_init(&failed);
+            cJSON_ArrayForEach(t, it)
+            {
+                const char *res =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "result"));
+                const char *name =
+                    cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "target"));
+
+                n++;
+                if (res != NULL && strcmp(res, "failed") == 0) {
+                    if (failed.len)
+                        buf_addc(&failed, ',');
+                    add_shown(&failed, name, 40);
+                }
+            }
+            if (failed.len)
+                buf_addf(b, "failed on %s", failed.data);
+            else
+                buf_truncate(b, before);
+            buf_done(&failed);
+        } else if (cJSON_IsObject(it)) {
+            const char *who = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "who"));
+
+            add_shown(b, it->string, 32);
+            buf_addc(b, '=');
+            add_shown(b, who != NULL ? who : "{...}", 80);
+        } else {
+            buf_truncate(b, before);
+        }
+    }
+}
+
+/* Column f of a record, for a terminal. */
+static void add_field(struct buf *b, const cJSON *r, const char *key, int width)
+{
+    size_t before = b->len;
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
+
+    add_shown(b, v != NULL ? v : "-", 64);
+    while ((int)(b->len - before) < width)
+        buf_addc(b, ' ');
+    buf_adds(b, "  ");
+}
+
+static void print_record(const cJSON *r)
+{
+    const cJSON *tg = cJSON_GetObjectItemCaseSensitive(r, "targets"), *t;
+    struct buf line, detail;
+    size_t before;
+    int n = cJSON_GetArraySize(tg), k = 0;
+
+    buf_init(&line);
+    buf_addf(&line, "%5.0f  ", cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(r, "seq")));
+    add_field(&line, r, "time", 20);
+    add_field(&line, r, "actor", 20);
+    add_field(&line, r, "action", 14);
+    add_field(&line, r, "result", 8);
+    before = line.len;
+    cJSON_ArrayForEach(t, tg)
+    {
+        if (!cJSON_IsString(t))
+            continue;
+        if (k++ == 3) {
+            buf_addf(&line, ",+%d", n - 3);
+            break;
+        }
+        if (line.len > before)
+            buf_addc(&line, ',');
+        add_shown(&line, t->valuestring, 40);
+    }
+    if (line.len == before)
+        buf_addc(&line, '-');
+    while (line.len - before < 16)
+        buf_addc(&line, ' ');
+    buf_adds(&line, "  ");
+    buf_init(&detail);
+    add_detail(&detail, cJSON_GetObjectItemCaseSensitive(r, "detail"));
+    printf("%s%s\n", line.data, detail.len ? detail.data : "");
+    buf_done(&detail);
+    buf_done(&line);
+}
+
+/* One line a record: seq, time, actor, action, result, targets, and the detail in short. */
+static void print_records(const char *text, size_t len, bool json, unsigned last)
+{
+    size_t nlines = 0, i = 0, start;
+    cJSON *arr = json ? cJSON_CreateArray() : NULL;
+
+    for (start = 0; start < len; start++)
+        nlines += text[start] == '\n';
+    if (!json)
+        printf("%5s  %-20s  %-20s  %-14s  %-8s  %-16s  %s\n", "SEQ", "TIME", "WHO", "ACTION",
+               "RESULT", "TARGETS", "DETAIL");
+    start = 0;
+    while (start < len) {
+        const char *nl = memchr(text + start, '\n', len - start);
+        size_t n = nl != NULL ? (size_t)(nl - text - start) : len - start;
+        cJSON *r;
+
+        if (last == 0 || i + last >= nlines) {
+            r = audit_parse(text + start, n);
+            if (r != NULL && json) {
+                cJSON_AddItemToArray(arr, r);
+                r = NULL;
+            } else if (r != NULL) {
+                print_record(r);
+            }
+            cJSON_Delete(r);
+        }
+        i++;
+        start += n + 1;
+    }
+    if (json) {
+        char *out = cJSON_Print(arr);
+
+        puts(out);
+        cJSON_free(out);
+        cJSON_Delete(arr);
+    }
+}
+
+struct fetch {
+    bool done;
+    struct transport_result r;
+    char *data;
+    size_t len;
+};
+
+static void fetch_done(void *arg, const struct transport_result *r)
+{
+    struct fetch *f = arg;
+
+    f->done = true;
+    f->r = *r;
+    if (r->status == TRANSPORT_OK && r->data != NULL) {
+        f->data = xmalloc(r->len + 1);
+        memcpy(f->data, r->data, r->len);
+        f->data[r->len] = '\0';
+        f->len = r->len;
+    }
+}
+
+/* A target's audit log (empty when it has none). -1 with the reason printed. */
+static int fetch_target_log(struct change *c, const char *name, char **text, size_t *len)
+{
+    const struct inv_target *t = inv_env_find(c->fleet.env, name);
+    char *path = xasprintf("%s/%s", t->deploy_path, AUDITLOG_FILE);
+    struct fetch f = {0};
+
+    transport_read_file(remote_transport(c->remote, name), path, AUDIT_MAX_BYTES, fetch_done, &f);
+    change_wait(c, &f.done);
+    free(path);
+    if (f.r.status == TRANSPORT_OK) {
+        *text = f.data;
+        *len = f.len;
+        return 0;
+    }
+    if (f.r.status == TRANSPORT_FAILED && strstr(f.r.msg, "No such file") != NULL) {
+        *text = xstrdup("");
+        *len = 0;
+        return 0;
+    }
+    fprintf(stderr, "n3ctl: %s: cannot read its audit log: %s\n", name, f.r.msg);
+    return -1;
+}
+
+static int verify_text(const char *what, const char *text, size_t len)
+{
+    struct audit_problem p;
+
+    if (audit_verify(text, len, &p) == 0) {
+        printf("%s: ok, %lu record%s, the chain holds\n", what, p.records,
+               p.records == 1 ? "" : "s");
+        return 0;
+    }
+    printf("%s: BROKEN: %s\n", what, p.why);
+    return -1;
+}
+
+int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct fleet_args fa;
+    const char *arg, *target = NULL;
+    bool json = false, targets = false;
+    unsigned last = 50;
+    struct err err;
+    int opt, first, rc = EXIT_OK;
+
+    memset(&fa, 0, sizeof fa);
+    while ((opt = cli_next_opt(cmd, argc, argv, &arg, &first)) != -1) {
+        int taken = fleet_args_take(&fa, cmd, opt, arg);
+
+        if (taken < 0)
+            return EXIT_USAGE;
+        if (taken > 0)
+            continue;
+        switch (opt) {
+        case 'j':
+            json = true;
+            break;
+        case 'T':
+            targets = true;
+            break;
+        case 't':
+            target = arg;
+            break;
+        case 'n':
+            if (!cli_parse_uint(cmd, "-n", arg, 0, 1000000, &last))
+                return EXIT_USAGE;
+            break;
+        default:
+            return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
+        }
+    }
+    if (first < argc && (strcmp(argv[first], "verify") != 0 || first + 1 != argc)) {
+        cli_usage_error(cmd, "the one subcommand is verify");
+        return EXIT_USAGE;
+    }
+    if (first == argc && target == NULL) {
+        char *path = audit_local_path(), *text;
+        size_t len;
+
+        text = read_all(path, &len, &err);
+        if (text == NULL) {
+            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            free(path);
+            return EXIT_FAILED;
+        }
+        if (!json && len == 0)
+            fprintf(stderr, "n3ctl: no changes recorded yet in %s\n", path);
+        print_records(text, len, json, last);
+        free(text);
+        free(path);
+        return EXIT_OK;
+    }
+    {
+        struct change c;
+        size_t i, len;
+        char *text;
+
+        if (target != NULL && fa.nsel == 0) {
+            fa.selectors[0] = target;
+            fa.selectors[1] = NULL;
+            fa.nsel = 1;
+        }
+        rc = change_open(&c, &fa, "audit");
+        if (rc != 0)
+            return rc;
+        if (first == argc) { /* a target's records */
+            if (fetch_target_log(&c, c.fleet.names[0], &text, &len) != 0)
+                return change_end(&c, EXIT_FAILED, NULL, NULL);
+            print_records(text, len, json, last);
+            free(text);
+            return change_end(&c, EXIT_OK, NULL, NULL);
+        }
+        /* verify: the local log, and with --targets (or -t) the targets' logs. */
+        if (target == NULL) {
+            char *path = audit_local_path();
+
+            text = read_all(path, &len, &err);
+            if (text == NULL) {
+                fprintf(stderr, "n3ctl: %s\n", err.msg);
+                rc = EXIT_FAILED;
+            } else if (verify_text(path, text, len) != 0) {
+                rc = EXIT_FAILED;
+            }
+            free(text);
+            free(path);
+        }
+        for (i = 0; (targets || target != NULL) && i < c.fleet.n; i++) {
+            char what[300];
+
+            if (fetch_target_log(&c, c.fleet.names[i], &text, &len) != 0) {
+                rc = EXIT_FAILED;
+                continue;
+            }
+            snprintf(what, sizeof what, "%s:%s", c.fleet.names[i], AUDITLOG_FILE);
+            if (verify_text(what, text, len) != 0)
+                rc = EXIT_FAILED;
+            free(text);
+        }
+        return change_end(&c, rc, NULL, NULL);
+    }
+}

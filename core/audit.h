@@ -1,0 +1,79 @@
+/*
+ * The audit log: one JSON object per line, each carrying the SHA-256 of the line before it, so
+ * that a record changed or removed anywhere breaks the chain from there on. Records say who,
+ * when, what, on which targets, with what result. The same format serves the local log and
+ * the copies on targets (<deploy_path>/.n3/audit.log), each its own chain.
+ *
+ * A record (keys in this order, compact JSON, no spaces):
+ *   {"seq":N,"time":"2026-11-27T06:50:01Z","actor":"alice@laptop","pid":4242,
+ *    "action":"release.push","targets":["web1","web2"],"result":"ok","detail":{...},
+ *    "prev":"<64 hex: sha256 of the previous line's text, or 64 zeros for the first>"}
+ * seq starts at 1 and grows by one. The hash of a line is the SHA-256 of its exact bytes,
+ * without the newline.
+ */
+#ifndef N3_AUDIT_H
+#define N3_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/err.h"
+
+struct audit_entry {
+    int64_t time;      /* Unix seconds (UTC) */
+    const char *actor; /* "user@host" */
+    long pid;
+    const char *action;         /* "release.push", "lock.acquire", "hosts.trust", ... */
+    const char *const *targets; /* NULL-terminated, may be NULL */
+    const char *result;         /* "ok", "failed", "refused", "partial" */
+    const cJSON *detail;        /* an object, or NULL */
+};
+
+/* The record that follows prev_line (NULL or "" for the first record), without newline.
+ * Caller frees. Fails if prev_line is not a record (then it cannot be continued), and on an
+ * entry that cannot be written: no actor, action or result; a time outside 1970..9999; a
+ * detail that is not an object, holds raw JSON or nests deeper than 32; a record over 1 MiB.
+ * targets NULL is written [], detail NULL {}; strings are written as valid UTF-8 (invalid
+ * bytes become U+FFFD), with control characters escaped, so a record is always one line. */
+char *audit_format(const char *prev_line, const struct audit_entry *e, struct err *err);
+
+/* The SHA-256 of a line, lowercase hex. */
+void audit_line_hash(const char *line, size_t len, char hex[65]);
+
+/*
+ * Append a record to a local log file (created 0600, its directory 0700, when missing):
+ * under an exclusive lock, read the last line, format the next record, write it with one
+ * write. The new line is returned in *line_out when that is not NULL (caller frees).
+ * Every missing level of the directory is created 0700 (~/.local/state may not exist yet).
+ * A log whose last line is cut short (no newline), empty or not a record is refused, and
+ * nothing is written; so is a write that fails half way (the half record is removed again).
+ */
+int audit_append_file(const char *path, const struct audit_entry *e, char **line_out,
+                      struct err *err);
+
+struct audit_problem {
+    unsigned long line; /* 1-based line of the first bad record, 0 when all is well */
+    /* "line 7: prev does not match line 6: line 6 was changed, or a record was removed
+     * between them" */
+    char why[256];
+    unsigned long records; /* records read (when the chain breaks: the good ones before) */
+};
+
+/* Check a whole log's text: every line a record, seq 1, 2, 3..., every prev the hash of the
+ * line before. 0 when the chain holds; -1 with p filled in otherwise. An empty text is a valid
+ * empty log. */
+int audit_verify(const char *text, size_t len, struct audit_problem *p);
+
+/* Parse one line into a cJSON object (caller frees), or NULL if it is not a record: one JSON
+ * object alone, no newline or raw control character, with every key above of its type (seq a
+ * positive integer, targets strings, detail an object, prev 64 lowercase hex). */
+cJSON *audit_parse(const char *line, size_t len);
+
+/* The local log: $XDG_STATE_HOME/n3ctl/audit.log (when absolute), or
+ * ~/.local/state/n3ctl/audit.log ($HOME, else the password database). Caller frees; NULL when
+ * there is no absolute home directory. */
+char *audit_local_path(void);
+
+#endif
