@@ -18,9 +18,11 @@
 #include "core/loop.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
+#include "deploy/hoststate.h"
 #include "deploy/inventory.h"
 #include "deploy/knownhosts.h"
 #include "deploy/remote.h"
+#include "deploy/semver.h"
 #include "deploy/ssh.h"
 #include "deploy/transport.h"
 
@@ -28,6 +30,9 @@
 #define CPU_LIMIT    80.0
 #define MEM_LIMIT    85.0
 #define IOWAIT_LIMIT 20.0
+
+/* In the facts command's output: the state file follows. */
+#define STATE_MARK "n3ctl-state-json"
 
 struct facts {
     char os[128];
@@ -37,6 +42,10 @@ struct facts {
     unsigned long long mem_total_kb, disk_free_kb, disk_total_kb;
     char disk_mount[128];
     bool have_cpu, have_mem, have_disk;
+    /* From <deploy_path>/.n3/state.json, when there is one: what runs there. */
+    bool have_state;
+    char live_version[VERSION_NAME_MAX + 1], live_slot[8];
+    size_t nreleases;
 };
 
 struct hosts_cli;
@@ -62,7 +71,7 @@ struct hosts_cli {
 /* One command a host, so that a slow host costs one round trip: facts as "key values" lines. */
 static void facts_command(struct buf *cmd, const char *deploy_path)
 {
-    shell_cmdf(cmd, "p=%s; ", deploy_path);
+    shell_cmdf(cmd, "d=%s; p=$d; ", deploy_path);
     buf_adds(cmd, "while [ ! -e \"$p\" ] && [ \"$p\" != / ]; do p=$(dirname \"$p\"); done; "
                   "echo \"os $(uname -sr)\"; "
                   "echo \"cpus $(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)\"; "
@@ -71,7 +80,28 @@ static void facts_command(struct buf *cmd, const char *deploy_path)
                   "/proc/meminfo; "
                   "echo \"stat1 $(head -n1 /proc/stat)\"; sleep 0.2; "
                   "echo \"stat2 $(head -n1 /proc/stat)\"; "
-                  "df -Pk -- \"$p\" | awk 'NR==2{print \"disk\", $2, $4, $6}'");
+                  "df -Pk -- \"$p\" | awk 'NR==2{print \"disk\", $2, $4, $6}'; "
+                  /* Last: the host state, as it is (JSON over several lines). */
+                  "[ -f \"$d/.n3/state.json\" ] && echo " STATE_MARK " && "
+                  "cat -- \"$d/.n3/state.json\"; exit 0");
+}
+
+/* The live version and the releases, from the state file after STATE_MARK. */
+static void parse_state(const char *target, const char *json, struct facts *f)
+{
+    struct hoststate *s;
+    enum hs_slot live;
+    struct err err;
+
+    if (hoststate_parse(target, json, strlen(json), &s, &err) != 0)
+        return;
+    f->have_state = true;
+    f->nreleases = hoststate_nreleases(s);
+    if (hoststate_live(s, &live) && hoststate_slot_version(s, live) != NULL) {
+        snprintf(f->live_version, sizeof f->live_version, "%s", hoststate_slot_version(s, live));
+        snprintf(f->live_slot, sizeof f->live_slot, "%s", hs_slot_name(live));
+    }
+    hoststate_free(s);
 }
 
 /* "cpu user nice system idle iowait irq softirq steal": total and idle+iowait, and iowait. */
@@ -167,8 +197,15 @@ static void facts_done(void *arg, const struct transport_result *r)
     h->status = r->status;
     h->latency_us = transport_handshake_us(h->tr);
     if (r->status == TRANSPORT_OK && r->exit_code == 0) {
+        char *state;
+
         text = tail_dup(r->out, NULL);
+        state = strstr(text, "\n" STATE_MARK "\n");
+        if (state != NULL)
+            *state = '\0';
         parse_facts(text, &h->f);
+        if (state != NULL)
+            parse_state(h->t->name, state + strlen("\n" STATE_MARK "\n"), &h->f);
         free(text);
     } else if (r->status == TRANSPORT_OK) {
         char *err = tail_dup(r->err, NULL);
@@ -206,10 +243,19 @@ static void address_of(const struct inv_target *t, char *out, size_t len)
         snprintf(out, len, "%s@%s:%u", t->user, t->host, t->port);
 }
 
+/* "v1.2.3 (blue)": the live slot's version; "-" when nothing is live. */
+static void running_of(const struct facts *f, char *out, size_t len)
+{
+    if (f->live_version[0] != '\0')
+        snprintf(out, len, "%s (%s)", f->live_version, f->live_slot);
+    else
+        snprintf(out, len, "-");
+}
+
 static void print_table(const struct hosts_cli *x, bool color)
 {
-    size_t i, wname = 6, waddr = 7;
-    char addr[300], lat[32], flags[64];
+    size_t i, wname = 6, waddr = 7, wrun = 7;
+    char addr[300], lat[32], flags[64], run[VERSION_NAME_MAX + 16];
 
     for (i = 0; i < x->n; i++) {
         address_of(x->hosts[i].t, addr, sizeof addr);
@@ -218,10 +264,15 @@ static void print_table(const struct hosts_cli *x, bool color)
         if (strlen(addr) > waddr)
             waddr = strlen(addr);
     }
-    printf("%s%-*s  %-*s  %-11s  %7s  %-24s  %4s  %5s  %5s  %5s  %6s  %9s  %s%s\n",
+    for (i = 0; i < x->n; i++) {
+        running_of(&x->hosts[i].f, run, sizeof run);
+        if (strlen(run) > wrun)
+            wrun = strlen(run);
+    }
+    printf("%s%-*s  %-*s  %-11s  %7s  %-*s  %-24s  %4s  %5s  %5s  %5s  %6s  %9s  %s%s\n",
            term_sgr(color, TERM_BOLD), (int)wname, "TARGET", (int)waddr, "ADDRESS", "STATE",
-           "LATENCY", "OS", "CPUS", "LOAD", "CPU%", "MEM%", "IOWAIT", "DISK FREE", "FLAGS",
-           term_sgr(color, TERM_RESET));
+           "LATENCY", (int)wrun, "RUNNING", "OS", "CPUS", "LOAD", "CPU%", "MEM%", "IOWAIT",
+           "DISK FREE", "FLAGS", term_sgr(color, TERM_RESET));
     for (i = 0; i < x->n; i++) {
         const struct host *h = &x->hosts[i];
         const struct facts *f = &h->f;
@@ -240,7 +291,8 @@ static void print_table(const struct hosts_cli *x, bool color)
             printf("%s\n", h->error);
             continue;
         }
-        printf("%-24.24s  %4u  %5.2f  ", f->os, f->cpus, f->load1);
+        running_of(f, run, sizeof run);
+        printf("%-*s  %-24.24s  %4u  %5.2f  ", (int)wrun, run, f->os, f->cpus, f->load1);
         if (f->have_cpu)
             printf("%5.1f  ", f->cpu_pct);
         else
@@ -290,6 +342,18 @@ static void print_json(const struct hosts_cli *x)
             cJSON_AddStringToObject(o, "os", h->f.os);
             cJSON_AddNumberToObject(o, "cpus", h->f.cpus);
             cJSON_AddNumberToObject(o, "load1", h->f.load1);
+            if (h->f.have_state) {
+                cJSON *st = cJSON_AddObjectToObject(o, "deploy");
+
+                cJSON_AddNumberToObject(st, "releases", (double)h->f.nreleases);
+                if (h->f.live_version[0] != '\0') {
+                    cJSON_AddStringToObject(st, "live_version", h->f.live_version);
+                    cJSON_AddStringToObject(st, "live_slot", h->f.live_slot);
+                } else {
+                    cJSON_AddNullToObject(st, "live_version");
+                    cJSON_AddNullToObject(st, "live_slot");
+                }
+            }
             if (h->f.have_cpu) {
                 cJSON_AddNumberToObject(o, "cpu_percent", h->f.cpu_pct);
                 cJSON_AddNumberToObject(o, "iowait_percent", h->f.iowait_pct);
@@ -334,7 +398,6 @@ static int check_hosts(struct fleet *fleet, bool json, bool check)
     x.hosts = xcalloc(x.n, sizeof *x.hosts);
     for (i = 0; i < x.n; i++) {
         struct host *h = &x.hosts[i];
-        struct transport_run run;
         struct buf cmd;
 
         h->x = &x;
@@ -347,13 +410,9 @@ static int check_hosts(struct fleet *fleet, bool json, bool check)
         }
         buf_init(&cmd);
         facts_command(&cmd, h->t->deploy_path);
-        memset(&run, 0, sizeof run);
-        run.command = cmd.data;
-        run.timeout_ms = 30000;
-        run.on_done = facts_done;
-        run.arg = h;
         x.left++;
-        h->op = transport_run(h->tr, &run);
+        h->op =
+            transport_sh(h->tr, cmd.data, 30000, HOSTSTATE_MAX_BYTES + 64 * 1024, facts_done, h);
         buf_done(&cmd);
     }
     if (x.left > 0)

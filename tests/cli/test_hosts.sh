@@ -61,7 +61,7 @@ flags_ok() {
 
 run_n3 table hosts -c "$CFG"
 expect_rc 0
-expect_grep out '^TARGET +ADDRESS +STATE +LATENCY +OS +CPUS +LOAD +CPU% +MEM% +IOWAIT +DISK FREE +FLAGS$' "the table's header"
+expect_grep out '^TARGET +ADDRESS +STATE +LATENCY +RUNNING +OS +CPUS +LOAD +CPU% +MEM% +IOWAIT +DISK FREE +FLAGS$' "the table's header"
 expect_lines out 4
 expect_no_grep out $'\x1b' "no color escapes when stdout is not a terminal"
 for k in 1 2 3; do

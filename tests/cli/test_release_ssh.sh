@@ -55,6 +55,14 @@ jq_eq where.out '.versions[] | select(.version == "v1.1.0") | .running | map(.ta
 run_n3 where_table versions -c "$CFG"
 expect_rc 0
 expect_grep out '^v1\.1\.0 .* 4/4 +t2:blue\*$' "the table says where it runs"
+# hosts reads the host state too.
+run_n3 hosts hosts -c "$CFG" --json
+expect_rc 0
+jq_eq hosts.out '.targets[] | select(.name == "t2") | .deploy.live_version + " " + .deploy.live_slot' "v1.1.0 blue" "hosts: what runs on t2"
+jq_eq hosts.out '.targets[] | select(.name == "t1") | .deploy | [.releases, .live_version] | tostring' '[1,null]' "hosts: t1 has one release, nothing live"
+run_n3 hosts_table hosts -c "$CFG"
+expect_rc 0
+expect_grep out '^t2 .* ok +[0-9.]+m?s +v1\.1\.0 \(blue\) ' "the hosts table says what runs on t2"
 
 # An unreachable target: the others are read, and it is said.
 fleet kill 3
