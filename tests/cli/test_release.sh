@@ -172,9 +172,18 @@ expect_grep err '^  t1: already there$' "t1 is fine"
 [ "$(ls "$T/t2/releases/v1.0.0")" = REVISION ] || fail "the other build was touched"
 ok
 rm -rf "$T/t2/releases/v1.0.0"
-run_n3 repush release -c "$CFG" push v1.0.0
+# ... and this push runs on a target without openssl: the checksum is sha256sum's.
+mkdir "$T/nossl"
+for f in /usr/bin/* /usr/sbin/*; do
+    case ${f##*/} in openssl) ;; *) ln -s "$f" "$T/nossl/${f##*/}" 2>/dev/null || true ;; esac
+done
+! PATH=$T/nossl command -v openssl >/dev/null || fail "$T/nossl has an openssl"
+ok
+PATH=$T/nossl run_n3 repush release -c "$CFG" push v1.0.0
 expect_rc 0
-expect_grep err '^2 targets: 1 done, 1 already there, 0 failed$' "only t2 gets it again"
+expect_grep err '^2 targets: 1 done, 1 already there, 0 failed$' "only t2 gets it again (no openssl there)"
+[ -x "$T/t2/releases/v1.0.0/bin/app" ] || fail "t2: no v1.0.0 after the push without openssl"
+ok
 
 for v in v1.1.0 v1.10.0 v2.0.0-rc.2 v2.0.0; do
     run_n3 "push_$v" release -c "$CFG" push "$v"
