@@ -1,6 +1,7 @@
 /* n3ctl release build | push | list | prune: releases of git-tagged versions on targets. */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct build_job {
     const struct inventory *inv;
     const char *version;
     bool rebuild;
+    atomic_bool cancel; /* set by the loop thread on a stop signal, read by the build */
     struct release_artifact a;
     struct err err;
     int rc;
@@ -40,7 +42,7 @@ static void build_work(void *arg)
 {
     struct build_job *j = arg;
 
-    j->rc = release_build(j->inv, j->version, j->rebuild, &j->a, &j->err);
+    j->rc = release_build(j->inv, j->version, j->rebuild, &j->cancel, &j->a, &j->err);
 }
 
 /* Build (or find in the cache) on the thread pool, the loop going on meanwhile. */
@@ -55,16 +57,26 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
     j.inv = c->fleet.inv;
     j.version = version;
     j.rebuild = rebuild;
+    atomic_init(&j.cancel, false);
     if (term_is_tty(stderr))
         fprintf(stderr, "building %s...\r", version);
     loop_work(loop, build_work, &j, &j.done);
-    while (!j.done && !c->abandon)
+    /* A stop signal stops the build (its hook, then the packing) and nothing is pushed. */
+    while (!j.done && !c->abandon) {
         loop_run_once(loop, true);
+        if (c->signals > 0)
+            atomic_store(&j.cancel, true);
+    }
     if (!j.done) {
         /* Abandoned: the cache is written by rename, so nothing half-made stays. */
         fprintf(stderr, "n3ctl: the build of %s was abandoned\n", version);
         fflush(stderr);
         _exit(change_exit_code(c, EXIT_FAILED));
+    }
+    if (j.rc == RELEASE_ECANCELED) {
+        fprintf(stderr, "n3ctl: interrupted: the build of %s was stopped; nothing was changed\n",
+                version);
+        return change_exit_code(c, EXIT_FAILED);
     }
     if (j.rc == 0 && c->signals > 0) {
         release_artifact_done(&j.a);

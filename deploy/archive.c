@@ -55,6 +55,7 @@ struct pack {
     uint64_t size, entries;
     int64_t mtime;
     locale_t utf8, saved_locale;
+    const atomic_bool *cancel;
 };
 
 static struct item *items_add(struct items *l, char *name, unsigned type, unsigned perm)
@@ -180,12 +181,14 @@ static void pack_abort(struct pack *p)
     }
 }
 
-static int pack_open(struct pack *p, const char *out_path, int64_t mtime, struct err *err)
+static int pack_open(struct pack *p, const char *out_path, int64_t mtime, const atomic_bool *cancel,
+                     struct err *err)
 {
     memset(p, 0, sizeof *p);
     p->fd = -1;
     p->out_path = out_path;
     p->mtime = mtime;
+    p->cancel = cancel;
     /* libarchive converts names from the thread's locale to UTF-8 for pax headers: in the C
      * locale a non-ASCII name comes out as "hdrcharset=BINARY", in a UTF-8 locale it does
      * not. Pin this thread to UTF-8 while writing so the bytes do not depend on the caller's
@@ -242,11 +245,22 @@ fail:
 
 /* The header of one entry. Only what is set here reaches the archive: no uid/gid but 0, no
  * user or group name, no atime/ctime, no device or inode numbers. */
+/* Whether the caller asked to stop (then err says so). */
+static int pack_canceled(const struct pack *p, struct err *err)
+{
+    if (p->cancel == NULL || !atomic_load(p->cancel))
+        return 0;
+    return err_set(err, "the packing of %s was interrupted", p->out_path);
+}
+
 static int pack_header(struct pack *p, const struct item *it, struct err *err)
 {
-    struct archive_entry *e = archive_entry_new2(p->a);
+    struct archive_entry *e;
     int r;
 
+    if (pack_canceled(p, err) < 0)
+        return -1;
+    e = archive_entry_new2(p->a);
     if (e == NULL)
         fatal("out of memory (archive_entry_new2)");
     archive_entry_set_pathname(e, it->name);
@@ -276,7 +290,9 @@ static int pack_data(struct pack *p, const struct item *it, const void *data, si
     la_ssize_t n;
 
     while (len > 0) {
-        n = archive_write_data(p->a, s, len);
+        if (pack_canceled(p, err) < 0)
+            return -1;
+        n = archive_write_data(p->a, s, len < 65536 ? len : 65536);
         if (n <= 0)
             return err_set(err, "cannot write %s into %s: %s", it->name, p->out_path,
                            n < 0 ? archive_error_string(p->a) : "no progress");
@@ -495,7 +511,7 @@ out:
 }
 
 int archive_from_commit(const char *repo_path, const char *commit_hex, const char *out_path,
-                        struct archive_result *res, struct err *err)
+                        struct archive_result *res, const atomic_bool *cancel, struct err *err)
 {
     git_repository *repo = NULL;
     git_commit *commit = NULL;
@@ -535,7 +551,7 @@ int archive_from_commit(const char *repo_path, const char *commit_hex, const cha
     }
     items_sort(&items);
     /* The committer time: when the release was made, the same on every machine. */
-    if (pack_open(&p, out_path, (int64_t)git_commit_time(commit), err) < 0)
+    if (pack_open(&p, out_path, (int64_t)git_commit_time(commit), cancel, err) < 0)
         goto out;
     for (i = 0; i < items.len; i++) {
         struct item *it = &items.v[i];
@@ -694,7 +710,7 @@ out:
 }
 
 int archive_from_dir(const char *dir, int64_t mtime, const char *out_path,
-                     struct archive_result *res, struct err *err)
+                     struct archive_result *res, const atomic_bool *cancel, struct err *err)
 {
     struct items items = {0};
     struct stat st;
@@ -716,7 +732,7 @@ int archive_from_dir(const char *dir, int64_t mtime, const char *out_path,
             goto out;
     }
     items_sort(&items);
-    if (pack_open(&p, out_path, mtime, err) < 0)
+    if (pack_open(&p, out_path, mtime, cancel, err) < 0)
         goto out;
     for (i = 0; i < items.len; i++) {
         r = pack_header(&p, &items.v[i], err);

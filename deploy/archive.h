@@ -20,6 +20,7 @@
 #ifndef N3_ARCHIVE_H
 #define N3_ARCHIVE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -30,13 +31,16 @@ struct archive_result {
     uint64_t files;  /* entries written (files, directories, symlinks) */
 };
 
+/* Both packers take cancel: when another thread sets *cancel (NULL: never), they stop at the
+ * next entry or the next 64 KiB, remove what they wrote and fail with "interrupted". */
+
 /* Pack the tree of commit (hex id) of the repository at repo_path. Submodules (gitlinks) are
  * an error that names them. commit_hex may be abbreviated (4+ digits) or name an annotated tag
  * of the commit; the mtime is the committer time. Blobs are packed as stored: .gitattributes
  * are not applied (no export-ignore, eol conversion or LFS smudge). Initializes and shuts down
  * libgit2 itself (reference-counted), so the caller need not. */
 int archive_from_commit(const char *repo_path, const char *commit_hex, const char *out_path,
-                        struct archive_result *res, struct err *err);
+                        struct archive_result *res, const atomic_bool *cancel, struct err *err);
 
 /* Pack the directory dir (after a build hook ran in it), as archive_from_commit would: sorted,
  * owner 0, mtime given, modes normalized by the owner's executable bit. Only regular files,
@@ -46,6 +50,6 @@ int archive_from_commit(const char *repo_path, const char *commit_hex, const cha
  * commit (without gitattributes filters) packed with the commit's time gives the bytes
  * archive_from_commit gives. */
 int archive_from_dir(const char *dir, int64_t mtime, const char *out_path,
-                     struct archive_result *res, struct err *err);
+                     struct archive_result *res, const atomic_bool *cancel, struct err *err);
 
 #endif

@@ -174,9 +174,34 @@ static int checkout(const char *repo_path, const char *commit, const char *dir, 
     return rc;
 }
 
-/* Run a hook command in dir, blocking, with a timeout; its output's tail goes into err. */
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Stop the hook's process group: TERM, and KILL if it is still there after the grace time. */
+static void stop_hook(pid_t pid)
+{
+    unsigned waited;
+
+    kill(-pid, SIGTERM);
+    for (waited = 0; waited < RELEASE_HOOK_GRACE_MS; waited += 50) {
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        poll(NULL, 0, 50);
+    }
+    kill(-pid, SIGKILL); /* the group, also when its leader is gone and reaped */
+    if (waited >= RELEASE_HOOK_GRACE_MS)
+        waitpid(pid, NULL, 0);
+}
+
+/* Run a hook command in dir, blocking, with a timeout; its output's tail goes into err. When
+ * *cancel is set, the hook is stopped and RELEASE_ECANCELED returned. */
 static int run_hook_here(const char *name, const char *dir, const char *command,
-                         uint64_t timeout_ms, struct err *err)
+                         uint64_t timeout_ms, const atomic_bool *cancel, struct err *err)
 {
     const char *argv[] = {"/bin/sh", "-c", command, NULL};
     posix_spawn_file_actions_t fa;
@@ -184,7 +209,7 @@ static int run_hook_here(const char *name, const char *dir, const char *command,
     char out[HOOK_OUTPUT_MAX], buf[4096];
     size_t outlen = 0;
     int pipefd[2], status = 0, rc;
-    uint64_t waited = 0;
+    uint64_t deadline = mono_ms() + timeout_ms;
     pid_t pid;
 
     if (pipe2(pipefd, O_CLOEXEC) != 0)
@@ -208,17 +233,23 @@ static int run_hook_here(const char *name, const char *dir, const char *command,
         struct pollfd p = {pipefd[0], POLLIN, 0};
         ssize_t n;
 
-        if (poll(&p, 1, 200) == 0) {
-            waited += 200;
-            if (waited >= timeout_ms) {
-                kill(-pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                close(pipefd[0]);
-                return err_set(err, "hook %s ran past its timeout of %llus and was killed", name,
-                               (unsigned long long)(timeout_ms / 1000));
-            }
-            continue;
+        if (cancel != NULL && atomic_load(cancel)) {
+            stop_hook(pid);
+            close(pipefd[0]);
+            err_set(err, "hook %s was interrupted", name);
+            return RELEASE_ECANCELED;
         }
+        /* The deadline counts whether or not the hook prints; a signal (EINTR) just loops. */
+        rc = poll(&p, 1, 100);
+        if (mono_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            close(pipefd[0]);
+            return err_set(err, "hook %s ran past its timeout of %llus and was killed", name,
+                           (unsigned long long)(timeout_ms / 1000));
+        }
+        if (rc <= 0)
+            continue;
         n = read(pipefd[0], buf, sizeof buf);
         if (n <= 0)
             break;
@@ -256,7 +287,7 @@ static int rm_rf(const char *path)
 }
 
 int release_build(const struct inventory *inv, const char *version, bool rebuild,
-                  struct release_artifact *out, struct err *err)
+                  const atomic_bool *cancel, struct release_artifact *out, struct err *err)
 {
     const struct inv_app *app = inventory_app(inv);
     const struct inv_hooks *hooks = inventory_hooks(inv);
@@ -300,7 +331,7 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
         goto out;
     }
     if (hooks->cmd[HOOK_BUILD] == NULL) {
-        if (archive_from_commit(app->repository, out->commit, out->path, &ar, err) != 0)
+        if (archive_from_commit(app->repository, out->commit, out->path, &ar, cancel, err) != 0)
             goto out;
     } else {
         char *dir = xasprintf("%s/.build-%s-%d", cache, version, (int)getpid());
@@ -315,8 +346,8 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
             err_set(err, "cannot create %s: %s", dir, strerror(errno));
         } else if (checkout(app->repository, out->commit, dir, err) == 0 &&
                    hook_expand("build", hooks->cmd[HOOK_BUILD], &hv, &cmd, err) == 0 &&
-                   run_hook_here("build", dir, cmd.data, hooks->timeout_ms, err) == 0 &&
-                   archive_from_dir(dir, out->time, out->path, &ar, err) == 0) {
+                   run_hook_here("build", dir, cmd.data, hooks->timeout_ms, cancel, err) == 0 &&
+                   archive_from_dir(dir, out->time, out->path, &ar, cancel, err) == 0) {
             rc = 0;
         }
         rm_rf(dir);
@@ -334,8 +365,11 @@ out:
     free(cache);
     free(meta);
     versions_done(&vs);
-    if (rc != 0)
+    if (rc != 0) {
         release_artifact_done(out);
+        if (cancel != NULL && atomic_load(cancel) && rc != RELEASE_EUSAGE)
+            rc = RELEASE_ECANCELED;
+    }
     return rc;
 }
 

@@ -14,6 +14,7 @@
 #ifndef N3_RELEASE_H
 #define N3_RELEASE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,10 +44,14 @@ struct release_artifact {
  * from a checkout of it after the hook ran there. Blocking: run it on the thread pool.
  */
 int release_build(const struct inventory *inv, const char *version, bool rebuild,
-                  struct release_artifact *out, struct err *err);
+                  const atomic_bool *cancel, struct release_artifact *out, struct err *err);
 /* release_build's result when the version or the repository named is wrong (the operator's to
  * fix), as opposed to -1, a build that failed. */
 #define RELEASE_EUSAGE (-2)
+/* release_build's result when *cancel was set: the build hook stopped (TERM, then KILL after
+ * RELEASE_HOOK_GRACE_MS, to its process group), nothing written to the cache. */
+#define RELEASE_ECANCELED     (-3)
+#define RELEASE_HOOK_GRACE_MS 2000
 void release_artifact_done(struct release_artifact *a);
 /* $XDG_CACHE_HOME/n3ctl/<app> (or ~/.cache/n3ctl/<app>). Caller frees. */
 char *release_cache_dir(const struct inventory *inv);

@@ -296,3 +296,40 @@ ok
 [ -z "$(ls -A "$T/t3/.n3/incoming")" ] || fail "the failed unpack left its upload"
 ok
 jq_eq "$T/t3/.n3/state.json" '[.releases[].version] | join(" ")' v1.1.0 "the state does not list the failed release"
+
+# ---- a build stopped: Ctrl-C stops the build hook (TERM, then KILL) and changes nothing ----
+
+# build_stopped NAME CONFIG: push v2.0.0 with CONFIG's build hook, SIGINT once the hook's
+# child runs; exit 130, the hook's processes gone, nothing in the cache, nothing pushed.
+build_stopped() {
+    local name=$1 cfg=$2 p
+    rm -f "$T/hook.pid"
+    bg_n3 "$name" release -c "$cfg" push v2.0.0
+    p=$BG_PID
+    wait_until "the build hook to start" test -s "$T/hook.pid"
+    kill -INT "$p"
+    wait_exit "$p" "the interrupted build"
+    expect_eq "the interrupted build's exit status" 130 "$rc"
+    expect_grep err '^n3ctl: interrupted: the build of v2\.0\.0 was stopped; nothing was changed$' "says what happened"
+    wait_gone "$(cat "$T/hook.pid")" || fail "the build hook's child $(cat "$T/hook.pid") is still running"
+    ok
+    [ -z "$(find "$T/cache/n3ctl/demo" -name '.build-*' -o -name '*.tmp.*')" ] ||
+        fail "the interrupted build left files in the cache: $(ls -A "$T/cache/n3ctl/demo")"
+    ok
+    expect_absent "$T/t3/releases/v2.0.0" "an interrupted build pushed"
+    expect_absent "$T/t3/.n3/lock" "an interrupted build took the lock"
+}
+rm -f "$T/cache/n3ctl/demo/v2.0.0."*
+jq --arg p "$T/hook.pid" '.hooks.build = "sleep 60 & echo $! > \($p); wait"' "$T/hooks3.json" >"$T/slowbuild.json"
+build_stopped stop_build "$T/slowbuild.json"
+# A hook that ignores TERM is killed after the grace time.
+jq --arg p "$T/hook.pid" '.hooks.build = "trap \"\" TERM; echo $$ > \($p); while :; do sleep 0.05; done"' \
+    "$T/hooks3.json" >"$T/stubborn.json"
+build_stopped stop_stubborn "$T/stubborn.json"
+
+# A hook that prints without end still meets its timeout.
+jq '.hooks.build = "while :; do echo building; done" | .hooks.timeout_seconds = 1' "$T/hooks3.json" >"$T/chatty.json"
+bg_n3 chatty release -c "$T/chatty.json" build v2.0.0
+wait_exit "$BG_PID" "the build whose hook prints without end"
+expect_rc 1
+expect_grep err 'hook build ran past its timeout of 1s and was killed' "the timeout of a hook that prints"

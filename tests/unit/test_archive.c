@@ -9,6 +9,7 @@
 #include <locale.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -318,7 +319,7 @@ static char *build(const char *dir, const char *name, struct archive_result *res
     char *path = xasprintf("%s/%s", dir, name);
     struct err err = {{0}};
 
-    ck_assert_msg(archive_from_commit(repo, commit, path, res, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_commit(repo, commit, path, res, NULL, &err) == 0, "%s", err.msg);
     return path;
 }
 
@@ -386,10 +387,10 @@ START_TEST(two_builds_same_bytes)
 
     /* The annotated tag and an abbreviated id name the same commit: same bytes. */
     c = xasprintf("%s/tag.tar.gz", d2);
-    ck_assert_msg(archive_from_commit(repo, tag, c, &r3, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_commit(repo, tag, c, &r3, NULL, &err) == 0, "%s", err.msg);
     ck_assert_str_eq(r3.sha256, r1.sha256);
     abbrev = xstrndup(commit, 12);
-    ck_assert_msg(archive_from_commit(repo, abbrev, c, &r3, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_commit(repo, abbrev, c, &r3, NULL, &err) == 0, "%s", err.msg);
     ck_assert_str_eq(r3.sha256, r1.sha256);
     assert_same_file(a, c);
     free(a);
@@ -722,7 +723,7 @@ START_TEST(dir_checkout_same_bytes_as_commit)
     free(path);
 
     b = xasprintf("%s/dir.tar.gz", d);
-    ck_assert_msg(archive_from_dir(co, COMMIT_TIME, b, &r2, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_dir(co, COMMIT_TIME, b, &r2, NULL, &err) == 0, "%s", err.msg);
     assert_same_file(a, b);
     ck_assert_str_eq(r1.sha256, r2.sha256);
     ck_assert_uint_eq(r1.files, r2.files);
@@ -751,11 +752,11 @@ START_TEST(dir_normalizes_modes_and_takes_mtime)
     free(path);
     a = xasprintf("%s/a.tar.gz", d);
     b = xasprintf("%s/b.tar.gz", d);
-    ck_assert_msg(archive_from_dir(src, 1234567890, a, &r1, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_dir(src, 1234567890, a, &r1, NULL, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(r1.files, 5);
     /* A name that is not UTF-8 goes in as raw bytes, the same way every time. */
     ck_assert_ptr_nonnull(setlocale(LC_ALL, "C.UTF-8"));
-    ck_assert_msg(archive_from_dir(src, 1234567890, b, &r2, &err) == 0, "%s", err.msg);
+    ck_assert_msg(archive_from_dir(src, 1234567890, b, &r2, NULL, &err) == 0, "%s", err.msg);
     setlocale(LC_ALL, "C");
     assert_same_file(a, b);
 
@@ -804,12 +805,12 @@ START_TEST(error_unknown_commit)
     struct err err = {{0}};
     int rc;
 
-    rc = archive_from_commit(repo, missing, out, &r, &err);
+    rc = archive_from_commit(repo, missing, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, missing, "not found");
     ck_assert_ptr_nonnull(strstr(err.msg, repo));
-    rc = archive_from_commit(repo, "release-1.0", out, &r, &err);
+    rc = archive_from_commit(repo, "release-1.0", out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, "not a commit id", "hex digits");
-    rc = archive_from_commit(repo, tree_id, out, &r, &err);
+    rc = archive_from_commit(repo, tree_id, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, tree_id, "is a tree, not a commit");
     free(out);
     free(d);
@@ -825,9 +826,9 @@ START_TEST(error_not_a_repository)
     int rc;
 
     ck_assert_int_eq(mkdir(plain, 0755), 0);
-    rc = archive_from_commit(plain, commit, out, &r, &err);
+    rc = archive_from_commit(plain, commit, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, plain, "not a git repository");
-    rc = archive_from_commit(missing, commit, out, &r, &err);
+    rc = archive_from_commit(missing, commit, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, missing, "not a git repository");
     free(plain);
     free(missing);
@@ -843,7 +844,7 @@ START_TEST(error_submodule)
     struct err err = {{0}};
     int rc;
 
-    rc = archive_from_commit(subrepo, sub_commit, out, &r, &err);
+    rc = archive_from_commit(subrepo, sub_commit, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, "vendor/lib", "submodule");
     ck_assert_ptr_nonnull(strstr(err.msg, sub_commit));
     free(out);
@@ -861,10 +862,10 @@ START_TEST(error_fifo_in_dir)
 
     put_file(src, "run/app.conf", "x\n", 2, 0644);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
-    rc = archive_from_dir(src, COMMIT_TIME, out, &r, &err);
+    rc = archive_from_dir(src, COMMIT_TIME, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, fifo, "FIFO");
     /* Not a directory at all. */
-    rc = archive_from_dir(fifo, COMMIT_TIME, out, &r, &err);
+    rc = archive_from_dir(fifo, COMMIT_TIME, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, fifo, "not a directory");
     free(fifo);
     free(src);
@@ -881,18 +882,18 @@ START_TEST(error_unwritable_out)
     int rc;
 
     /* A directory nobody can create files in, root included. */
-    rc = archive_from_commit(repo, commit, "/proc/n3ctl-release.tar.gz", &r, &err);
+    rc = archive_from_commit(repo, commit, "/proc/n3ctl-release.tar.gz", &r, NULL, &err);
     assert_failed(rc, &err, "/proc/n3ctl-release.tar.gz", NULL, "/proc/n3ctl-release.tar.gz",
                   "cannot create");
     out = xasprintf("%s/no/such/dir/r.tar.gz", d);
-    rc = archive_from_commit(repo, commit, out, &r, &err);
+    rc = archive_from_commit(repo, commit, out, &r, NULL, &err);
     assert_failed(rc, &err, out, d, out, "directory exists");
     free(out);
     if (geteuid() != 0) { /* root writes into 0555 directories */
         ro = xasprintf("%s/ro", d);
         ck_assert_int_eq(mkdir(ro, 0555), 0);
         out = xasprintf("%s/r.tar.gz", ro);
-        rc = archive_from_commit(repo, commit, out, &r, &err);
+        rc = archive_from_commit(repo, commit, out, &r, NULL, &err);
         assert_failed(rc, &err, out, ro, out, "writable");
         free(out);
         free(ro);
@@ -900,10 +901,31 @@ START_TEST(error_unwritable_out)
     /* Fails at the very end: a directory is in the way of the rename. */
     out = xasprintf("%s/in-the-way", d);
     ck_assert_int_eq(mkdir(out, 0755), 0);
-    rc = archive_from_commit(repo, commit, out, &r, &err);
+    rc = archive_from_commit(repo, commit, out, &r, NULL, &err);
     ck_assert_int_eq(rc, -1);
     ck_assert_msg(strstr(err.msg, "cannot rename") && strstr(err.msg, out), "%s", err.msg);
     ck_assert_uint_eq(tmp_files_in(d), 0);
+    free(out);
+    free(d);
+}
+END_TEST
+
+START_TEST(error_canceled)
+{
+    char *d = out_dir("e-cancel"), *out = xasprintf("%s/r.tar.gz", d);
+    struct archive_result r;
+    struct err err = {{0}};
+    atomic_bool cancel;
+    int rc;
+
+    /* Asked to stop (by another thread, normally): nothing is written, nothing is left. */
+    atomic_init(&cancel, true);
+    rc = archive_from_commit(repo, commit, out, &r, &cancel, &err);
+    assert_failed(rc, &err, out, d, out, "interrupted");
+    atomic_store(&cancel, false);
+    rc = archive_from_commit(repo, commit, out, &r, &cancel, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert(exists(out));
     free(out);
     free(d);
 }
@@ -924,7 +946,7 @@ START_TEST(error_write_fails_midway)
     lim.rlim_cur = 512 << 10;
     old_handler = signal(SIGXFSZ, SIG_IGN);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    rc = archive_from_commit(repo, commit, out, &r, &err);
+    rc = archive_from_commit(repo, commit, out, &r, NULL, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, old_handler);
     assert_failed(rc, &err, out, d, out, strerror(EFBIG));
@@ -955,5 +977,6 @@ int main(void)
     tcase_add_test(t, error_fifo_in_dir);
     tcase_add_test(t, error_unwritable_out);
     tcase_add_test(t, error_write_fails_midway);
+    tcase_add_test(t, error_canceled);
     return tu_run_suite(s);
 }
