@@ -254,17 +254,32 @@ static int fetch_target_log(struct change *c, const char *name, char **text, siz
     return -1;
 }
 
-static int verify_text(const char *what, const char *text, size_t len)
+/* Check a log's chain, and that it still holds the head kept in head_path (when there is
+ * one): a chain cannot show records cut off its end. */
+static int verify_text(const char *what, const char *text, size_t len, const char *head_path)
 {
     struct audit_problem p;
+    struct audit_head h;
+    unsigned long records;
+    struct err err;
+    int loaded = 1;
 
-    if (audit_verify(text, len, &p) == 0) {
-        printf("%s: ok, %lu record%s, the chain holds\n", what, p.records,
-               p.records == 1 ? "" : "s");
-        return 0;
+    if (audit_verify(text, len, &p) != 0) {
+        printf("%s: BROKEN: %s\n", what, p.why);
+        return -1;
     }
-    printf("%s: BROKEN: %s\n", what, p.why);
-    return -1;
+    records = p.records;
+    if (head_path != NULL && (loaded = audit_head_load(head_path, &h, &err)) < 0)
+        fprintf(stderr, "n3ctl: warning: %s\n", err.msg);
+    if (loaded == 0 && audit_check_head(text, len, &h, &p) != 0) {
+        printf("%s: BROKEN: %s\n", what, p.why);
+        return -1;
+    }
+    printf("%s: ok, %lu record%s, the chain holds", what, records, records == 1 ? "" : "s");
+    if (loaded == 0)
+        printf("; seq %llu, the last this machine wrote, is there", (unsigned long long)h.seq);
+    putchar('\n');
+    return 0;
 }
 
 int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
@@ -351,22 +366,30 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
             if (text == NULL) {
                 fprintf(stderr, "n3ctl: %s\n", err.msg);
                 rc = EXIT_FAILED;
-            } else if (verify_text(path, text, len) != 0) {
-                rc = EXIT_FAILED;
+            } else {
+                char *head = audit_head_path(path);
+
+                if (verify_text(path, text, len, head) != 0)
+                    rc = EXIT_FAILED;
+                free(head);
             }
             free(text);
             free(path);
         }
         for (i = 0; (targets || target != NULL) && i < c.fleet.n; i++) {
-            char what[300];
+            const struct inv_target *t = inv_env_find(c.fleet.env, c.fleet.names[i]);
+            char what[300], *head;
 
             if (fetch_target_log(&c, c.fleet.names[i], &text, &len) != 0) {
                 rc = EXIT_FAILED;
                 continue;
             }
+
             snprintf(what, sizeof what, "%s:%s", c.fleet.names[i], AUDITLOG_FILE);
-            if (verify_text(what, text, len) != 0)
+            head = auditlog_head_path(remote_transport(c.remote, c.fleet.names[i]), t->deploy_path);
+            if (verify_text(what, text, len, head) != 0)
                 rc = EXIT_FAILED;
+            free(head);
             free(text);
         }
         return change_end(&c, rc, NULL, NULL);

@@ -494,6 +494,126 @@ static int append_locked(int fd, const char *path, const struct audit_entry *e, 
     return rc;
 }
 
+static int problem(struct audit_problem *p, unsigned long line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+int audit_head_of(const char *line, size_t len, struct audit_head *h)
+{
+    char why[128];
+    cJSON *r = parse_record(line, len, why, sizeof why);
+
+    memset(h, 0, sizeof *h);
+    if (r == NULL)
+        return -1;
+    h->seq = record_seq(r);
+    cJSON_Delete(r);
+    audit_line_hash(line, len, h->sha256);
+    return 0;
+}
+
+int audit_check_head(const char *text, size_t len, const struct audit_head *h,
+                     struct audit_problem *p)
+{
+    unsigned long line = 0;
+    const char *nl;
+    size_t pos, n;
+    char hash[65];
+
+    if (h->seq == 0)
+        return 0;
+    /* In a log whose chain holds, record N is line N. */
+    for (pos = 0; pos < len; pos += n + 1) {
+        nl = memchr(text + pos, '\n', len - pos);
+        n = nl != NULL ? (size_t)(nl - (text + pos)) : len - pos;
+        if (++line == h->seq)
+            break;
+    }
+    if (line < h->seq)
+        return problem(p, line + 1,
+                       "the log ends at seq %lu, but seq %" PRIu64
+                       " (sha256 %.12s...) was written to it: %" PRIu64
+                       " record(s) were cut off its end",
+                       line, h->seq, h->sha256, h->seq - line);
+    audit_line_hash(text + pos, n, hash);
+    if (strcmp(hash, h->sha256) != 0)
+        return problem(p, line,
+                       "seq %" PRIu64 " is not the record written there (its sha256 was "
+                       "%.12s...): the log was rewritten from there on, or before",
+                       h->seq, h->sha256);
+    return 0;
+}
+
+char *audit_head_path(const char *log_path)
+{
+    return xasprintf("%s.head", log_path);
+}
+
+int audit_head_load(const char *path, struct audit_head *h, struct err *err)
+{
+    char text[128], *end;
+    unsigned long long seq;
+    size_t i;
+    ssize_t n;
+    int fd;
+
+    memset(h, 0, sizeof *h);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT)
+        return 1;
+    if (fd < 0)
+        return err_set(err, "cannot read %s: %s", path, strerror(errno));
+    n = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (n < 0)
+        return err_set(err, "cannot read %s: %s", path, strerror(errno));
+    text[n] = '\0';
+    errno = 0;
+    seq = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || seq == 0 || *end != ' ' || strlen(end + 1) != 65 ||
+        end[65] != '\n')
+        return err_set(err, "%s is not an audit head (\"SEQ SHA256\"): remove it", path);
+    for (i = 0; i < 64; i++) {
+        char c = end[1 + i];
+
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return err_set(err, "%s is not an audit head (\"SEQ SHA256\"): remove it", path);
+    }
+    h->seq = seq;
+    memcpy(h->sha256, end + 1, 64);
+    h->sha256[64] = '\0';
+    return 0;
+}
+
+int audit_head_save(const char *path, const struct audit_head *h, struct err *err)
+{
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid()), *dir = xstrdup(path), *slash,
+         text[96];
+    int fd, n, rc = 0;
+
+    slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        rc = make_dirs(dir, err);
+    }
+    free(dir);
+    if (rc != 0) {
+        free(tmp);
+        return -1;
+    }
+    n = snprintf(text, sizeof text, "%" PRIu64 " %s\n", h->seq, h->sha256);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0)
+        rc = err_set(err, "cannot write %s: %s", tmp, strerror(errno));
+    if (fd >= 0 && close(fd) != 0 && rc == 0)
+        rc = err_set(err, "cannot write %s: %s", tmp, strerror(errno));
+    if (rc == 0 && rename(tmp, path) != 0)
+        rc = err_set(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rc != 0)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
 int audit_append_file(const char *path, const struct audit_entry *e, char **line_out,
                       struct err *err)
 {
@@ -522,6 +642,16 @@ int audit_append_file(const char *path, const struct audit_entry *e, char **line
         return rc;
     }
     rc = append_locked(fd, path, e, &line, err);
+    if (rc == 0) {
+        /* Under the log's lock, so heads are saved in the order records were written. */
+        char *head_path = audit_head_path(path);
+        struct audit_head h;
+        struct err ignored;
+
+        if (audit_head_of(line, strlen(line), &h) == 0)
+            audit_head_save(head_path, &h, &ignored);
+        free(head_path);
+    }
     flock(fd, LOCK_UN);
     if (close(fd) != 0 && rc == 0)
         rc = err_set(err, "cannot write the audit log %s: %s", path, strerror(errno));
@@ -531,9 +661,6 @@ int audit_append_file(const char *path, const struct audit_entry *e, char **line
         free(line);
     return rc;
 }
-
-static int problem(struct audit_problem *p, unsigned long line, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 static int problem(struct audit_problem *p, unsigned long line, const char *fmt, ...)
 {

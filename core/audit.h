@@ -45,10 +45,11 @@ void audit_line_hash(const char *line, size_t len, char hex[65]);
 /*
  * Append a record to a local log file (created 0600, its directory 0700, when missing):
  * under an exclusive lock, read the last line, format the next record, write it with one
- * write. The new line is returned in *line_out when that is not NULL (caller frees).
- * Every missing level of the directory is created 0700 (~/.local/state may not exist yet).
- * A log whose last line is cut short (no newline), empty or not a record is refused, and
- * nothing is written; so is a write that fails half way (the half record is removed again).
+ * write, and save the new head in audit_head_path(path) (best effort: the record counts). The new
+ * line is returned in *line_out when that is not NULL (caller frees). Every missing level of the
+ * directory is created 0700 (~/.local/state may not exist yet). A log whose last line is cut short
+ * (no newline), empty or not a record is refused, and nothing is written; so is a write that fails
+ * half way (the half record is removed again).
  */
 int audit_append_file(const char *path, const struct audit_entry *e, char **line_out,
                       struct err *err);
@@ -65,6 +66,31 @@ struct audit_problem {
  * line before. 0 when the chain holds; -1 with p filled in otherwise. An empty text is a valid
  * empty log. */
 int audit_verify(const char *text, size_t len, struct audit_problem *p);
+
+/*
+ * Heads. A chain shows a record changed or removed anywhere but at the end: a log cut short
+ * is still a valid chain. So whoever appends remembers where the log ended (the head: the
+ * last record's seq and the SHA-256 of its line), elsewhere than in the log: the local log's
+ * head beside it (audit.log.head), a target's on this machine. A log that no longer holds its
+ * head as line head.seq was cut, or rewritten from there on.
+ */
+struct audit_head {
+    uint64_t seq;    /* 0: none known */
+    char sha256[65]; /* of the line, lowercase hex */
+};
+
+/* The head a log has when line is its last record; -1 if line is not a record. */
+int audit_head_of(const char *line, size_t len, struct audit_head *h);
+/* Does a log whose chain holds (audit_verify said so) still hold head h? 0 when it does (or h
+ * is none); -1 with p->why saying what was lost otherwise. */
+int audit_check_head(const char *text, size_t len, const struct audit_head *h,
+                     struct audit_problem *p);
+/* A head file: one line "SEQ SHA256". Load: 0, or 1 with h zeroed when there is no file, -1
+ * when it cannot be read or is not a head. Save: written to a temporary file and renamed. */
+int audit_head_load(const char *path, struct audit_head *h, struct err *err);
+int audit_head_save(const char *path, const struct audit_head *h, struct err *err);
+/* The local log's head file: log_path + ".head". Caller frees. */
+char *audit_head_path(const char *log_path);
 
 /* Parse one line into a cJSON object (caller frees), or NULL if it is not a record: one JSON
  * object alone, no newline or raw control character, with every key above of its type (seq a

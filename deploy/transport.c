@@ -48,13 +48,19 @@ struct transport *transport_new(struct loop *loop, const struct inv_target *t,
                                                      : transport_ssh_new(loop, t, pool);
 
     tr->command_timeout_ms = command_timeout_ms;
+    tr->where =
+        t->transport == INV_LOCAL ? xstrdup("local") : xasprintf("ssh:%s:%u", t->host, t->port);
     return tr;
 }
 
 void transport_free(struct transport *t)
 {
-    if (t != NULL)
+    if (t != NULL) {
+        char *where = t->where;
+
         t->ops->free(t);
+        free(where);
+    }
 }
 
 const char *transport_name(const struct transport *t)

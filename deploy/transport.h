@@ -88,7 +88,8 @@ struct transport_ops {
 struct transport {
     const struct transport_ops *ops;
     struct loop *loop;
-    char *name; /* the target's name, in messages */
+    char *name;  /* the target's name, in messages */
+    char *where; /* "local" or "ssh:HOST:PORT" (transport_new), else NULL: where it leads */
     uint64_t command_timeout_ms;
 };
 

@@ -211,9 +211,11 @@ expect_lines out 4
 
 run_n3 verify audit -c "$CFG" verify --targets
 expect_rc 0
-expect_grep out "audit\\.log: ok, [0-9]+ records, the chain holds\$" "the local log holds"
-expect_grep out '^t1:.n3/audit.log: ok, [0-9]+ records, the chain holds$' "t1's log holds"
-expect_grep out '^t2:.n3/audit.log: ok, [0-9]+ records, the chain holds$' "t2's log holds"
+NLOCAL=$(wc -l <"$T/state/n3ctl/audit.log")
+N1=$(wc -l <"$T/t1/.n3/audit.log")
+expect_grep out "audit\\.log: ok, $NLOCAL records, the chain holds; seq $NLOCAL, the last this machine wrote, is there\$" "the local log holds"
+expect_grep out "^t1:.n3/audit.log: ok, $N1 records, the chain holds; seq $N1, the last this machine wrote, is there\$" "t1's log holds"
+expect_grep out '^t2:.n3/audit.log: ok, [0-9]+ records, the chain holds; seq [0-9]+, the last this machine wrote, is there$' "t2's log holds"
 
 run_n3 t2log audit -c "$CFG" --target t2 --json -n 0
 expect_rc 0
@@ -239,3 +241,38 @@ run_n3 target_changed audit -c "$CFG" verify --targets
 expect_rc 1
 expect_grep out '^t2:.n3/audit.log: BROKEN: line 3: ' "a changed record on a target"
 expect_grep out '^t1:.n3/audit.log: ok' "t1's log still holds"
+
+# Records cut off the end leave a valid chain; the head this machine kept finds them.
+head -n -2 "$LOG" >"$T/cut" && cat "$T/cut" >"$LOG"
+run_n3 local_cut audit -c "$CFG" verify
+expect_rc 1
+expect_grep out "BROKEN: line $((NLOCAL - 1)): the log ends at seq $((NLOCAL - 2)), but seq $NLOCAL \\(sha256 [0-9a-f]{12}\\.\\.\\.\\) was written to it: 2 record\\(s\\) were cut off its end" \
+    "the local log cut short"
+cp "$T/audit.orig" "$LOG"
+T1LOG=$T/t1/.n3/audit.log
+cp "$T1LOG" "$T/t1log.orig"
+head -n -3 "$T/t1log.orig" >"$T1LOG"
+run_n3 target_cut audit -c "$CFG" verify --targets -H t1
+expect_rc 1
+expect_grep out "^t1:.n3/audit.log: BROKEN: line $((N1 - 2)): the log ends at seq $((N1 - 3)), but seq $N1 .* 3 record\\(s\\) were cut off its end" \
+    "a target's log cut short"
+# The next change on t1 still records itself, and notes the gap in its record and as a warning.
+run_n3 after_cut lock -c "$CFG" acquire -m "after the cut"
+expect_rc 0
+expect_grep err "warning: the audit log on t1 was cut: it ends at record $((N1 - 3)), but this machine wrote record $N1 there; the new record notes it \\(audit_gap\\)" \
+    "the gap is said"
+jq_eq <(tail -n 1 "$T1LOG") '.detail.audit_gap | [.what, .expected_seq, .log_ends_at_seq] | map(tostring) | join(" ")' \
+    "cut $N1 $((N1 - 3))" "the new record notes the gap"
+run_n3 after_cut_verify audit -c "$CFG" verify --targets -H t1
+expect_rc 0
+expect_grep out "^t1:.n3/audit.log: ok, $((N1 - 2)) records, the chain holds; seq $((N1 - 2)), the last this machine wrote, is there\$" \
+    "the gap, once recorded, is part of the chain"
+run_n3 after_cut_release lock -c "$CFG" release
+expect_rc 0
+# The last record changed: the chain cannot tell (nothing follows it); the head can.
+N1=$(wc -l <"$T1LOG")
+sed -i "${N1}s/\"time\":\"[^\"]*\"/\"time\":\"2020-01-01T00:00:00Z\"/" "$T1LOG"
+run_n3 last_changed audit -c "$CFG" verify --targets -H t1
+expect_rc 1
+expect_grep out "^t1:.n3/audit.log: BROKEN: line $N1: seq $N1 is not the record written there \\(its sha256 was [0-9a-f]{12}\\.\\.\\.\\): the log was rewritten" \
+    "the last record changed"

@@ -135,7 +135,7 @@ jq_eq t1log.out '[.[] | select(.action == "release.push")] | map(.detail.version
 jq_eq t1log.out '[.[] | select(.action == "lock.acquire")] | length' 3 "t1 (the lock target) has the lock records"
 run_n3 verify audit -c "$CFG" verify --targets
 expect_rc 0
-expect_grep out '^t2:.n3/audit.log: ok, 2 records, the chain holds$' "t2's log holds"
+expect_grep out '^t2:.n3/audit.log: ok, 2 records, the chain holds; seq 2, the last this machine wrote, is there$' "t2's log holds, with this machine's head"
 sed -i '1s/"actor":"/"actor":"mallory/' "$D/t3/.n3/audit.log"
 run_n3 tampered audit -c "$CFG" verify --targets
 expect_rc 1

@@ -441,6 +441,88 @@ START_TEST(verify_finds_garbage_and_empty_lines)
 }
 END_TEST
 
+START_TEST(head_finds_a_cut_or_rewritten_end)
+{
+    char *log = make_log(5), *cut;
+    struct audit_problem p;
+    struct audit_head h, none = {0};
+    size_t n;
+    const char *four = line_at(log, 4, &n), *five;
+
+    /* The head after record 4: a log that grew since still holds it. */
+    ck_assert_int_eq(audit_head_of(four, n, &h), 0);
+    ck_assert_uint_eq(h.seq, 4);
+    ck_assert_int_eq(audit_check_head(log, strlen(log), &h, &p), 0);
+    ck_assert_int_eq(audit_check_head(log, strlen(log), &none, &p), 0);
+    /* Cut to 2 records: a valid chain, but the head is gone. */
+    cut = xstrndup(log, (size_t)(line_at(log, 3, &n) - log));
+    expect_valid(cut, 2);
+    ck_assert_int_eq(audit_check_head(cut, strlen(cut), &h, &p), -1);
+    ck_assert_uint_eq(p.line, 3);
+    ck_assert_msg(strstr(p.why, "line 3: the log ends at seq 2, but seq 4 (sha256 ") != NULL &&
+                      strstr(p.why, "2 record(s) were cut off its end") != NULL,
+                  "%s", p.why);
+    ck_assert_int_eq(audit_check_head("", 0, &h, &p), -1);
+    ck_assert_ptr_nonnull(strstr(p.why, "the log ends at seq 0"));
+    /* The last record changed: the chain holds (nothing follows it), the head does not. */
+    five = line_at(log, 5, &n);
+    ck_assert_int_eq(audit_head_of(five, n, &h), 0);
+    ((char *)strstr(five, "alice"))[0] = 'A';
+    expect_valid(log, 5);
+    ck_assert_int_eq(audit_check_head(log, strlen(log), &h, &p), -1);
+    ck_assert_uint_eq(p.line, 5);
+    ck_assert_ptr_nonnull(strstr(p.why, "seq 5 is not the record written there"));
+    /* Not a record: no head. */
+    ck_assert_int_eq(audit_head_of("{}", 2, &h), -1);
+    free(cut);
+    free(log);
+}
+END_TEST
+
+START_TEST(head_files_round_trip_and_follow_appends)
+{
+    char *dir = tu_mkdtemp(), *path = xasprintf("%s/audit.log", dir), *head, *line = NULL;
+    char *bad = xasprintf("%s/bad.head", dir), *deep = xasprintf("%s/a/b/x.head", dir);
+    struct audit_entry e = entry(0);
+    struct audit_head h, got;
+    struct err err;
+    FILE *f;
+
+    head = audit_head_path(path);
+    ck_assert_str_eq(head + strlen(dir), "/audit.log.head");
+    ck_assert_int_eq(audit_head_load(head, &got, &err), 1); /* none yet */
+    ck_assert_uint_eq(got.seq, 0);
+    ck_assert_int_eq(audit_append_file(path, &e, NULL, &err), 0);
+    e = entry(1);
+    ck_assert_int_eq(audit_append_file(path, &e, &line, &err), 0);
+    /* The append saved the head of its record. */
+    ck_assert_int_eq(audit_head_load(head, &got, &err), 0);
+    ck_assert_int_eq(audit_head_of(line, strlen(line), &h), 0);
+    ck_assert_uint_eq(got.seq, 2);
+    ck_assert_str_eq(got.sha256, h.sha256);
+    ck_assert_int_eq(file_mode(head), 0600);
+    /* Saving creates the directories; what is saved is what loads. */
+    ck_assert_msg(audit_head_save(deep, &h, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(audit_head_load(deep, &got, &err), 0);
+    ck_assert_uint_eq(got.seq, h.seq);
+    ck_assert_str_eq(got.sha256, h.sha256);
+    /* Anything else is refused, with the file named. */
+    f = fopen(bad, "w");
+    fputs("7 not-a-hash\n", f);
+    fclose(f);
+    ck_assert_int_eq(audit_head_load(bad, &got, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, bad));
+    ck_assert_uint_eq(got.seq, 0);
+    free(line);
+    free(head);
+    free(bad);
+    free(deep);
+    free(path);
+    tu_rmdir_r(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(append_creates_nested_dirs_and_modes)
 {
     char *dir = tu_mkdtemp(), *a, *b, *c, *path, *line = NULL, *text;
@@ -724,6 +806,8 @@ static Suite *suite(void)
     tcase_add_test(tc, append_refuses_a_broken_last_line);
     tcase_add_test(tc, concurrent_appends_are_serialised);
     tcase_add_test(tc, local_path_follows_xdg);
+    tcase_add_test(tc, head_finds_a_cut_or_rewritten_end);
+    tcase_add_test(tc, head_files_round_trip_and_follow_appends);
     suite_add_tcase(s, tc);
     return s;
 }
