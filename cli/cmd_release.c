@@ -113,7 +113,11 @@ struct fanout {
     unsigned parallel;
     start_fn start;
     struct target_result *res;
-    unsigned char *state; /* per target: 0 not started, 1 running, 2 finished */
+    unsigned char *state;    /* per target: 0 not started, 1 running, 2 finished */
+    const char **stage;      /* per running target: what it is doing */
+    uint64_t t0;             /* when the fan-out started (loop clock, us) */
+    struct loop_timer *tick; /* redraws the status line, on a terminal */
+    bool drawn;              /* the status line is on the screen */
     const struct release_artifact *a;
     struct release_op_ctx ctx;
     unsigned keep;
@@ -124,7 +128,69 @@ struct fanout {
 struct slot {
     struct fanout *f;
     size_t i;
+    uint64_t t0;
 };
+
+/* ---- the status line under the results, on a terminal: what the running targets do ---- */
+
+#define STATUS_INTERVAL_MS 200
+
+static void status_clear(struct fanout *f)
+{
+    if (f->drawn)
+        fputs("\r\033[K", stderr);
+    f->drawn = false;
+}
+
+/* "  [3/10] uploading 5, unpacking 2  4.2s": the stages in the order first seen. */
+static void status_draw(struct fanout *f)
+{
+    const char *seen[8];
+    size_t count[8], nseen = 0, i, k;
+    char line[256], dur[32];
+    unsigned width = term_width(stderr);
+    int n;
+
+    for (i = 0; i < f->n; i++) {
+        if (f->state[i] != 1)
+            continue;
+        for (k = 0; k < nseen && seen[k] != f->stage[i]; k++)
+            ;
+        if (k == nseen && nseen < 8) {
+            seen[nseen] = f->stage[i];
+            count[nseen++] = 0;
+        }
+        if (k < nseen)
+            count[k]++;
+    }
+    n = snprintf(line, sizeof line, "  [%zu/%zu]", f->finished, f->n);
+    for (k = 0; k < nseen && n < (int)sizeof line; k++)
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %zu", k ? "," : "", seen[k],
+                      count[k]);
+    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
+    if (n < (int)sizeof line)
+        snprintf(line + n, sizeof line - (size_t)n, "  %s", dur);
+    if (width > 1 && strlen(line) >= width)
+        line[width - 1] = '\0';
+    fprintf(stderr, "\r\033[K%s", line);
+    fflush(stderr);
+    f->drawn = true;
+}
+
+static void status_tick(void *arg)
+{
+    struct fanout *f = arg;
+
+    status_draw(f);
+    loop_timer_start(f->tick, STATUS_INTERVAL_MS);
+}
+
+static void on_stage(void *arg, const char *stage)
+{
+    struct slot *s = arg;
+
+    s->f->stage[s->i] = stage;
+}
 
 static void fanout_pump(struct fanout *f)
 {
@@ -159,15 +225,21 @@ static void one_done(void *arg, const struct target_result *r)
     static const char *const words[] = {"done", "already there", "FAILED"};
     static const char *const prune_words[] = {"done", "unchanged", "FAILED"};
 
+    char dur[32];
+
     f->res[s->i] = *r;
     f->res[s->i].target = f->c->fleet.names[s->i];
     f->state[s->i] = 2;
-    fprintf(stderr, "  %s: %s%s", f->c->fleet.names[s->i],
-            (f->start == start_push ? words : prune_words)[r->outcome], r->msg[0] ? ": " : "");
+    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - s->t0);
+    status_clear(f);
+    fprintf(stderr, "  %s: %s (%s)%s", f->c->fleet.names[s->i],
+            (f->start == start_push ? words : prune_words)[r->outcome], dur, r->msg[0] ? ": " : "");
     print_indented(stderr, r->msg, "      ");
     fputc('\n', stderr);
     f->running--;
     f->finished++;
+    if (f->tick != NULL && f->finished < f->n)
+        status_draw(f);
     free(s);
     fanout_pump(f);
 }
@@ -184,6 +256,8 @@ static void start_push(struct fanout *f, size_t i)
 
     s->f = f;
     s->i = i;
+    s->t0 = loop_now_us(f->c->loop);
+    f->stage[i] = "starting";
     release_push_target(&f->ctx, remote_transport(f->c->remote, t->name), t, f->a, one_done, s);
 }
 
@@ -194,6 +268,8 @@ static void start_prune(struct fanout *f, size_t i)
 
     s->f = f;
     s->i = i;
+    s->t0 = loop_now_us(f->c->loop);
+    f->stage[i] = "pruning";
     release_prune_target(&f->ctx, remote_transport(f->c->remote, t->name), t, f->keep, f->dry_run,
                          one_done, s);
 }
@@ -204,11 +280,21 @@ static void run_fanout(struct fanout *f)
 
     f->res = xcalloc(f->n, sizeof *f->res);
     f->state = xcalloc(f->n, sizeof *f->state);
+    f->stage = xcalloc(f->n, sizeof *f->stage);
     f->ctx.loop = f->c->loop;
     f->ctx.inv = f->c->fleet.inv;
     f->ctx.who = f->c->who;
+    f->ctx.on_stage = on_stage;
+    f->t0 = loop_now_us(f->c->loop);
+    if (term_is_tty(stderr)) {
+        f->tick = loop_timer_new(f->c->loop, status_tick, f);
+        loop_timer_start(f->tick, STATUS_INTERVAL_MS);
+    }
     fanout_pump(f);
     change_wait(f->c, &f->done);
+    loop_timer_free(f->tick);
+    f->tick = NULL;
+    status_clear(f);
     for (i = 0; i < f->n; i++) {
         if (f->state[i] == 2)
             continue;
@@ -219,6 +305,7 @@ static void run_fanout(struct fanout *f)
         fprintf(stderr, "  %s: FAILED: %s\n", f->c->fleet.names[i], f->res[i].msg);
     }
     free(f->state);
+    free(f->stage);
 }
 
 /* The audit detail and the outcome of a fan-out; frees f->res. */
@@ -227,6 +314,7 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
     cJSON *arr = cJSON_AddArrayToObject(detail, "targets");
     size_t i, failed = 0, done = 0, already = 0;
     static const char *const words[] = {"done", "already", "failed"};
+    char dur[32];
 
     for (i = 0; i < f->n; i++) {
         cJSON *o = cJSON_CreateObject();
@@ -240,8 +328,9 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
         done += f->res[i].outcome == PUSH_DONE;
         already += f->res[i].outcome == PUSH_ALREADY;
     }
-    fprintf(stderr, "%zu target%s: %zu done, %zu %s, %zu failed\n", f->n, f->n == 1 ? "" : "s",
-            done, already, f->start == start_push ? "already there" : "unchanged", failed);
+    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
+    fprintf(stderr, "%zu target%s: %zu done, %zu %s, %zu failed (%s)\n", f->n, f->n == 1 ? "" : "s",
+            done, already, f->start == start_push ? "already there" : "unchanged", failed, dur);
     free(f->res);
     *rc = change_exit_code(f->c, failed > 0 ? EXIT_FAILED : EXIT_OK);
     if (f->c->signals > 0)

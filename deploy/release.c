@@ -523,6 +523,10 @@ void release_read_state(struct transport *t, const struct inv_target *target, ho
 #define HOOK_FAILED_EXIT 97
 
 enum push_stage { P_STATE, P_PREPARE, P_UPLOAD, P_UNPACK, P_WRITE_STATE, P_AUDIT };
+static const char *const push_stage_names[] = {
+    [P_STATE] = "reading state", [P_PREPARE] = "checking",          [P_UPLOAD] = "uploading",
+    [P_UNPACK] = "unpacking",    [P_WRITE_STATE] = "writing state", [P_AUDIT] = "auditing",
+};
 
 struct push {
     const struct release_op_ctx *ctx;
@@ -536,6 +540,13 @@ struct push {
     char *incoming;
     struct target_result res;
 };
+
+static void push_stage(struct push *p, enum push_stage stage)
+{
+    p->stage = stage;
+    if (p->ctx->on_stage != NULL)
+        p->ctx->on_stage(p->arg, push_stage_names[stage]);
+}
 
 static void push_finish(struct push *p)
 {
@@ -591,7 +602,7 @@ static void push_state_read(void *arg, struct hoststate *s, const char *warning,
     if (warning != NULL)
         snprintf(p->res.msg, sizeof p->res.msg, "%s", warning);
     /* Is it there already, whole? REVISION is written before the release becomes visible. */
-    p->stage = P_PREPARE;
+    push_stage(p, P_PREPARE);
     rel = xasprintf("%s/releases/%s", dp, p->a->version);
     buf_init(&cmd);
     shell_cmdf(
@@ -666,7 +677,7 @@ static void push_step(void *arg, const struct transport_result *r)
             return;
         }
         free(text);
-        p->stage = P_UPLOAD;
+        push_stage(p, P_UPLOAD);
         p->incoming = xasprintf("%s/.n3/incoming/%s.tar.gz", dp, p->a->version);
         transport_upload(p->t, p->a->path, p->incoming, 0600, p->a->sha256, push_step, p);
         return;
@@ -674,7 +685,7 @@ static void push_step(void *arg, const struct transport_result *r)
         struct hook_vars hv = {0};
         struct err err;
 
-        p->stage = P_UNPACK;
+        push_stage(p, P_UNPACK);
         buf_init(&cmd);
         /* Unpack beside the releases, then rename: a half-unpacked release is never seen. */
         shell_cmdf(&cmd,
@@ -720,7 +731,7 @@ static void push_step(void *arg, const struct transport_result *r)
         hoststate_add_history(p->state, now, "release.push", p->a->version, p->ctx->who);
         json = hoststate_format(p->state, now);
         path = xasprintf("%s/%s", dp, HOSTSTATE_FILE);
-        p->stage = P_WRITE_STATE;
+        push_stage(p, P_WRITE_STATE);
         transport_write_file(p->t, path, json, strlen(json), 0644, push_step, p);
         free(json);
         free(path);
@@ -742,7 +753,7 @@ static void push_step(void *arg, const struct transport_result *r)
         e.result = "ok";
         e.detail = detail;
         p->res.outcome = PUSH_DONE;
-        p->stage = P_AUDIT;
+        push_stage(p, P_AUDIT);
         auditlog_append(p->t, dp, &e, push_audit_done, p);
         cJSON_Delete(detail);
         return;
@@ -765,7 +776,7 @@ void release_push_target(const struct release_op_ctx *ctx, struct transport *t,
     p->done = done;
     p->arg = arg;
     p->res.target = target->name;
-    p->stage = P_STATE;
+    push_stage(p, P_STATE);
     release_read_state(t, target, push_state_read, p);
 }
 

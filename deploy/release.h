@@ -71,6 +71,9 @@ struct release_op_ctx {
     struct loop *loop;
     const struct inventory *inv;
     const char *who; /* user@host, for state.json and the audit log */
+    /* When not NULL: a push on a target moved to another stage ("reading state", "checking",
+     * "uploading", "unpacking", "writing state", "auditing"); arg is the push's. */
+    void (*on_stage)(void *arg, const char *stage);
 };
 
 /* Push a built release to one target (its transport). done is called once. */

@@ -135,9 +135,9 @@ ok
 
 run_n3 push1 release -c "$CFG" push v1.0.0
 expect_rc 0
-expect_grep err '^  t1: done$' "t1 done"
-expect_grep err '^  t2: done$' "t2 done"
-expect_grep err '^2 targets: 2 done, 0 already there, 0 failed$' "the summary"
+expect_grep err '^  t1: done \([0-9.]+(ms|s)\)$' "t1 done"
+expect_grep err '^  t2: done \([0-9.]+(ms|s)\)$' "t2 done"
+expect_grep err '^2 targets: 2 done, 0 already there, 0 failed \([0-9.]+(ms|s)\)$' "the summary"
 for k in 1 2; do
     R=$T/t$k/releases/v1.0.0
     [ -x "$R/bin/app" ] && [ -L "$R/app.conf" ] && [ "$(cat "$R/app.conf")" = port=8000 ] ||
@@ -158,7 +158,7 @@ done
 touch -d '2000-01-01' "$T/t1/releases/v1.0.0/README"
 run_n3 push2 release -c "$CFG" push v1.0.0
 expect_rc 0
-expect_grep err '^2 targets: 0 done, 2 already there, 0 failed$' "already there"
+expect_grep err '^2 targets: 0 done, 2 already there, 0 failed \([0-9.]+(ms|s)\)$' "already there"
 [ "$(stat -c %Y "$T/t1/releases/v1.0.0/README")" = "$(date -d 2000-01-01 +%s)" ] || fail "an existing release was unpacked again"
 ok
 
@@ -167,8 +167,8 @@ rm -rf "$T/t2/releases/v1.0.0"
 mkdir -p "$T/t2/releases/v1.0.0" && printf 'version v1.0.0\ncommit 00\nsha256 %064d\n' 0 >"$T/t2/releases/v1.0.0/REVISION"
 run_n3 other release -c "$CFG" push v1.0.0
 expect_rc 1
-expect_grep err '^  t2: FAILED: .*releases/v1\.0\.0 is there but is not this build' "another build is not replaced"
-expect_grep err '^  t1: already there$' "t1 is fine"
+expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): .*releases/v1\.0\.0 is there but is not this build' "another build is not replaced"
+expect_grep err '^  t1: already there \([0-9.]+(ms|s)\)$' "t1 is fine"
 [ "$(ls "$T/t2/releases/v1.0.0")" = REVISION ] || fail "the other build was touched"
 ok
 rm -rf "$T/t2/releases/v1.0.0"
@@ -181,7 +181,7 @@ done
 ok
 PATH=$T/nossl run_n3 repush release -c "$CFG" push v1.0.0
 expect_rc 0
-expect_grep err '^2 targets: 1 done, 1 already there, 0 failed$' "only t2 gets it again (no openssl there)"
+expect_grep err '^2 targets: 1 done, 1 already there, 0 failed \([0-9.]+(ms|s)\)$' "only t2 gets it again (no openssl there)"
 [ -x "$T/t2/releases/v1.0.0/bin/app" ] || fail "t2: no v1.0.0 after the push without openssl"
 ok
 
@@ -234,7 +234,7 @@ ok
 
 run_n3 prune release -c "$CFG" prune --keep 1
 expect_rc 0
-expect_grep err '^  t2: done: .*releases/v1\.1\.0 is on disk but not in state\.json: added it; .*kept: v2\.0\.0 v1\.10\.0\(in use\) v1\.1\.0\(in use\) v1\.0\.0\(in use\); removed: v2\.0\.0-rc\.2$' \
+expect_grep err '^  t2: done \([0-9.]+(ms|s)\): .*releases/v1\.1\.0 is on disk but not in state\.json: added it; .*kept: v2\.0\.0 v1\.10\.0\(in use\) v1\.1\.0\(in use\) v1\.0\.0\(in use\); removed: v2\.0\.0-rc\.2$' \
     "t2 added what is on disk to its state, kept the newest and those in use, removed rc.2"
 for k in 1 2; do
     have=$(cd "$T/t$k/releases" && ls | LC_ALL=C sort | tr '\n' ' ')
@@ -287,7 +287,7 @@ esac
 jq '.hooks.after_unpack = "echo preparing {version}; echo cannot migrate >&2; exit 7"' "$T/hooks3.json" >"$T/failhook.json"
 run_n3 failhook release -c "$T/failhook.json" push v1.10.0
 expect_rc 1
-expect_grep err '^  t1: FAILED: hook after_unpack failed \(exit 7\); its output ends with:$' "the failure names the hook"
+expect_grep err '^  t1: FAILED \([0-9.]+(ms|s)\): hook after_unpack failed \(exit 7\); its output ends with:$' "the failure names the hook"
 expect_grep err '^      preparing v1\.10\.0$' "the hook's stdout"
 expect_grep err '^      cannot migrate$' "the hook's stderr"
 expect_absent "$T/t3/releases/v1.10.0" "a release whose hook failed is visible"

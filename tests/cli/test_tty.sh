@@ -175,3 +175,30 @@ fi
 ok
 pid_gone "$hpid" || fail "after Ctrl-C the step's process $hpid still runs"
 ok
+
+# ---- release push: a status line of what the targets are doing, erased at the end ----
+
+need_jq
+make_app_repo "$T/app"
+app_config "$T/app.json" "$T/app" "$T/d1" "$T/d2"
+jq --arg go "$T/go-push" '.hooks.after_unpack = "while [ ! -e \($go) ]; do sleep 0.05; done"' \
+    "$T/app.json" >"$T/slowpush.json"
+pane_open push color release -c slowpush.json push v1.0.0
+wait_until "the push's status line (both targets in their after_unpack hook)" \
+    pane_has push '^  \[0/2\] unpacking 2  [0-9.]+(ms|s)$'
+touch "$T/go-push"
+wait_until "the push to end" pane_has push '^rc=[0-9]+$'
+capture push
+grep -qx 'rc=0' push.pane || fail_pane push "expected rc=0 after the push"
+ok
+for k in 1 2; do
+    grep -Eq "^  t$k: done \\([0-9.]+(ms|s)\\)\$" push.pane || fail_pane push "expected t$k done, with its time"
+    ok
+done
+grep -Eq '^2 targets: 2 done, 0 already there, 0 failed \([0-9.]+(ms|s)\)$' push.pane ||
+    fail_pane push "expected the summary with the total time"
+ok
+if grep -Eq '\[[0-9]/2\]' push.pane; then
+    fail_pane push "the status line was not erased"
+fi
+ok
