@@ -115,6 +115,7 @@ struct fanout {
     struct target_result *res;
     unsigned char *state;    /* per target: 0 not started, 1 running, 2 finished */
     const char **stage;      /* per running target: what it is doing */
+    uint64_t *sent, *total;  /* per target: bytes of the release uploaded, of all */
     uint64_t t0;             /* when the fan-out started (loop clock, us) */
     struct loop_timer *tick; /* redraws the status line, on a terminal */
     bool drawn;              /* the status line is on the screen */
@@ -164,9 +165,22 @@ static void status_draw(struct fanout *f)
             count[k]++;
     }
     n = snprintf(line, sizeof line, "  [%zu/%zu]", f->finished, f->n);
-    for (k = 0; k < nseen && n < (int)sizeof line; k++)
+    for (k = 0; k < nseen && n < (int)sizeof line; k++) {
+        uint64_t sent = 0, total = 0;
+
         n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %zu", k ? "," : "", seen[k],
                       count[k]);
+        for (i = 0; i < f->n; i++) {
+            if (f->state[i] == 1 && f->stage[i] == seen[k] && f->total[i] > 0) {
+                sent += f->sent[i];
+                total += f->total[i];
+            }
+        }
+        /* Uploads (over ssh) say how far they are. */
+        if (sent > 0 && total > 0 && n < (int)sizeof line)
+            n += snprintf(line + n, sizeof line - (size_t)n, " (%u%%)",
+                          (unsigned)(sent * 100 / total));
+    }
     progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
     if (n < (int)sizeof line)
         snprintf(line + n, sizeof line - (size_t)n, "  %s", dur);
@@ -190,6 +204,14 @@ static void on_stage(void *arg, const char *stage)
     struct slot *s = arg;
 
     s->f->stage[s->i] = stage;
+}
+
+static void on_progress(void *arg, uint64_t sent, uint64_t total)
+{
+    struct slot *s = arg;
+
+    s->f->sent[s->i] = sent;
+    s->f->total[s->i] = total;
 }
 
 static void fanout_pump(struct fanout *f)
@@ -281,10 +303,13 @@ static void run_fanout(struct fanout *f)
     f->res = xcalloc(f->n, sizeof *f->res);
     f->state = xcalloc(f->n, sizeof *f->state);
     f->stage = xcalloc(f->n, sizeof *f->stage);
+    f->sent = xcalloc(f->n, sizeof *f->sent);
+    f->total = xcalloc(f->n, sizeof *f->total);
     f->ctx.loop = f->c->loop;
     f->ctx.inv = f->c->fleet.inv;
     f->ctx.who = f->c->who;
     f->ctx.on_stage = on_stage;
+    f->ctx.on_progress = on_progress;
     f->t0 = loop_now_us(f->c->loop);
     if (term_is_tty(stderr)) {
         f->tick = loop_timer_new(f->c->loop, status_tick, f);
@@ -306,6 +331,8 @@ static void run_fanout(struct fanout *f)
     }
     free(f->state);
     free(f->stage);
+    free(f->sent);
+    free(f->total);
 }
 
 /* The audit detail and the outcome of a fan-out; frees f->res. */

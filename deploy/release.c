@@ -548,6 +548,14 @@ static void push_stage(struct push *p, enum push_stage stage)
         p->ctx->on_stage(p->arg, push_stage_names[stage]);
 }
 
+static void push_progress(void *arg, uint64_t sent)
+{
+    struct push *p = arg;
+
+    if (p->ctx->on_progress != NULL)
+        p->ctx->on_progress(p->arg, sent, p->a->size);
+}
+
 static void push_finish(struct push *p)
 {
     p->done(p->arg, &p->res);
@@ -679,7 +687,8 @@ static void push_step(void *arg, const struct transport_result *r)
         free(text);
         push_stage(p, P_UPLOAD);
         p->incoming = xasprintf("%s/.n3/incoming/%s.tar.gz", dp, p->a->version);
-        transport_upload(p->t, p->a->path, p->incoming, 0600, p->a->sha256, push_step, p);
+        transport_upload(p->t, p->a->path, p->incoming, 0600, p->a->sha256, push_progress,
+                         push_step, p);
         return;
     case P_UPLOAD: {
         struct hook_vars hv = {0};

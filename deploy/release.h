@@ -74,6 +74,8 @@ struct release_op_ctx {
     /* When not NULL: a push on a target moved to another stage ("reading state", "checking",
      * "uploading", "unpacking", "writing state", "auditing"); arg is the push's. */
     void (*on_stage)(void *arg, const char *stage);
+    /* When not NULL: bytes of the release uploaded to the target so far, of total. */
+    void (*on_progress)(void *arg, uint64_t sent, uint64_t total);
 };
 
 /* Push a built release to one target (its transport). done is called once. */

@@ -116,6 +116,8 @@ struct ssh_chan {
     char *buf;
     size_t buf_len, buf_off;
     bool local_eof;
+    uint64_t sent;
+    ssh_progress_fn on_progress;
     struct ssh_chan *next;
 };
 
@@ -1045,6 +1047,9 @@ static enum step chan_put_step(struct ssh_chan *ch)
                 return STEP_PROGRESS;
             }
             ch->buf_off += (size_t)n;
+            ch->sent += (uint64_t)n;
+            if (ch->on_progress != NULL && !ch->abandoned)
+                ch->on_progress(ch->arg, ch->sent);
         }
     case S_SFTP_CLOSE:
         rc = libssh2_sftp_close_handle(ch->fh);
@@ -1389,10 +1394,11 @@ struct ssh_chan *ssh_exec(struct ssh_conn *c, const struct ssh_exec_spec *spec)
 }
 
 struct ssh_chan *ssh_put(struct ssh_conn *c, const char *local, const char *path, unsigned mode,
-                         ssh_done_fn done, void *arg)
+                         ssh_progress_fn progress, ssh_done_fn done, void *arg)
 {
     struct ssh_chan *ch = chan_new(c, K_PUT, done, arg, 0);
 
+    ch->on_progress = progress;
     ch->local = xstrdup(local);
     ch->path = xstrdup(path);
     ch->mode = mode;

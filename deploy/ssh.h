@@ -73,9 +73,12 @@ struct ssh_conn *ssh_pool_conn(struct ssh_pool *p, const char *name, const char 
 
 /* Operations: each done callback is called once, after the call has returned. */
 struct ssh_chan *ssh_exec(struct ssh_conn *c, const struct ssh_exec_spec *spec);
-/* Copy a local file to path on the target with SFTP (created with mode, truncated). */
+/* Bytes of the file written so far. */
+typedef void (*ssh_progress_fn)(void *arg, uint64_t sent);
+/* Copy a local file to path on the target with SFTP (created with mode, truncated); progress
+ * (NULL: none) is called with arg as data goes out, not after done. */
 struct ssh_chan *ssh_put(struct ssh_conn *c, const char *local, const char *path, unsigned mode,
-                         ssh_done_fn done, void *arg);
+                         ssh_progress_fn progress, ssh_done_fn done, void *arg);
 /* Connect, check the host key and authenticate, if that is not done yet. */
 struct ssh_chan *ssh_connect(struct ssh_conn *c, ssh_done_fn done, void *arg);
 /* Stop waiting for an operation: done follows with SSH_ABANDONED and why; what runs on the

@@ -114,7 +114,8 @@ struct gen_op {
     unsigned mode;
     size_t max;
     bool stopped;
-    struct transport_result saved; /* upload: the failure to report after the clean-up */
+    transport_progress_fn progress; /* upload */
+    struct transport_result saved;  /* upload: the failure to report after the clean-up */
 };
 
 static void gen_stop(struct transport_op *op, uint64_t grace_ms)
@@ -395,6 +396,14 @@ struct transport_op *transport_sha256(struct transport *t, const char *path, tra
 
 /* ---- upload: put to a temporary name, check its sha256 there, rename into place ---- */
 
+static void put_progress(void *arg, uint64_t sent)
+{
+    struct gen_op *g = arg;
+
+    if (g->progress != NULL && !g->stopped)
+        g->progress(g->arg, sent);
+}
+
 static void put_done(void *arg, const struct transport_result *r)
 {
     upload_next(arg, r);
@@ -482,11 +491,13 @@ static void upload_next(struct gen_op *g, const struct transport_result *r)
 }
 
 struct transport_op *transport_upload(struct transport *t, const char *local, const char *path,
-                                      unsigned mode, const char *sha256_hex, transport_done_fn done,
+                                      unsigned mode, const char *sha256_hex,
+                                      transport_progress_fn progress, transport_done_fn done,
                                       void *arg)
 {
     struct gen_op *g = gen_new(t, GEN_UPLOAD, done, arg);
 
+    g->progress = progress;
     g->what = xasprintf("uploading %s to %s", local, path);
     g->local = xstrdup(local);
     g->path = xstrdup(path);
@@ -494,7 +505,7 @@ struct transport_op *transport_upload(struct transport *t, const char *local, co
     g->mode = mode;
     snprintf(g->sha256, sizeof g->sha256, "%s", sha256_hex);
     g->stage = STAGE_PUT;
-    g->inner = t->ops->put(t, local, g->tmp, mode, put_done, g);
+    g->inner = t->ops->put(t, local, g->tmp, mode, put_progress, put_done, g);
     if (g->inner == NULL)
         loop_defer(t->loop, gen_deliver_stopped, g);
     return &g->op;

@@ -70,13 +70,18 @@ struct transport_op {
     bool (*exited)(const struct transport_op *op);
 };
 
+/* Bytes of a file sent so far, as they go out; arg is the operation's. */
+typedef void (*transport_progress_fn)(void *arg, uint64_t sent);
+
 /* The implementations' table. */
 struct transport_ops {
     const char *name;
     struct transport_op *(*run)(struct transport *t, const struct transport_run *r);
-    /* Copy a local file to path on the target (no checksum: transport_upload adds it). */
+    /* Copy a local file to path on the target (no checksum: transport_upload adds it);
+     * progress (NULL: none; an implementation may never call it) as it goes. */
     struct transport_op *(*put)(struct transport *t, const char *local, const char *path,
-                                unsigned mode, transport_done_fn done, void *arg);
+                                unsigned mode, transport_progress_fn progress,
+                                transport_done_fn done, void *arg);
     /* Connect now (ssh: handshake, host key, authentication); done reports it. */
     struct transport_op *(*connect)(struct transport *t, transport_done_fn done, void *arg);
     /* Microseconds the last connection took to be ready (0: not connected yet). */
@@ -133,9 +138,11 @@ struct transport_op *transport_sha256(struct transport *t, const char *path, tra
                                       void *arg);
 /* Upload local to path: to a temporary name next to it, check its sha256 on the target against
  * sha256_hex (the local file's), then rename into place. A mismatch removes the temporary file
- * and fails, naming both sums. */
+ * and fails, naming both sums. progress (NULL: none) gets the bytes sent so far, with arg,
+ * where the transport can tell (ssh can; local copies in one go). */
 struct transport_op *transport_upload(struct transport *t, const char *local, const char *path,
-                                      unsigned mode, const char *sha256_hex, transport_done_fn done,
+                                      unsigned mode, const char *sha256_hex,
+                                      transport_progress_fn progress, transport_done_fn done,
                                       void *arg);
 
 /* For implementations: fill a result. */

@@ -40,6 +40,7 @@ struct ssh_op {
     bool marker_done;
     long pgid;
     transport_output_fn on_output;
+    transport_progress_fn on_progress;
     transport_done_fn done;
     void *arg;
     struct loop_timer *timeout;
@@ -103,6 +104,14 @@ static void on_output(void *arg, enum proc_stream stream, const char *data, size
     }
     if (i < len)
         deliver(o, PROC_STDERR, data + i, len - i);
+}
+
+static void put_progress(void *arg, uint64_t sent)
+{
+    struct ssh_op *o = arg;
+
+    if (o->on_progress != NULL && !o->stopped && !o->timed_out)
+        o->on_progress(o->arg, sent);
 }
 
 static void main_done(void *arg, const struct ssh_result *sr)
@@ -276,14 +285,16 @@ static struct transport_op *ssh_run(struct transport *t, const struct transport_
 }
 
 static struct transport_op *ssh_put_op(struct transport *t, const char *local, const char *path,
-                                       unsigned mode, transport_done_fn done, void *arg)
+                                       unsigned mode, transport_progress_fn progress,
+                                       transport_done_fn done, void *arg)
 {
     struct ssh_op *o = op_new(t, OP_PUT, done, arg);
 
     o->timeout_ms = t->command_timeout_ms;
+    o->on_progress = progress;
     tail_init(&o->out, 1);
     tail_init(&o->err, 1);
-    o->chan = ssh_put(conn_of(t), local, path, mode, main_done, o);
+    o->chan = ssh_put(conn_of(t), local, path, mode, put_progress, main_done, o);
     if (o->timeout_ms > 0)
         loop_timer_start(o->timeout, o->timeout_ms);
     return &o->op;

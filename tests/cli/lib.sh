@@ -495,3 +495,59 @@ $(show "$T/race_b$i.err")" ;;
         expect_rc 0
     done
 }
+
+# ---- the real terminal: n3ctl in panes of a private tmux server ----
+
+# tty_start: the server's socket and config in $T, a pane script, and the helpers below; the
+# server is killed when the test ends. Skips the test when tmux is missing.
+tty_start() {
+    command -v tmux >/dev/null 2>&1 || skip "tmux is not installed (scripts/check installs the Debian package tmux)"
+    SOCK="$T/sock"
+    printf 'set -g history-limit 5000\n' >"$T/tmux.conf"
+    on_exit "tmux -S '$SOCK' kill-server"
+    # The command run in each pane: n3ctl, then its exit status as the shell sees it;
+    # then it waits for the end of input, so the pane stays as it is until kill-server
+    # (tmux's "Pane is dead" line of remain-on-exit would scroll the screen).
+    # bash goes on after a child that handled Ctrl-C and exited (it does not die with it).
+    cat >"$T/pane.sh" <<'EOF'
+color=$1
+shift
+if [ "$color" = nocolor ]; then
+    export NO_COLOR=1
+else
+    unset NO_COLOR
+fi
+"$N3CTL" "$@"
+echo "rc=$?"
+read -r _ || :
+EOF
+}
+
+tm() {
+    tmux -S "$SOCK" -f "$T/tmux.conf" "$@"
+}
+
+# pane_open SESSION COLOR ARGS...: a 120x30 pane in $T running n3ctl ARGS.
+pane_open() {
+    local s=$1
+    shift
+    tm new-session -d -s "$s" -x 120 -y 30 -c "$T" env N3CTL="$N3CTL" bash "$T/pane.sh" "$@"
+}
+
+# capture SESSION [tmux capture-pane options]: the pane's text in $T/SESSION.pane.
+capture() {
+    local s=$1
+    shift
+    tm capture-pane -p "$@" -t "$s" >"$T/$s.pane"
+}
+
+pane_has() { # SESSION ERE [capture options]
+    local s=$1 re=$2
+    shift 2
+    capture "$s" "$@" && grep -Eq -- "$re" "$T/$s.pane"
+}
+
+fail_pane() { # SESSION MESSAGE
+    fail "$2; the pane shows:
+$(show "$T/$1.pane")"
+}

@@ -86,10 +86,12 @@ SIZE=$(stat -c %s "$(cat "$T/big_build.out")")
 
 bg_n3 big release -c "$CFG" push v4.0.0 -H t1 -H t2 -H t3
 BIG=$BG_PID
+# uploading: an upload to t2 under way (not the one in $LEFT); its file in $UPLOADING.
+LEFT=
 uploading() {
     local f
     for f in "$D"/t2/.n3/incoming/*.n3tmp.*; do
-        [ -s "$f" ] && UPLOADING=$f && return 0
+        [ -s "$f" ] && [ "$f" != "$LEFT" ] && UPLOADING=$f && return 0
     done
     return 1
 }
@@ -113,11 +115,30 @@ expect_absent "$D/t1/.n3/lock" "the lock was not given back after a failed push"
 cmp -s "$D/t1/releases/v4.0.0/blob.bin" "$REPO/blob.bin" || fail "t1's v4.0.0 is not whole"
 ok
 
-# t2 is back: the next push completes it, and clears what the killed upload left.
+# t2 is back: the next push completes it, and clears what the killed upload left. On a
+# terminal (tmux), the status line says how far t2's upload is while t2 hangs, and goes.
 fleet restart 2
-run_n3 big2 release -c "$CFG" push v4.0.0 -H t1 -H t2 -H t3
-expect_rc 0
-expect_grep err '^3 targets: 1 done, 2 already there, 0 failed \([0-9.]+(ms|s)\)$' "only t2 gets it"
+tty_start
+LEFT=$UPLOADING
+[ -e "$LEFT" ] || fail "the killed upload left nothing in t2's .n3/incoming"
+ok
+pane_open big2 color release -c "$CFG" push v4.0.0 -H t1 -H t2 -H t3
+T_POLL=0.01 wait_until "the upload to t2 to start again" uploading
+fleet pause 2
+wait_until "the status line with t2's upload, t1 and t3 done" \
+    pane_has big2 '^  \[2/3\] uploading 1 \([0-9]{1,2}%\)  [0-9.]+(ms|s)$'
+fleet resume 2
+wait_until "the push to end" pane_has big2 '^rc=[0-9]+$'
+capture big2
+grep -qx 'rc=0' "$T/big2.pane" || fail_pane big2 "expected rc=0 after the push"
+ok
+grep -Eq '^3 targets: 1 done, 2 already there, 0 failed \([0-9.]+(ms|s)\)$' "$T/big2.pane" ||
+    fail_pane big2 "expected only t2 to get it"
+ok
+if grep -Eq '\[[0-9]/3\]' "$T/big2.pane"; then
+    fail_pane big2 "the status line was not erased"
+fi
+ok
 cmp -s "$D/t2/releases/v4.0.0/blob.bin" "$REPO/blob.bin" || fail "t2's v4.0.0 is not whole"
 ok
 [ -z "$(ls -A "$D/t2/.n3/incoming")" ] || fail "the killed upload was left in t2's .n3/incoming: $(ls -A "$D/t2/.n3/incoming")"

@@ -498,7 +498,7 @@ START_TEST(upload_verified)
     local = make_local_file(3 * 1024 * 1024 + 17, sha);
     remote = path_in(&f, "release.tar.gz");
     waiter_init(&w);
-    transport_upload(f.t, local, remote, 0644, sha, waiter_done, &w);
+    transport_upload(f.t, local, remote, 0644, sha, NULL, waiter_done, &w);
     wait_for(&f, &w);
     ck_assert_msg(w.r.status == TRANSPORT_OK, "%s", w.r.msg);
     waiter_done_free(&w);
@@ -534,7 +534,7 @@ START_TEST(upload_checksum_mismatch)
     /* What the target receives is not what was announced: a corrupted copy. */
     sha[0] = sha[0] == '0' ? '1' : '0';
     waiter_init(&w);
-    transport_upload(f.t, local, remote, 0644, sha, waiter_done, &w);
+    transport_upload(f.t, local, remote, 0644, sha, NULL, waiter_done, &w);
     wait_for(&f, &w);
     ck_assert_int_eq(w.r.status, TRANSPORT_FAILED);
     ck_assert_ptr_nonnull(strstr(w.r.msg, "sha256"));
