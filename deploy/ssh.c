@@ -1460,6 +1460,12 @@ void ssh_chan_abandon(struct ssh_chan *ch, const char *why)
     conn_want(c);
 }
 
+void ssh_conn_drop(struct ssh_conn *c, const char *why)
+{
+    if (c->state == C_READY)
+        conn_fail(c, SSH_UNREACHABLE, RETRY_CONNECT, "%s: %s", c->name, why);
+}
+
 bool ssh_conn_ready(const struct ssh_conn *c)
 {
     return c->state == C_READY;

@@ -85,6 +85,11 @@ struct ssh_chan *ssh_connect(struct ssh_conn *c, ssh_done_fn done, void *arg);
  * target is not stopped by this (see transport_ssh.c for that). */
 void ssh_chan_abandon(struct ssh_chan *ch, const char *why);
 
+/* Close the connection as broken (a transfer on it stalled: what was half sent cannot be
+ * taken back): its operations end as SSH_UNREACHABLE with why, except those that had started
+ * nothing on the target, which move to a fresh connection once; the next use reconnects. */
+void ssh_conn_drop(struct ssh_conn *c, const char *why);
+
 bool ssh_conn_ready(const struct ssh_conn *c);
 /* How long the last successful connection took, from TCP connect to authenticated. */
 uint64_t ssh_conn_handshake_us(const struct ssh_conn *c);

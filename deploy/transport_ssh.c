@@ -110,7 +110,13 @@ static void put_progress(void *arg, uint64_t sent)
 {
     struct ssh_op *o = arg;
 
-    if (o->on_progress != NULL && !o->stopped && !o->timed_out)
+    if (o->stopped || o->timed_out)
+        return;
+    /* An upload's timeout is for a stall: it counts from the last data that went out, so a
+     * big release on a slow link is not cut off while it moves. */
+    if (o->timeout_ms > 0)
+        loop_timer_start(o->timeout, o->timeout_ms);
+    if (o->on_progress != NULL)
         o->on_progress(o->arg, sent);
 }
 
@@ -135,6 +141,15 @@ static void main_done(void *arg, const struct ssh_result *sr)
         r.err = sr->err;
     }
     snprintf(secs, sizeof secs, "%.3g", (double)o->timeout_ms / 1000.0);
+    if (o->timed_out && o->kind == OP_PUT) {
+        transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
+                              "the upload to %s made no progress for %ss and was stopped (the "
+                              "connection was closed)",
+                              o->op.t->name, secs);
+        o->done(o->arg, &r);
+        op_unref(o);
+        return;
+    }
     switch (sr->status) {
     case SSH_DONE:
         if (o->timed_out)
@@ -229,6 +244,18 @@ static void timeout_cb(void *arg)
 {
     struct ssh_op *o = arg;
 
+    if (o->kind == OP_PUT && !o->finished) {
+        /* Still connecting: that has deadlines of its own. */
+        if (!ssh_conn_ready(conn_of(o->op.t))) {
+            loop_timer_start(o->timeout, o->timeout_ms);
+            return;
+        }
+        /* A stalled transfer leaves the session in the middle of a packet: nothing else can
+         * go on it. Drop the connection; the next operation makes a new one. */
+        o->timed_out = true;
+        ssh_conn_drop(conn_of(o->op.t), "an upload on the connection made no progress");
+        return;
+    }
     o->timed_out = true;
     op_stop(&o->op, o->grace_ms);
 }

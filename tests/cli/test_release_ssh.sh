@@ -144,6 +144,25 @@ ok
 [ -z "$(ls -A "$D/t2/.n3/incoming")" ] || fail "the killed upload was left in t2's .n3/incoming: $(ls -A "$D/t2/.n3/incoming")"
 ok
 
+# A target that hangs mid-upload: the upload's timeout (ssh.command_timeout_seconds) counts
+# from the last data that went out, and ends it; the others are not held up.
+rm -rf "$D/t2/releases/v4.0.0"
+jq '.ssh.command_timeout_seconds = 3 | .ssh.connect_timeout_seconds = 2' "$CFG" >"$T/stall.json"
+bg_n3 stall release -c "$T/stall.json" push v4.0.0 -H t1 -H t2 -H t3
+STALL=$BG_PID
+LEFT=
+T_POLL=0.01 wait_until "the upload to t2 to start" uploading
+fleet pause 2
+wait_exit "$STALL" "the push to a target that hangs"
+expect_eq "the push's exit status with t2 hanging" 1 "$rc"
+LAST=stall LAST_CMD="n3ctl release push v4.0.0 (t2 hanging)"
+expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): .*the upload to t2 made no progress for 3s and was stopped' \
+    "the stalled upload is stopped, and says so"
+expect_grep err '^3 targets: 0 done, 2 already there, 1 failed ' "t1 and t3 are not held up"
+expect_absent "$D/t2/releases/v4.0.0" "a stalled upload left a release"
+expect_absent "$D/t1/.n3/lock" "the lock was not given back after a stalled push"
+fleet restart 2
+
 # ---- the lock on an SSH target: two processes racing, exactly one wins ----
 
 lock_race 3 "$CFG" "$D/t1/.n3/lock/info.json"
