@@ -23,7 +23,7 @@
 void change_audit_local(const char *action, const char *const *targets, const char *result,
                         const cJSON *detail)
 {
-    char *path = audit_local_path(), who[160];
+    char *path = audit_local_path(), who[LOCK_WHO_MAX];
     struct audit_entry e = {0};
     struct err err;
 
@@ -38,6 +38,27 @@ void change_audit_local(const char *action, const char *const *targets, const ch
     if (audit_append_file(path, &e, NULL, &err) != 0)
         fprintf(stderr, "n3ctl: warning: the local audit log: %s\n", err.msg);
     free(path);
+}
+
+const char *change_shown(char *out, size_t len, const char *s)
+{
+    size_t i, n = 0;
+
+    if (len == 0)
+        return out;
+    for (i = 0; s[i] != '\0' && n + 1 < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+
+        /* The C1 controls as UTF-8 (U+0080 to U+009F, CSI among them): terminals act on them. */
+        if (ch == 0xc2 && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
+            out[n++] = '?';
+            i++;
+        } else {
+            out[n++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+        }
+    }
+    out[n] = '\0';
+    return out;
 }
 
 void change_wait(struct change *c, const bool *flag)
@@ -96,6 +117,7 @@ int change_open(struct change *c, const struct fleet_args *fa, const char *actio
     return 0;
 }
 
+/* On the heap when the wait can be abandoned: the answer may come after it (see change_lock). */
 struct lock_wait {
     bool done;
     enum lock_result r;
@@ -117,7 +139,7 @@ static void lock_cb(void *arg, enum lock_result r, const struct lock_info *holde
 /* "alice@laptop (pid 4242) since 06:50:01 UTC, 12 min ago: upgrading the database" */
 static void describe_holder(const struct lock_info *h, char *out, size_t len)
 {
-    char since[32], ago[32];
+    char since[32], ago[32], who[LOCK_WHO_MAX], message[sizeof h->message];
     time_t t = (time_t)h->since;
     struct tm tm;
     long long secs = (long long)(time(NULL) - h->since);
@@ -132,8 +154,9 @@ static void describe_holder(const struct lock_info *h, char *out, size_t len)
         snprintf(ago, sizeof ago, "%llds", secs > 0 ? secs : 0);
     else
         progress_format_duration(ago, sizeof ago, (unsigned long long)secs * 1000000);
-    snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", h->who, h->pid, since, ago,
-             h->message[0] ? ": " : "", h->message);
+    snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", change_shown(who, sizeof who, h->who),
+             h->pid, since, ago, h->message[0] ? ": " : "",
+             change_shown(message, sizeof message, h->message));
 }
 
 int change_begin(struct change *c, const struct fleet_args *fa, const char *action,
@@ -144,33 +167,69 @@ int change_begin(struct change *c, const struct fleet_args *fa, const char *acti
     return rc != 0 ? rc : change_lock(c, message);
 }
 
+/* A second stop signal while the lock was being taken: the command goes no further. The
+ * acquire may still go through on the target after this process is gone, so say what becomes
+ * of such a lock. */
+static int lock_abandoned(struct change *c, const struct inv_target *lt, const char *message)
+{
+    uint64_t lease_ms = inventory_lock(c->fleet.inv)->lease_ms;
+    time_t until = (time_t)dlock_mine(c->lock)->lease_until;
+    char lease[32], at[32];
+    struct tm tm;
+    cJSON *detail;
+
+    progress_format_duration(lease, sizeof lease, lease_ms * 1000);
+    gmtime_r(&until, &tm);
+    strftime(at, sizeof at, "%H:%M:%S UTC", &tm);
+    fprintf(stderr,
+            "n3ctl: taking the deploy lock of %s (on %s) was abandoned before its answer came; "
+            "nothing was changed. If it was taken all the same, no one holds it: its lease "
+            "(lock.lease_seconds, %s) runs out at %s, and `n3ctl lock acquire --force` takes it "
+            "then (`n3ctl lock status` shows it)\n",
+            inv_env_name(c->fleet.env), lt->name, lease, at);
+    detail = cJSON_CreateObject();
+    cJSON_AddStringToObject(detail, "command", message);
+    cJSON_AddStringToObject(detail, "abandoned", "taking the deploy lock");
+    /* Abandoned: change_end leaves the process from here, with 128 + the signal. */
+    change_end(c, EXIT_FAILED, "interrupted", detail);
+    cJSON_Delete(detail);
+    return change_exit_code(c, EXIT_FAILED);
+}
+
 int change_lock(struct change *c, const char *message)
 {
     const struct inv_target *lt;
-    struct lock_wait w = {0};
-    char holder[600];
+    struct lock_wait *w;
+    char holder[600], shown[ERR_MSG_MAX];
     cJSON *detail;
+    int rc;
 
     lt = inv_env_lock_target(c->fleet.env);
     c->lock = dlock_new(c->loop, remote_transport(c->remote, lt->name), lt->deploy_path,
                         inventory_lock(c->fleet.inv)->lease_ms);
-    dlock_acquire(c->lock, c->who, (long)getpid(), message, true, false, lock_cb, &w);
-    change_wait(c, &w.done);
-    if (w.r == LOCK_OK) {
+    w = xcalloc(1, sizeof *w);
+    dlock_acquire(c->lock, c->who, (long)getpid(), message, true, false, lock_cb, w);
+    change_wait(c, &w->done);
+    /* Not freed: its answer may still come, and write into it. */
+    if (!w->done)
+        return lock_abandoned(c, lt, message);
+    if (w->r == LOCK_OK) {
         c->locked = true;
+        free(w);
         return 0;
     }
-    if (w.r == LOCK_HELD && !w.holder.partial && w.holder.lease_until == 0 &&
-        strcmp(w.holder.who, c->who) == 0) {
+    if (w->r == LOCK_HELD && !w->holder.partial && w->holder.lease_until == 0 &&
+        !w->holder.who_cut && strcmp(w->holder.who, c->who) == 0) {
         /* Your own lock, taken by hand to keep the others out while you work: go on under it,
          * and leave it held. */
         fprintf(stderr, "n3ctl: working under your deploy lock of %s (on %s)%s%s\n",
-                inv_env_name(c->fleet.env), lt->name, w.holder.message[0] ? ": " : "",
-                w.holder.message);
+                inv_env_name(c->fleet.env), lt->name, w->holder.message[0] ? ": " : "",
+                change_shown(shown, sizeof shown, w->holder.message));
+        free(w);
         return 0;
     }
-    if (w.r == LOCK_HELD) {
-        describe_holder(&w.holder, holder, sizeof holder);
+    if (w->r == LOCK_HELD) {
+        describe_holder(&w->holder, holder, sizeof holder);
         fprintf(stderr,
                 "n3ctl: the deploy lock of %s (on %s) is held by %s; not changing anything. "
                 "`n3ctl lock status` shows it; a lock whose holder is gone can be taken with "
@@ -178,14 +237,16 @@ int change_lock(struct change *c, const char *message)
                 inv_env_name(c->fleet.env), lt->name, holder);
         detail = cJSON_CreateObject();
         cJSON_AddStringToObject(detail, "command", message);
-        cJSON_AddStringToObject(detail, "lock_held_by", w.holder.partial ? "?" : w.holder.who);
-        change_end(c, EXIT_REFUSED, "refused", detail);
+        cJSON_AddStringToObject(detail, "lock_held_by", w->holder.partial ? "?" : w->holder.who);
+        free(w);
+        rc = change_end(c, EXIT_REFUSED, "refused", detail);
         cJSON_Delete(detail);
-        return EXIT_REFUSED;
+        return rc;
     }
-    fprintf(stderr, "n3ctl: cannot take the deploy lock: %s\n", w.msg);
-    change_end(c, EXIT_FAILED, "failed", NULL);
-    return EXIT_FAILED;
+    fprintf(stderr, "n3ctl: cannot take the deploy lock: %s\n",
+            change_shown(shown, sizeof shown, w->msg));
+    free(w);
+    return change_end(c, EXIT_FAILED, "failed", NULL);
 }
 
 int change_end(struct change *c, int rc, const char *result, const cJSON *detail)
@@ -202,9 +263,13 @@ int change_end(struct change *c, int rc, const char *result, const cJSON *detail
             dlock_release(c->lock, c->who, false, lock_cb, &w);
             while (!w.done)
                 loop_run_once(c->loop, true);
-            if (w.r != LOCK_OK)
+            if (w.r != LOCK_OK) {
+                char shown[ERR_MSG_MAX];
+
                 fprintf(stderr, "n3ctl: warning: could not give the deploy lock back: %s\n",
-                        w.msg[0] ? w.msg : "someone else holds it now");
+                        w.msg[0] ? change_shown(shown, sizeof shown, w.msg)
+                                 : "someone else holds it now");
+            }
         }
         c->locked = false;
     }

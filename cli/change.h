@@ -11,17 +11,17 @@
 #include <cjson/cJSON.h>
 
 #include "cli/fleet.h"
+#include "deploy/lock.h"
 
 struct loop;
 struct remote;
-struct dlock;
 
 struct change {
     struct loop *loop;
     struct fleet fleet;
     struct remote *remote;
     struct dlock *lock;
-    char who[160];
+    char who[LOCK_WHO_MAX];
     const char *action;
     const char *audit_target; /* the one target a change is about, when not the fleet */
     struct stop *stop;        /* the stop signals */
@@ -46,6 +46,10 @@ int change_end(struct change *c, int rc, const char *result, const cJSON *detail
 void change_wait(struct change *c, const bool *flag);
 /* rc, or 130 (128 + the signal) when a stop signal came. */
 int change_exit_code(const struct change *c, int rc);
+
+/* s for a terminal, in out (len bytes): control characters as '?', for what a target wrote
+ * (the lock's holder and message, its error output). Returns out. */
+const char *change_shown(char *out, size_t len, const char *s);
 
 /* Write one record to the local audit log; a failure is printed, not fatal. */
 void change_audit_local(const char *action, const char *const *targets, const char *result,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -240,6 +241,12 @@ static int fetch_target_log(struct change *c, const char *name, char **text, siz
     transport_read_file(remote_transport(c->remote, name), path, AUDIT_MAX_BYTES, fetch_done, &f);
     change_wait(c, &f.done);
     free(path);
+    if (!f.done) {
+        /* Abandoned (a second Ctrl-C): f may still be written to, so this frame stays. */
+        fprintf(stderr, "n3ctl: interrupted while reading the audit log of %s\n", name);
+        fflush(stderr);
+        _exit(change_exit_code(c, EXIT_FAILED));
+    }
     if (f.r.status == TRANSPORT_OK) {
         *text = f.data;
         *len = f.len;

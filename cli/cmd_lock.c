@@ -18,6 +18,9 @@
 #include "deploy/lock.h"
 #include "deploy/remote.h"
 
+/* What a lock or audit operation answered. On the heap: a second Ctrl-C stops the wait for
+ * it, and the answer may still come, into memory that must still be there (the process ends
+ * then without freeing it). */
 struct wait {
     bool done;
     enum lock_result r;
@@ -25,6 +28,19 @@ struct wait {
     char msg[ERR_MSG_MAX];
     int audit_rc;
 };
+
+static struct wait *wait_new(void)
+{
+    return xcalloc(1, sizeof(struct wait));
+}
+
+/* Run the loop until w is answered: true. false: a second stop signal abandoned the wait; w
+ * stays allocated for the answer. */
+static bool wait_for(struct change *c, struct wait *w)
+{
+    change_wait(c, &w->done);
+    return w->done;
+}
 
 static void lock_cb(void *arg, enum lock_result r, const struct lock_info *holder, const char *msg)
 {
@@ -40,16 +56,18 @@ static void lock_cb(void *arg, enum lock_result r, const struct lock_info *holde
 static void audit_cb(void *arg, int rc, const char *msg)
 {
     struct wait *w = arg;
+    char shown[ERR_MSG_MAX];
 
     w->done = true;
     w->audit_rc = rc;
     if (rc != 0)
-        fprintf(stderr, "n3ctl: warning: %s\n", msg);
+        fprintf(stderr, "n3ctl: warning: %s\n", change_shown(shown, sizeof shown, msg));
 }
 
+/* The holder's who and message come from the target: shown with control characters as '?'. */
 static void print_info(FILE *out, const struct lock_info *h, const char *env, const char *target)
 {
-    char since[32], until[32];
+    char since[32], until[32], who[LOCK_WHO_MAX], message[sizeof h->message];
     time_t t = (time_t)h->since, u = (time_t)h->lease_until;
     struct tm tm;
 
@@ -65,9 +83,10 @@ static void print_info(FILE *out, const struct lock_info *h, const char *env, co
     }
     gmtime_r(&t, &tm);
     strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    fprintf(out, "%s: locked on %s by %s (pid %ld) since %s", env, target, h->who, h->pid, since);
+    fprintf(out, "%s: locked on %s by %s (pid %ld) since %s", env, target,
+            change_shown(who, sizeof who, h->who), h->pid, since);
     if (h->message[0])
-        fprintf(out, ": %s", h->message);
+        fprintf(out, ": %s", change_shown(message, sizeof message, h->message));
     if (h->lease_until == 0) {
         fprintf(out, "\n  held until released (taken by hand)\n");
     } else {
@@ -95,14 +114,15 @@ static cJSON *info_json(const struct lock_info *h)
     return o;
 }
 
-/* The lock actions are recorded on the lock target too. */
-static void audit_target(struct change *c, struct transport *t, const char *target,
+/* The lock actions are recorded on the lock target too, while the lock is in place: until it
+ * goes, no one else appends there. false: abandoned (a second stop signal). */
+static bool audit_target(struct change *c, struct transport *t, const char *target,
                          const char *deploy_path, const char *action, const char *result,
                          const cJSON *detail)
 {
     const char *targets[] = {target, NULL};
     struct audit_entry e = {0};
-    struct wait w = {0};
+    struct wait *w = wait_new();
 
     e.time = (int64_t)time(NULL);
     e.actor = c->who;
@@ -111,19 +131,27 @@ static void audit_target(struct change *c, struct transport *t, const char *targ
     e.targets = targets;
     e.result = result;
     e.detail = detail;
-    auditlog_append(t, deploy_path, &e, audit_cb, &w);
-    change_wait(c, &w.done);
+    auditlog_append(t, deploy_path, &e, audit_cb, w);
+    if (!wait_for(c, w))
+        return false;
+    free(w);
+    return true;
 }
 
-/* The end of acquire and release: the record, with the result rc says. */
+/* The end of acquire and release: the record, with the result rc says ("interrupted" when a
+ * second stop signal abandoned it: change_end then leaves the process, with 128 + the
+ * signal). */
 static int finish(struct change *c, struct dlock *lock, int rc, cJSON *detail)
 {
-    dlock_free(lock);
-    rc = change_end(c, rc,
-                    rc == EXIT_OK        ? "ok"
-                    : rc == EXIT_REFUSED ? "refused"
-                                         : "failed",
-                    detail);
+    const char *result = c->abandon           ? "interrupted"
+                         : rc == EXIT_OK      ? "ok"
+                         : rc == EXIT_REFUSED ? "refused"
+                                              : "failed";
+
+    /* Abandoned, an operation on the lock may still be in flight: it keeps the lock's memory. */
+    if (!c->abandon)
+        dlock_free(lock);
+    rc = change_end(c, rc, result, detail);
     cJSON_Delete(detail);
     return rc;
 }
@@ -135,8 +163,9 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
     struct dlock *lock;
     const struct inv_target *lt;
     struct transport *t;
-    struct wait w = {0};
-    const char *arg, *message = NULL, *sub;
+    struct wait *w;
+    const char *arg, *message = NULL, *sub, *env;
+    char shown[ERR_MSG_MAX];
     bool force = false, json = false;
     int opt, first, rc;
 
@@ -185,83 +214,169 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
     c.audit_target = lt->name; /* the lock is there, not on the other targets */
     t = remote_transport(c.remote, lt->name);
     lock = dlock_new(c.loop, t, lt->deploy_path, inventory_lock(c.fleet.inv)->lease_ms);
+    env = inv_env_name(c.fleet.env);
     if (strcmp(sub, "status") == 0) {
-        dlock_status(lock, lock_cb, &w);
-        change_wait(&c, &w.done);
+        w = wait_new();
+        dlock_status(lock, lock_cb, w);
+        if (!wait_for(&c, w)) {
+            fprintf(stderr, "n3ctl: abandoned reading the deploy lock of %s (on %s)\n", env,
+                    lt->name);
+            return change_end(&c, EXIT_FAILED, NULL, NULL);
+        }
         dlock_free(lock);
-        if (w.r != LOCK_OK) {
-            fprintf(stderr, "n3ctl: %s\n", w.msg);
+        if (w->r != LOCK_OK) {
+            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
+            free(w);
             return change_end(&c, EXIT_FAILED, NULL, NULL);
         }
         if (json) {
-            cJSON *o = info_json(&w.info);
+            cJSON *o = info_json(&w->info);
             char *text;
 
-            cJSON_AddStringToObject(o, "environment", inv_env_name(c.fleet.env));
+            cJSON_AddStringToObject(o, "environment", env);
             cJSON_AddStringToObject(o, "lock_target", lt->name);
             text = cJSON_Print(o);
             puts(text);
             cJSON_free(text);
             cJSON_Delete(o);
         } else {
-            print_info(stdout, &w.info, inv_env_name(c.fleet.env), lt->name);
+            print_info(stdout, &w->info, env, lt->name);
         }
+        free(w);
         return change_end(&c, EXIT_OK, NULL, NULL);
     }
     if (strcmp(sub, "acquire") == 0) {
         cJSON *detail = cJSON_CreateObject();
         const struct lock_info *prev;
 
-        /* By hand: no lease, held until `lock release`. */
-        dlock_acquire(lock, c.who, (long)getpid(), message, false, force, lock_cb, &w);
-        change_wait(&c, &w.done);
         cJSON_AddStringToObject(detail, "message", message);
+        /* By hand: no lease, held until `lock release`. */
+        w = wait_new();
+        dlock_acquire(lock, c.who, (long)getpid(), message, false, force, lock_cb, w);
+        if (!wait_for(&c, w)) {
+            fprintf(stderr,
+                    "n3ctl: taking the deploy lock of %s (on %s) was abandoned before its answer "
+                    "came. If it was taken all the same, it is yours, by hand (no lease): held "
+                    "until `n3ctl lock release` (`n3ctl lock status` shows it)\n",
+                    env, lt->name);
+            cJSON_AddStringToObject(detail, "abandoned", "taking the deploy lock");
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
         prev = dlock_taken_over(lock);
-        if (w.r == LOCK_OK && prev != NULL) {
+        if (w->r == LOCK_OK && prev != NULL) {
             cJSON_AddItemToObject(detail, "taken_over", info_json(prev));
             fprintf(stderr, "n3ctl: took the lock over from %s (its lease had run out)\n",
-                    prev->who[0] ? prev->who : "a holder that never wrote its name");
+                    prev->who[0] ? change_shown(shown, sizeof shown, prev->who)
+                                 : "a holder that never wrote its name");
         }
-        if (w.r == LOCK_OK) {
-            printf("%s: locked on %s by %s: %s\n", inv_env_name(c.fleet.env), lt->name, c.who,
-                   message);
-            audit_target(&c, t, lt->name, lt->deploy_path, "lock.acquire", "ok", detail);
+        if (w->r == LOCK_OK) {
+            printf("%s: locked on %s by %s: %s\n", env, lt->name, c.who,
+                   change_shown(shown, sizeof shown, message));
+            fflush(stdout);
+            if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.acquire", "ok", detail)) {
+                fprintf(stderr,
+                        "n3ctl: abandoned writing the record of it on %s; the lock is taken: "
+                        "held until `n3ctl lock release`\n",
+                        lt->name);
+                cJSON_AddStringToObject(detail, "abandoned", "recording it on the lock target");
+                return finish(&c, lock, EXIT_OK, detail);
+            }
             rc = EXIT_OK;
-        } else if (w.r == LOCK_HELD) {
+        } else if (w->r == LOCK_HELD) {
             fprintf(stderr, "n3ctl: refused: ");
-            print_info(stderr, &w.info, inv_env_name(c.fleet.env), lt->name);
+            print_info(stderr, &w->info, env, lt->name);
             rc = EXIT_REFUSED;
         } else {
-            fprintf(stderr, "n3ctl: %s\n", w.msg);
+            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
             rc = EXIT_FAILED;
         }
+        free(w);
         return finish(&c, lock, rc, detail);
     }
-    /* release */
+    /* release: see whose it is, record its release there while it still keeps the others
+     * out, then remove it */
     {
         cJSON *detail = cJSON_CreateObject();
+        struct lock_info holder;
 
-        dlock_release(lock, c.who, force, lock_cb, &w);
-        change_wait(&c, &w.done);
         cJSON_AddBoolToObject(detail, "force", force);
-        if (w.r == LOCK_OK && w.msg[0] != '\0') {
-            printf("%s: %s\n", inv_env_name(c.fleet.env), w.msg);
-            rc = EXIT_OK;
-        } else if (w.r == LOCK_OK) {
-            if (w.info.present)
-                cJSON_AddItemToObject(detail, "holder", info_json(&w.info));
-            printf("%s: released the lock on %s\n", inv_env_name(c.fleet.env), lt->name);
-            audit_target(&c, t, lt->name, lt->deploy_path, "lock.release", "ok", detail);
-            rc = EXIT_OK;
-        } else if (w.r == LOCK_HELD) {
+        w = wait_new();
+        dlock_release_check(lock, c.who, force, lock_cb, w);
+        if (!wait_for(&c, w)) {
+            fprintf(stderr,
+                    "n3ctl: abandoned before the deploy lock of %s was given back: it is "
+                    "as it was\n",
+                    env);
+            cJSON_AddStringToObject(detail, "abandoned", "reading the deploy lock");
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
+        if (w->r == LOCK_HELD) {
             fprintf(stderr, "n3ctl: refused, the lock is not yours: ");
-            print_info(stderr, &w.info, inv_env_name(c.fleet.env), lt->name);
+            print_info(stderr, &w->info, env, lt->name);
             fprintf(stderr, "n3ctl: `n3ctl lock release --force` breaks it (recorded)\n");
-            rc = EXIT_REFUSED;
+            free(w);
+            return finish(&c, lock, EXIT_REFUSED, detail);
+        }
+        if (w->r != LOCK_OK) {
+            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
+            free(w);
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
+        if (!w->info.present) {
+            printf("%s: %s\n", env, w->msg);
+            free(w);
+            return finish(&c, lock, EXIT_OK, detail);
+        }
+        /* Whose lock goes (with --force: whose was broken), in both records. */
+        holder = w->info;
+        {
+            cJSON *h = info_json(&holder);
+
+            if (holder.partial)
+                cJSON_AddBoolToObject(h, "half_made", true);
+            cJSON_AddItemToObject(detail, "holder", h);
+        }
+        if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.release", "ok", detail)) {
+            fprintf(stderr,
+                    "n3ctl: abandoned recording the release on %s: the deploy lock was not given "
+                    "back (`n3ctl lock release` again)\n",
+                    lt->name);
+            cJSON_AddStringToObject(detail, "abandoned", "recording it on the lock target");
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
+        free(w);
+        w = wait_new();
+        dlock_remove(lock, &holder, lock_cb, w);
+        if (!wait_for(&c, w)) {
+            fprintf(stderr,
+                    "n3ctl: abandoned giving the deploy lock of %s back, after its release was "
+                    "recorded on %s: `n3ctl lock status` shows whether it is still there\n",
+                    env, lt->name);
+            cJSON_AddStringToObject(detail, "abandoned", "removing the deploy lock");
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
+        if (w->r == LOCK_OK && w->msg[0] != '\0') {
+            /* Gone meanwhile: given back all the same. */
+            printf("%s: %s\n", env, w->msg);
+            rc = EXIT_OK;
+        } else if (w->r == LOCK_OK) {
+            printf("%s: released the lock on %s\n", env, lt->name);
+            rc = EXIT_OK;
+        } else if (w->r == LOCK_HELD) {
+            fprintf(stderr,
+                    "n3ctl: the lock changed before it could be removed; not given back "
+                    "(its release, recorded on %s, did not happen): ",
+                    lt->name);
+            print_info(stderr, &w->info, env, lt->name);
+            rc = EXIT_FAILED;
         } else {
-            fprintf(stderr, "n3ctl: %s\n", w.msg);
+            fprintf(stderr,
+                    "n3ctl: the release was recorded on %s, but the lock could not be removed: "
+                    "%s\n",
+                    lt->name, change_shown(shown, sizeof shown, w->msg));
             rc = EXIT_FAILED;
         }
+        free(w);
         return finish(&c, lock, rc, detail);
     }
 }

@@ -525,4 +525,24 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
                  warn->len ? "; " : "", disk->rels[i].version);
         hoststate_add_release(s, hoststate_release(disk, i));
     }
+    /* The slot links and current are what runs: a state that says otherwise is wrong (and a
+     * prune that believed it could remove a running release). A link that is missing leaves
+     * the state as it is. */
+    for (i = 0; i < HS_NSLOTS; i++) {
+        const char *on_disk = hoststate_slot_version(disk, (enum hs_slot)i);
+        const char *said = hoststate_slot_version(s, (enum hs_slot)i);
+
+        if (on_disk == NULL || (said != NULL && strcmp(said, on_disk) == 0))
+            continue;
+        buf_addf(warn, "%sslots/%s points to releases/%s, but state.json says %s: took the link",
+                 warn->len ? "; " : "", hs_slot_name((enum hs_slot)i), on_disk,
+                 said != NULL ? said : "nothing");
+        hoststate_set_slot(s, (enum hs_slot)i, on_disk, 0);
+    }
+    if (disk->live >= 0 && disk->live != s->live) {
+        buf_addf(warn, "%scurrent points to slots/%s, but state.json says %s: took the link",
+                 warn->len ? "; " : "", hs_slot_name((enum hs_slot)disk->live),
+                 s->live >= 0 ? hs_slot_name((enum hs_slot)s->live) : "none");
+        s->live = disk->live;
+    }
 }

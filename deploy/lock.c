@@ -29,6 +29,7 @@ struct dlock {
     bool has_takeover;
     struct lock_info mine, taken_over;
     struct loop_timer *renew;
+    struct op *after_renew; /* a removal of ours, waiting for the renewal in flight */
 };
 
 /* One operation in flight: what to do with the command's answer. */
@@ -38,10 +39,18 @@ struct op {
     struct dlock *l;
     enum step step;
     bool force, lease;
+    bool check_only;         /* ST_RELEASE_STATUS: answer which lock would go, remove nothing */
+    struct lock_info expect; /* ST_RELEASE: the lock to remove */
     char *who;
     lock_fn done;
     void *arg;
 };
+
+static void op_free(struct op *o)
+{
+    free(o->who);
+    free(o);
+}
 
 static bool operator_ok(const char *op)
 {
@@ -56,17 +65,8 @@ static bool operator_ok(const char *op)
     return true;
 }
 
-int dlock_check_operator(struct err *err)
-{
-    const char *op = getenv("N3CTL_OPERATOR");
-
-    if (op == NULL || operator_ok(op))
-        return 0;
-    return err_set(err, "N3CTL_OPERATOR must be a name of 1 to 64 letters, digits, '.', '_' or "
-                        "'-' (it stands for the user in user@host in the lock and the audit log)");
-}
-
-void dlock_whoami(char *out, size_t len)
+/* user@host into out; how long it is (it fits when that is less than len). */
+static int whoami(char *out, size_t len)
 {
     char host[256] = "localhost";
     const char *user = getenv("USER");
@@ -80,7 +80,33 @@ void dlock_whoami(char *out, size_t len)
     /* On a shared deploy account: who is at the keyboard, when they say. */
     if (op != NULL && operator_ok(op))
         user = op;
-    snprintf(out, len, "%s@%s", user != NULL ? user : "unknown", host);
+    return snprintf(out, len, "%s@%s", user != NULL ? user : "unknown", host);
+}
+
+int dlock_check_operator(struct err *err)
+{
+    const char *op = getenv("N3CTL_OPERATOR");
+    char who[LOCK_WHO_MAX];
+    int n;
+
+    if (op != NULL && !operator_ok(op))
+        return err_set(err,
+                       "N3CTL_OPERATOR must be a name of 1 to 64 letters, digits, '.', '_' or "
+                       "'-' (it stands for the user in user@host in the lock and the audit log)");
+    /* Cut short, it would not match the lock it wrote, nor say who wrote the audit record. */
+    n = whoami(who, sizeof who);
+    if (n < 0 || (size_t)n >= sizeof who)
+        return err_set(err,
+                       "user@host \"%.40s...\" is %d characters, more than the %d the deploy "
+                       "lock and the audit log hold: set N3CTL_OPERATOR to a shorter name (it "
+                       "stands for the user)",
+                       who, n, LOCK_WHO_MAX - 1);
+    return 0;
+}
+
+void dlock_whoami(char *out, size_t len)
+{
+    whoami(out, len);
 }
 
 static int64_t now_s(void)
@@ -135,6 +161,11 @@ const struct lock_info *dlock_taken_over(const struct dlock *l)
     return l->has_takeover ? &l->taken_over : NULL;
 }
 
+const struct lock_info *dlock_mine(const struct dlock *l)
+{
+    return &l->mine;
+}
+
 static char *info_json(const struct lock_info *i)
 {
     cJSON *o = cJSON_CreateObject();
@@ -167,8 +198,7 @@ static void parse_answer(const char *text, char *word, size_t wlen, struct lock_
         nl = strchr(rest, '\n');
         rest = nl != NULL ? nl + 1 : "";
     }
-    if (strcmp(word, "held") != 0 && strcmp(word, "changed") != 0 && strcmp(word, "notours") != 0 &&
-        strcmp(word, "status") != 0)
+    if (strcmp(word, "held") != 0 && strcmp(word, "changed") != 0 && strcmp(word, "status") != 0)
         return;
     o = cJSON_Parse(rest);
     if (o == NULL) {
@@ -181,8 +211,10 @@ static void parse_answer(const char *text, char *word, size_t wlen, struct lock_
     {
         const cJSON *v;
 
-        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "who")))
+        if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "who"))) {
+            info->who_cut = strlen(v->valuestring) >= sizeof info->who;
             snprintf(info->who, sizeof info->who, "%s", v->valuestring);
+        }
         if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(o, "pid")))
             info->pid = (long)v->valuedouble;
         if (cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "message")))
@@ -211,8 +243,7 @@ static void op_done(struct op *o, enum lock_result r, const struct lock_info *ho
                     const char *msg)
 {
     o->done(o->arg, r, holder, msg);
-    free(o->who);
-    free(o);
+    op_free(o);
 }
 
 static void run_step(struct op *o, const char *command);
@@ -242,6 +273,36 @@ static void become_holder(struct dlock *l, const struct lock_info *mine)
         start_renewal(l);
 }
 
+/* Is i the lock this process holds? */
+static bool is_mine(const struct dlock *l, const struct lock_info *i)
+{
+    return l->held && !i->partial && i->token[0] != '\0' && strcmp(i->token, l->mine.token) == 0;
+}
+
+static void run_remove(struct op *o);
+
+/* A renewal answered (word; NULL: it failed): renew again, or run the removal that waited. */
+static void renew_answered(struct dlock *l, struct op *o, const char *word)
+{
+    struct op *next = l->after_renew;
+
+    l->renewing = false;
+    l->after_renew = NULL;
+    op_free(o);
+    if (l->free_pending) {
+        if (next != NULL)
+            op_free(next);
+        dlock_destroy(l);
+        return;
+    }
+    if (word != NULL && strcmp(word, "renewed") != 0)
+        l->lost = true;
+    if (next != NULL)
+        run_remove(next);
+    else if (!l->lost)
+        start_renewal(l); /* after a failure, a blip: the lease has room for two misses */
+}
+
 static void answer_cb(void *arg, const struct transport_result *r)
 {
     struct op *o = arg;
@@ -258,15 +319,12 @@ static void answer_cb(void *arg, const struct transport_result *r)
                  err[0] != '\0' ? ": " : "", err);
         free(err);
         if (o->step == ST_RENEW) {
-            l->renewing = false;
-            free(o->who);
-            free(o);
-            if (l->free_pending)
-                dlock_destroy(l);
-            else
-                start_renewal(l); /* a blip: try again; the lease has room for two misses */
+            renew_answered(l, o, NULL);
             return;
         }
+        /* Ours is still held when it could not be removed: keep its lease running. */
+        if (o->step == ST_RELEASE && is_mine(l, &o->expect) && l->mine.lease_until != 0 && !l->lost)
+            start_renewal(l);
         op_done(o, LOCK_ERROR, NULL, why);
         return;
     }
@@ -325,50 +383,34 @@ static void answer_cb(void *arg, const struct transport_result *r)
             return;
         }
         /* A lock taken by hand is released by the same user@host; otherwise --force. */
-        if (!o->force && strcmp(info.who, o->who) != 0) {
+        if (!o->force && (info.who_cut || strcmp(info.who, o->who) != 0)) {
             op_done(o, LOCK_HELD, &info, NULL);
             return;
         }
-        {
-            struct buf cmd;
+        if (o->check_only) {
+            op_done(o, LOCK_OK, &info, NULL);
+            return;
+        }
+        o->step = ST_RELEASE;
+        o->expect = info;
+        run_remove(o);
+        return;
+    case ST_RELEASE: {
+        bool mine = is_mine(l, &o->expect);
 
-            buf_init(&cmd);
-            if (o->force || info.partial)
-                shell_cmdf(&cmd, "rm -rf -- %s && echo released", l->path);
-            else
-                shell_cmdf(&cmd,
-                           "grep -qF -- %s %s/info.json && rm -rf -- %s && echo released || "
-                           "{ echo notours; ",
-                           info.token, l->path, l->path);
-            if (!o->force && !info.partial) {
-                add_show(&cmd, l);
-                buf_adds(&cmd, "exit 0; }");
-            }
-            o->step = ST_RELEASE;
-            run_step(o, cmd.data);
-            buf_done(&cmd);
-        }
-        return;
-    case ST_RELEASE:
-        if (strcmp(word, "released") == 0) {
+        /* Whatever the answer, ours is not held any more: removed, gone, or someone else's. */
+        if (mine)
             l->held = false;
-            loop_timer_free(l->renew);
-            l->renew = NULL;
-            op_done(o, LOCK_OK, NULL, NULL);
-        } else {
-            op_done(o, LOCK_HELD, &info, NULL);
-        }
-        return;
-    case ST_RENEW:
-        l->renewing = false;
-        free(o->who);
-        free(o);
-        if (l->free_pending)
-            dlock_destroy(l);
-        else if (strcmp(word, "renewed") == 0)
-            start_renewal(l);
+        if (strcmp(word, "released") == 0)
+            op_done(o, LOCK_OK, &o->expect, NULL);
+        else if (!info.present)
+            op_done(o, LOCK_OK, &info, "there is no lock");
         else
-            l->lost = true;
+            op_done(o, LOCK_HELD, &info, NULL);
+        return;
+    }
+    case ST_RENEW:
+        renew_answered(l, o, word);
         return;
     }
 }
@@ -440,23 +482,48 @@ void dlock_acquire(struct dlock *l, const char *who, long pid, const char *messa
     free(json);
 }
 
+/* Remove the lock o->expect, if it is still that one (its token; a half-made lock, while it is
+ * still without info). */
+static void run_remove(struct op *o)
+{
+    struct dlock *l = o->l;
+    struct buf cmd;
+
+    if (is_mine(l, &o->expect)) {
+        loop_timer_free(l->renew);
+        l->renew = NULL;
+        /* A renewal writes info.json.tmp in the directory: an rm -rf beside it can find the
+         * directory not empty at its end. After the renewal, then. */
+        if (l->renewing) {
+            l->after_renew = o;
+            return;
+        }
+    }
+    buf_init(&cmd);
+    if (o->expect.partial)
+        shell_cmdf(&cmd, "if [ -d %s ] && [ ! -e %s/info.json ]; then ", l->path, l->path);
+    else
+        shell_cmdf(&cmd, "if grep -qF -- %s %s/info.json 2>/dev/null; then ", o->expect.token,
+                   l->path);
+    /* Once more when the first finds the directory not empty: someone else's renewal wrote in
+     * it meanwhile (a lock broken with --force). */
+    shell_cmdf(&cmd,
+               "rm -rf -- %s 2>/dev/null || rm -rf -- %s || exit 2; echo released; exit 0; fi; "
+               "echo changed; ",
+               l->path, l->path);
+    add_show(&cmd, l);
+    buf_adds(&cmd, "exit 0");
+    run_step(o, cmd.data);
+    buf_done(&cmd);
+}
+
 void dlock_release(struct dlock *l, const char *who, bool force, lock_fn done, void *arg)
 {
     struct op *o;
-    struct buf cmd;
 
     /* Ours: by token, in one command. */
     if (l->held && !force) {
-        o = op_new(l, ST_RELEASE, done, arg);
-        buf_init(&cmd);
-        shell_cmdf(&cmd,
-                   "grep -qF -- %s %s/info.json 2>/dev/null && rm -rf -- %s && echo released || "
-                   "{ echo notours; ",
-                   l->mine.token, l->path, l->path);
-        add_show(&cmd, l);
-        buf_adds(&cmd, "exit 0; }");
-        run_step(o, cmd.data);
-        buf_done(&cmd);
+        dlock_remove(l, &l->mine, done, arg);
         return;
     }
     /* Someone's (by hand, or --force): look first. */
@@ -464,6 +531,24 @@ void dlock_release(struct dlock *l, const char *who, bool force, lock_fn done, v
     o->force = force;
     o->who = xstrdup(who);
     run_status(o);
+}
+
+void dlock_release_check(struct dlock *l, const char *who, bool force, lock_fn done, void *arg)
+{
+    struct op *o = op_new(l, ST_RELEASE_STATUS, done, arg);
+
+    o->force = force;
+    o->check_only = true;
+    o->who = xstrdup(who);
+    run_status(o);
+}
+
+void dlock_remove(struct dlock *l, const struct lock_info *holder, lock_fn done, void *arg)
+{
+    struct op *o = op_new(l, ST_RELEASE, done, arg);
+
+    o->expect = *holder;
+    run_remove(o);
 }
 
 static void renew_cb(void *arg)

@@ -18,10 +18,14 @@ struct loop;
 struct transport;
 struct dlock;
 
+/* The size of a "user@host" buffer, with its NUL: the lock's, the change's, the audit's. */
+#define LOCK_WHO_MAX 160
+
 struct lock_info {
-    bool present;  /* there is a lock */
-    bool partial;  /* its directory exists but its info is not written (yet, or ever) */
-    char who[128]; /* "alice@laptop" */
+    bool present;           /* there is a lock */
+    bool partial;           /* its directory exists but its info is not written (yet, or ever) */
+    char who[LOCK_WHO_MAX]; /* "alice@laptop" */
+    bool who_cut;           /* who did not fit in who: it is no one's who here */
     long pid;
     char message[256];
     int64_t since;       /* Unix seconds */
@@ -53,18 +57,35 @@ void dlock_status(struct dlock *l, lock_fn done, void *arg);
  */
 void dlock_acquire(struct dlock *l, const char *who, long pid, const char *message, bool lease,
                    bool force, lock_fn done, void *arg);
-/* Give it back. Ours (by token), or one taken by hand by the same who; force: whoever holds it. */
+/*
+ * Give it back. Ours (by token), or one taken by hand by the same who; force: whoever holds it.
+ * done: LOCK_OK (holder: the lock removed; or msg "there is no lock"), LOCK_HELD (not ours, or
+ * it changed meanwhile: holder says whose it is now), LOCK_ERROR. A renewal of ours in flight
+ * is waited for first, so the removal does not race it.
+ */
 void dlock_release(struct dlock *l, const char *who, bool force, lock_fn done, void *arg);
+/*
+ * dlock_release in two steps, for who writes under the lock before it goes (the record of its
+ * release, while no one else can write there). dlock_release_check: which lock would go:
+ * LOCK_OK with holder (holder->present false: there is none), LOCK_HELD when it is not ours
+ * (and not force), LOCK_ERROR. dlock_remove: remove that lock, if it is still the same one (its
+ * token; a half-made one still without info): answers as dlock_release.
+ */
+void dlock_release_check(struct dlock *l, const char *who, bool force, lock_fn done, void *arg);
+void dlock_remove(struct dlock *l, const struct lock_info *holder, lock_fn done, void *arg);
 
 bool dlock_held(const struct dlock *l);
 /* A renewal found the lock taken from us (after our lease ran out). */
 bool dlock_lost(const struct dlock *l);
 /* When the lock was taken over from a stale holder: who that was (else NULL). */
 const struct lock_info *dlock_taken_over(const struct dlock *l);
+/* What the last dlock_acquire wrote (or was writing) as the holder: its since, lease_until. */
+const struct lock_info *dlock_mine(const struct dlock *l);
 
-/* "user@host" of this process; N3CTL_OPERATOR, when set, stands for the user. */
+/* "user@host" of this process; N3CTL_OPERATOR, when set, stands for the user. out has
+ * LOCK_WHO_MAX bytes; dlock_check_operator has made sure it fits. */
 void dlock_whoami(char *out, size_t len);
-/* Is N3CTL_OPERATOR, if set, a usable name? */
+/* Is N3CTL_OPERATOR, if set, a usable name, and does user@host fit in LOCK_WHO_MAX? */
 int dlock_check_operator(struct err *err);
 
 #endif

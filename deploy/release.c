@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -39,10 +40,39 @@ extern char **environ;
 char *release_cache_dir(const struct inventory *inv)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    struct passwd *pw;
 
     if (xdg != NULL && xdg[0] == '/')
         return xasprintf("%s/n3ctl/%s", xdg, inventory_app(inv)->name);
-    return xasprintf("%s/.cache/n3ctl/%s", home != NULL ? home : "/tmp", inventory_app(inv)->name);
+    /* Never a shared directory such as /tmp: what is found in the cache is pushed. */
+    if ((home == NULL || home[0] != '/') && (pw = getpwuid(geteuid())) != NULL)
+        home = pw->pw_dir;
+    if (home == NULL || home[0] != '/')
+        return NULL;
+    return xasprintf("%s/.cache/n3ctl/%s", home, inventory_app(inv)->name);
+}
+
+/* The cache is trusted (its archives are pushed as they are): it must be ours alone. */
+static int cache_private(const char *dir, struct err *err)
+{
+    struct stat st;
+
+    if (lstat(dir, &st) != 0)
+        return err_set(err, "cannot read %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return err_set(err, "the release cache %s is not a directory", dir);
+    if (st.st_uid != geteuid())
+        return err_set(err,
+                       "the release cache %s belongs to uid %ld, not to you: n3ctl pushes what "
+                       "is there, so it will not use it (set XDG_CACHE_HOME to a directory of "
+                       "your own)",
+                       dir, (long)st.st_uid);
+    if ((st.st_mode & 022) != 0)
+        return err_set(err,
+                       "the release cache %s can be written by others (mode %04o): n3ctl pushes "
+                       "what is there; chmod go-w it",
+                       dir, (unsigned)(st.st_mode & 07777));
+    return 0;
 }
 
 static int mkdirs(const char *path, struct err *err)
@@ -120,7 +150,7 @@ static int write_meta(const char *meta_path, const struct release_artifact *a,
     char *text;
     FILE *f;
     bool written = false;
-    int rc = 0;
+    int rc = 0, fd;
 
     cJSON_AddStringToObject(o, "version", a->version);
     cJSON_AddStringToObject(o, "commit", a->commit);
@@ -130,7 +160,11 @@ static int write_meta(const char *meta_path, const struct release_artifact *a,
     if (build_hook != NULL)
         cJSON_AddStringToObject(o, "build_hook", build_hook);
     text = cJSON_Print(o);
-    f = fopen(tmp, "we");
+    unlink(tmp); /* a leftover of a process of the same pid */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (f == NULL && fd >= 0)
+        close(fd);
     if (f != NULL) {
         written = fputs(text, f) != EOF;
         written = fclose(f) == 0 && written && rename(tmp, meta_path) == 0;
@@ -264,8 +298,27 @@ static int run_hook_here(const char *name, const char *dir, const char *command,
         outlen += (size_t)n;
     }
     close(pipefd[0]);
+    /* The output is closed, but the hook may still run (it can send its output elsewhere):
+     * wait for it under the same deadline and cancel, then stop what it left in its group. */
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+
+        if (w == pid || (w < 0 && errno != EINTR))
+            break;
+        if (cancel != NULL && atomic_load(cancel)) {
+            stop_hook(pid);
+            err_set(err, "hook %s was interrupted", name);
+            return RELEASE_ECANCELED;
+        }
+        if (mono_ms() >= deadline) {
+            kill(-pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return err_set(err, "hook %s ran past its timeout of %llus and was killed", name,
+                           (unsigned long long)(timeout_ms / 1000));
+        }
+        poll(NULL, 0, 50);
+    }
     kill(-pid, SIGTERM); /* what the hook left running in its session */
-    waitpid(pid, &status, 0);
     out[outlen] = '\0';
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
         return 0;
@@ -321,7 +374,11 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
     memcpy(out->commit, vi->commit, sizeof out->commit);
     out->time = vi->time;
     cache = release_cache_dir(inv);
-    if (mkdirs(cache, err) != 0)
+    if (cache == NULL) {
+        err_set(err, "no home directory for the release cache: set HOME or XDG_CACHE_HOME");
+        goto out;
+    }
+    if (mkdirs(cache, err) != 0 || cache_private(cache, err) != 0)
         goto out;
     out->path = xasprintf("%s/%s.tar.gz", cache, version);
     meta = xasprintf("%s/%s.json", cache, version);
@@ -481,10 +538,16 @@ static void state_file_done(void *arg, const struct transport_result *r)
         else
             sr->warning = xasprintf("%s/%s cannot be read (%s); rebuilt it from what is on disk",
                                     sr->target->deploy_path, HOSTSTATE_FILE, err.msg);
-    } else if (r->status == TRANSPORT_UNREACHABLE || r->status == TRANSPORT_REFUSED) {
+    } else if (r->status == TRANSPORT_UNREACHABLE || r->status == TRANSPORT_REFUSED ||
+               r->status == TRANSPORT_TIMEOUT || r->status == TRANSPORT_STOPPED) {
+        /* Not an answer about the file: rebuilding from the disk would lose what only the
+         * state knows (slot ports, history) when it is written back. */
         sr->done(sr->arg, NULL, NULL, r->msg);
         free(sr);
         return;
+    } else if (r->status == TRANSPORT_OK && r->exit_code == 0) {
+        sr->warning = xasprintf("%s/%s is empty; rebuilt it from what is on disk",
+                                sr->target->deploy_path, HOSTSTATE_FILE);
     } else if (strstr(r->msg, "No such file") != NULL || stderr_has(r, "No such file")) {
         sr->missing = true;
         sr->warning = xasprintf("no %s/%s; rebuilt it from what is on disk",
@@ -595,6 +658,17 @@ static void push_audit_done(void *arg, int rc, const char *msg)
     push_finish(p);
 }
 
+/* Pushes to one target take turns where they touch releases/ (the same operator may run two at
+ * once under his own hand-held deploy lock): flock on .n3/push.lock, held until the command's
+ * shell exits; a target without flock(1) goes on without it. */
+static void push_lock_cmd(struct buf *cmd, const char *dp)
+{
+    shell_cmdf(cmd,
+               "exec 9>>%s/.n3/push.lock && { ! command -v flock >/dev/null 2>&1 || flock 9; } "
+               "&& ",
+               dp);
+}
+
 static void push_state_read(void *arg, struct hoststate *s, const char *warning, const char *msg)
 {
     struct push *p = arg;
@@ -613,15 +687,50 @@ static void push_state_read(void *arg, struct hoststate *s, const char *warning,
     push_stage(p, P_PREPARE);
     rel = xasprintf("%s/releases/%s", dp, p->a->version);
     buf_init(&cmd);
-    shell_cmdf(
-        &cmd,
-        "mkdir -p -- %s/releases %s/.n3/incoming %s/shared && rm -rf -- %s/releases/.n3tmp-* "
-        "%s/.n3/incoming/*.n3tmp.* && if [ -d %s ]; then grep -F 'sha256 ' -- %s/REVISION "
-        "2>/dev/null || echo 'sha256 none'; else echo absent; fi",
-        dp, dp, dp, dp, dp, rel, rel);
+    /* What failed pushes left is removed: temporary releases under the push lock (an unpack
+     * holds it, so none is in use); uploads of this version (this push makes its own), and
+     * others once nothing has written to them for an hour (another push may be sending one). */
+    shell_cmdf(&cmd, "mkdir -p -- %s/releases %s/.n3/incoming %s/shared && ", dp, dp, dp);
+    push_lock_cmd(&cmd, dp);
+    shell_cmdf(&cmd,
+               "rm -rf -- %s/releases/.n3tmp-* %s/.n3/incoming/%s.tar.gz %s/.n3/incoming/%s"
+               ".tar.gz.n3tmp.* && find %s/.n3/incoming -mindepth 1 -maxdepth 1 -mmin +60 -exec "
+               "rm -rf -- {} + && if [ -d %s ]; then grep -F 'sha256 ' -- %s/REVISION "
+               "2>/dev/null || echo 'sha256 none'; else echo absent; fi",
+               dp, dp, p->a->version, dp, p->a->version, dp, rel, rel);
     push_run(p, cmd.data, 60000);
     buf_done(&cmd);
     free(rel);
+}
+
+/* The target's audit record of the push. The release is in place by now: when state.json
+ * could not be written (state_error), that is recorded too, as a partial result. */
+static void push_audit(struct push *p, const char *state_error)
+{
+    struct audit_entry e = {0};
+    const char *targets[] = {p->target->name, NULL};
+    cJSON *detail = cJSON_CreateObject();
+
+    cJSON_AddStringToObject(detail, "version", p->a->version);
+    cJSON_AddStringToObject(detail, "commit", p->a->commit);
+    cJSON_AddStringToObject(detail, "sha256", p->a->sha256);
+    if (state_error != NULL)
+        cJSON_AddStringToObject(detail, "state_not_written", state_error);
+    e.time = (int64_t)time(NULL);
+    e.actor = p->ctx->who;
+    e.pid = (long)getpid();
+    e.action = "release.push";
+    e.targets = targets;
+    e.result = state_error == NULL ? "ok" : "partial";
+    e.detail = detail;
+    p->res.outcome = state_error == NULL ? PUSH_DONE : PUSH_FAILED;
+    if (state_error != NULL)
+        snprintf(p->res.msg, sizeof p->res.msg,
+                 "releases/%s is in place, but %s could not be written: %s", p->a->version,
+                 HOSTSTATE_FILE, state_error);
+    push_stage(p, P_AUDIT);
+    auditlog_append(p->t, p->target->deploy_path, &e, push_audit_done, p);
+    cJSON_Delete(detail);
 }
 
 static void push_step(void *arg, const struct transport_result *r)
@@ -656,6 +765,11 @@ static void push_step(void *arg, const struct transport_result *r)
     }
     if (r->status != TRANSPORT_OK || r->exit_code != 0) {
         why = failure_text(r);
+        if (p->stage == P_WRITE_STATE) {
+            push_audit(p, why);
+            free(why);
+            return;
+        }
         push_fail(p, "%s: %s",
                   p->stage == P_UPLOAD    ? "upload"
                   : p->stage == P_UNPACK  ? "unpacking"
@@ -697,25 +811,31 @@ static void push_step(void *arg, const struct transport_result *r)
         push_stage(p, P_UNPACK);
         buf_init(&cmd);
         /* Unpack beside the releases, then rename: a half-unpacked release is never seen. */
+        shell_cmdf(&cmd, "set -e; cd %s; ", dp);
+        push_lock_cmd(&cmd, dp);
+        /* REVISION is ours: one that came in the tree (a file, or a symlink pointing out of
+         * the release) is replaced, never written through. */
         shell_cmdf(&cmd,
-                   "set -e; cd %s; i=%s; t=$(mktemp -d releases/.n3tmp-XXXXXX); "
+                   "i=%s; t=$(mktemp -d releases/.n3tmp-XXXXXX); "
                    "trap 'rm -rf -- \"$t\" \"$i\"' EXIT; tar -xzf \"$i\" -C \"$t\"; "
+                   "rm -f -- \"$t/REVISION\"; "
                    "printf 'version %%s\\ncommit %%s\\nsha256 %%s\\n' %s %s %s > \"$t/REVISION\"; ",
-                   dp, p->incoming, p->a->version, p->a->commit, p->a->sha256);
+                   p->incoming, p->a->version, p->a->commit, p->a->sha256);
         if (hooks->cmd[HOOK_AFTER_UNPACK] != NULL) {
             /* The hook runs where the files are now, the temporary directory: {release_dir} is
              * that directory, as the shell knows it. */
             hv.version = p->a->version;
             hv.release_dir_expr = "\"$PWD\"";
             hv.target = p->target->name;
-            buf_adds(&cmd, "rc=0; (cd \"$t\" && ");
+            /* On lines of its own: a comment at the end of the hook ends with its line. */
+            buf_adds(&cmd, "rc=0; (cd \"$t\" && {\n");
             if (hook_expand("after_unpack", hooks->cmd[HOOK_AFTER_UNPACK], &hv, &cmd, &err) != 0) {
                 buf_done(&cmd);
                 push_fail(p, "%s", err.msg);
                 return;
             }
             shell_cmdf(&cmd,
-                       ") 2>&1 </dev/null || rc=$?; if [ $rc -ne 0 ]; then echo %sexit $rc >&2; "
+                       "\n}) 2>&1 </dev/null || rc=$?; if [ $rc -ne 0 ]; then echo %sexit $rc >&2; "
                        "exit %d; fi; ",
                        HOOK_FAILED_MARK, HOOK_FAILED_EXIT);
         }
@@ -746,27 +866,9 @@ static void push_step(void *arg, const struct transport_result *r)
         free(path);
         return;
     }
-    case P_WRITE_STATE: {
-        struct audit_entry e = {0};
-        const char *targets[] = {p->target->name, NULL};
-        cJSON *detail = cJSON_CreateObject();
-
-        cJSON_AddStringToObject(detail, "version", p->a->version);
-        cJSON_AddStringToObject(detail, "commit", p->a->commit);
-        cJSON_AddStringToObject(detail, "sha256", p->a->sha256);
-        e.time = (int64_t)time(NULL);
-        e.actor = p->ctx->who;
-        e.pid = (long)getpid();
-        e.action = "release.push";
-        e.targets = targets;
-        e.result = "ok";
-        e.detail = detail;
-        p->res.outcome = PUSH_DONE;
-        push_stage(p, P_AUDIT);
-        auditlog_append(p->t, dp, &e, push_audit_done, p);
-        cJSON_Delete(detail);
+    case P_WRITE_STATE:
+        push_audit(p, NULL);
         return;
-    }
     case P_AUDIT:
         return;
     }
@@ -915,6 +1017,33 @@ static void prune_state_read(void *arg, struct hoststate *s, const char *warning
     buf_done(&cmd);
 }
 
+/* The target's audit record of the prune; result "ok", or "failed"/"partial" with the error
+ * under key in the detail (the outcome is then a failure, and res.msg says why). */
+static void prune_audit(struct prune *p, const char *result, const char *key, const char *error)
+{
+    struct audit_entry e = {0};
+    const char *targets[] = {p->target->name, NULL};
+    cJSON *detail = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(detail, "removed");
+    size_t i;
+
+    for (i = 0; i < p->nremove; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(p->remove[i]));
+    cJSON_AddNumberToObject(detail, "keep", p->keep);
+    if (key != NULL)
+        cJSON_AddStringToObject(detail, key, error);
+    e.time = (int64_t)time(NULL);
+    e.actor = p->ctx->who;
+    e.pid = (long)getpid();
+    e.action = "release.prune";
+    e.targets = targets;
+    e.result = result;
+    e.detail = detail;
+    p->res.outcome = key == NULL ? PUSH_DONE : PUSH_FAILED;
+    p->stage = 3;
+    auditlog_append(p->t, p->target->deploy_path, &e, prune_audit_done, p);
+    cJSON_Delete(detail);
+}
+
 static void prune_step(void *arg, const struct transport_result *r)
 {
     struct prune *p = arg;
@@ -923,10 +1052,17 @@ static void prune_step(void *arg, const struct transport_result *r)
     if (r->status != TRANSPORT_OK || r->exit_code != 0) {
         char *why = failure_text(r);
 
-        p->res.outcome = PUSH_FAILED;
-        snprintf(p->res.msg, sizeof p->res.msg, "removing releases: %s", why);
+        /* Something may be gone already: recorded either way (the next read of the state
+         * reconciles it with the disk). */
+        if (p->stage == 1)
+            snprintf(p->res.msg, sizeof p->res.msg, "removing releases: %s", why);
+        else
+            snprintf(p->res.msg, sizeof p->res.msg,
+                     "the releases were removed, but %s could not be written: %s", HOSTSTATE_FILE,
+                     why);
+        prune_audit(p, p->stage == 1 ? "failed" : "partial",
+                    p->stage == 1 ? "error" : "state_not_written", why);
         free(why);
-        prune_finish(p);
         return;
     }
     if (p->stage == 1) {
@@ -945,26 +1081,7 @@ static void prune_step(void *arg, const struct transport_result *r)
         free(path);
         return;
     }
-    {
-        struct audit_entry e = {0};
-        const char *targets[] = {p->target->name, NULL};
-        cJSON *detail = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(detail, "removed");
-
-        for (i = 0; i < p->nremove; i++)
-            cJSON_AddItemToArray(arr, cJSON_CreateString(p->remove[i]));
-        cJSON_AddNumberToObject(detail, "keep", p->keep);
-        e.time = (int64_t)time(NULL);
-        e.actor = p->ctx->who;
-        e.pid = (long)getpid();
-        e.action = "release.prune";
-        e.targets = targets;
-        e.result = "ok";
-        e.detail = detail;
-        p->res.outcome = PUSH_DONE;
-        p->stage = 3;
-        auditlog_append(p->t, p->target->deploy_path, &e, prune_audit_done, p);
-        cJSON_Delete(detail);
-    }
+    prune_audit(p, "ok", NULL, NULL);
 }
 
 void release_prune_target(const struct release_op_ctx *ctx, struct transport *t,

@@ -346,9 +346,9 @@ struct transport_op *transport_write_file(struct transport *t, const char *path,
 
     g->what = xasprintf("writing %s", path);
     buf_init(&cmd);
-    shell_cmdf(&cmd,
-               "umask 077; cat > %s && chmod %o %s && mv -f -- %s %s || { rm -f -- %s; exit 1; }",
-               tmp, mode, tmp, tmp, path, tmp);
+    shell_cmdf(
+        &cmd, "umask 077; cat > %s && chmod %o %s && mv -f -T -- %s %s || { rm -f -- %s; exit 1; }",
+        tmp, mode, tmp, tmp, path, tmp);
     free(tmp);
     return gen_start(g, &cmd, data, len, 0);
 }
