@@ -237,12 +237,14 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
                "AUTHOR", "SUBJECT", "RELEASED", "RUNNING");
         for (i = 0; i < vs.n; i++) {
             const struct version_info *v = &vs.v[i];
-            char date[16], where[512], rel[16], author[64], *lt;
+            char date[16], where[512], rel[16], author[64], subject[256], *lt;
             unsigned released;
 
             date_of(v->time, date, sizeof date);
             running(&c, &st, v->name, where, sizeof where, &released);
-            snprintf(author, sizeof author, "%s", v->author);
+            /* From the repository: shown with control characters as '?'. */
+            change_shown(author, sizeof author, v->author);
+            change_shown(subject, sizeof subject, v->subject);
             lt = strchr(author, '<'); /* the name, without the address */
             if (lt != NULL && lt > author)
                 lt[-1] = '\0';
@@ -251,7 +253,7 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             else
                 snprintf(rel, sizeof rel, "%u/%zu", released, c.fleet.n);
             printf("%-20s  %-8.7s  %-10s  %-20.20s  %-32.32s  %-9s  %s\n", v->name, v->commit, date,
-                   author, v->subject, rel, where);
+                   author, subject, rel, where);
         }
         if (vs.n == 0)
             printf("(no tags of %s match \"%s\" and are versions)\n", app->repository,
@@ -326,7 +328,9 @@ int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv)
         rc = EXIT_FAILED;
     } else {
         for (i = 0; i < n; i++) {
-            puts(lines[i]);
+            char shown[1024];
+
+            puts(change_shown(shown, sizeof shown, lines[i]));
             free(lines[i]);
         }
         free(lines);

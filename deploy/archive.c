@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -96,6 +97,28 @@ static void items_sort(struct items *l)
 {
     if (l->len > 1)
         qsort(l->v, l->len, sizeof *l->v, item_cmp);
+}
+
+/* After items_sort: a path given twice, as two entries or as a file (or symlink) and a
+ * directory ("l" and "l/"), which git fsck refuses and tar would resolve by overwriting: the
+ * name in *dup (caller frees), or NULL. */
+static char *items_duplicate(const struct items *l)
+{
+    struct item key = {0};
+    size_t i, n;
+
+    for (i = 0; i < l->len; i++) {
+        if (i + 1 < l->len && strcmp(l->v[i].name, l->v[i + 1].name) == 0)
+            return xstrdup(l->v[i].name);
+        n = strlen(l->v[i].name);
+        if (n == 0 || l->v[i].name[n - 1] == '/')
+            continue;
+        key.name = xasprintf("%s/", l->v[i].name);
+        if (bsearch(&key, l->v, l->len, sizeof *l->v, item_cmp) != NULL)
+            return key.name;
+        free(key.name);
+    }
+    return NULL;
 }
 
 static la_ssize_t pack_write_cb(struct archive *a, void *data, const void *buf, size_t len)
@@ -380,6 +403,12 @@ struct walk {
     char *bad; /* the first entry the walk refused, with the reason */
 };
 
+/* Bounds on what a tree may hold: a tree bomb (a few shared trees, millions of paths) or a path
+ * too long for the target's tar is refused before anything is written. */
+#define PACK_ENTRIES_MAX 1000000
+#define PACK_PATH_MAX    4000
+#define PACK_BLOB_MAX    ((size_t)1 << 30)
+
 static const char *git_msg(void)
 {
     const git_error *e = git_error_last();
@@ -389,10 +418,12 @@ static const char *git_msg(void)
 
 /* A tree entry name that could escape the archive root or fake a directory. Git refuses to
  * write such trees, but a repository may come from anywhere. */
+/* What git itself refuses to check out: no name, ".", "..", a slash, and ".git" in any case
+ * (a .git in a release would be a repository configuration that git runs code from). */
 static bool bad_name(const char *name)
 {
     return name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0 ||
-           strchr(name, '/') != NULL;
+           strchr(name, '/') != NULL || strcasecmp(name, ".git") == 0;
 }
 
 static int walk_cb(const char *root, const git_tree_entry *entry, void *payload)
@@ -404,6 +435,14 @@ static int walk_cb(const char *root, const git_tree_entry *entry, void *payload)
 
     if (bad_name(name)) {
         w->bad = xasprintf("tree entry \"%s%s\" is not a valid path", root, name);
+        return -1;
+    }
+    if (w->items->len >= PACK_ENTRIES_MAX) {
+        w->bad = xasprintf("the tree has more than %d entries", PACK_ENTRIES_MAX);
+        return -1;
+    }
+    if (strlen(root) + strlen(name) + 1 > PACK_PATH_MAX) {
+        w->bad = xasprintf("the path %.60s... is longer than %d bytes", root, PACK_PATH_MAX);
         return -1;
     }
     switch (mode) {
@@ -479,10 +518,23 @@ static int pack_blob_item(struct pack *p, git_repository *repo, struct item *it,
 {
     char hex[GIT_OID_HEXSZ + 1];
     git_blob *blob = NULL;
+    git_odb *odb = NULL;
+    git_object_t type;
     const void *data;
     size_t len;
     int rc = -1;
 
+    /* libgit2 reads a blob whole into memory: its size is checked first. */
+    if (git_repository_odb(&odb, repo) == 0 &&
+        git_odb_read_header(&len, &type, odb, &it->oid) == 0 && len > PACK_BLOB_MAX) {
+        git_odb_free(odb);
+        return err_set(err,
+                       "%s in commit %s is %zu MiB, over the %u MiB a file packed from git may "
+                       "have (it is read whole into memory): keep it out of the repository, or "
+                       "bring it in with a build hook (what a hook leaves is packed as it streams)",
+                       it->name, commit_hex, len >> 20, (unsigned)(PACK_BLOB_MAX >> 20));
+    }
+    git_odb_free(odb);
     if (git_blob_lookup(&blob, repo, &it->oid) < 0) {
         git_oid_tostr(hex, sizeof hex, &it->oid);
         return err_set(err, "cannot read %s (blob %s) of commit %s: %s", it->name, hex, commit_hex,
@@ -520,6 +572,7 @@ int archive_from_commit(const char *repo_path, const char *commit_hex, const cha
     struct walk w = {.items = &items};
     struct pack p;
     size_t i;
+    char *dup;
     int rc = -1, r;
 
     memset(res, 0, sizeof *res);
@@ -550,6 +603,12 @@ int archive_from_commit(const char *repo_path, const char *commit_hex, const cha
         goto out;
     }
     items_sort(&items);
+    if ((dup = items_duplicate(&items)) != NULL) {
+        err_set(err, "cannot pack commit %s of %s: the tree has %s twice (git fsck refuses it)",
+                commit_hex, repo_path, dup);
+        free(dup);
+        goto out;
+    }
     /* The committer time: when the release was made, the same on every machine. */
     if (pack_open(&p, out_path, (int64_t)git_commit_time(commit), cancel, err) < 0)
         goto out;

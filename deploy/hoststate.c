@@ -34,6 +34,10 @@ struct hoststate {
     char *prev_slot, *prev_version;
     struct hist *hist;
     size_t nhist;
+    /* From the disk only (the probe), never written: a release `current` points to directly,
+     * and whether a slot or current link could not be read as a release. */
+    char *current_release;
+    bool links_unreadable;
 };
 
 static const char *const slot_names[HS_NSLOTS] = {"blue", "green"};
@@ -99,6 +103,7 @@ void hoststate_free(struct hoststate *s)
         free(s->slot_version[i]);
     free(s->prev_slot);
     free(s->prev_version);
+    free(s->current_release);
     free(s->target);
     free(s);
 }
@@ -224,7 +229,14 @@ bool hoststate_in_use(const struct hoststate *s, const char *version)
         if (s->slot_version[i] != NULL && strcmp(s->slot_version[i], version) == 0)
             return true;
     }
+    if (s->current_release != NULL && strcmp(s->current_release, version) == 0)
+        return true;
     return s->prev_version != NULL && strcmp(s->prev_version, version) == 0;
+}
+
+bool hoststate_links_unreadable(const struct hoststate *s)
+{
+    return s->links_unreadable;
 }
 
 void hoststate_add_history(struct hoststate *s, int64_t time, const char *action,
@@ -267,6 +279,20 @@ static int slot_index(const char *name)
     return -1;
 }
 
+/* s when every character is in allowed (NULL: any printable ASCII but space), else NULL. */
+static const char *field_ok(const char *s, const char *allowed)
+{
+    const char *p;
+
+    if (s == NULL)
+        return NULL;
+    for (p = s; *p != '\0'; p++) {
+        if (allowed != NULL ? strchr(allowed, *p) == NULL : (*p <= ' ' || *p >= 0x7f))
+            return NULL;
+    }
+    return s;
+}
+
 int hoststate_parse(const char *target, const char *text, size_t len, struct hoststate **out,
                     struct err *err)
 {
@@ -292,10 +318,13 @@ int hoststate_parse(const char *target, const char *text, size_t len, struct hos
         r.version = str_member(item, "version");
         if (r.version == NULL || !version_name_ok(r.version, NULL))
             continue;
-        r.commit = str_member(item, "commit");
-        r.sha256 = str_member(item, "sha256");
-        r.pushed = str_member(item, "pushed");
-        r.by = str_member(item, "by");
+        if (s->nrels >= HS_RELEASES_MAX)
+            break;
+        /* Shown on terminals later: only what these fields can hold is taken. */
+        r.commit = field_ok(str_member(item, "commit"), "0123456789abcdef");
+        r.sha256 = field_ok(str_member(item, "sha256"), "0123456789abcdef");
+        r.pushed = field_ok(str_member(item, "pushed"), "0123456789-:TZ");
+        r.by = field_ok(str_member(item, "by"), NULL);
         hoststate_add_release(s, &r);
     }
     slots = cJSON_GetObjectItemCaseSensitive(root, "slots");
@@ -427,8 +456,10 @@ void hoststate_probe_command(const char *deploy_path, struct buf *out)
              "commit|sha256) printf ' %s=%s' \"$k\" \"$v\";; esac; done < \"$d/REVISION\"; fi; "
              "echo; done; "
              "for s in blue green; do [ -L slots/$s ] && printf 'slot %s %s\\n' $s "
-             "\"$(readlink slots/$s)\"; done; "
-             "[ -L current ] && printf 'current %s\\n' \"$(readlink current)\"; exit 0");
+             "\"$(printf %s \"$(readlink slots/$s)\" | tr '\\n ' '\?\?')\"; done; "
+             "[ -L current ] && printf 'current %s\\n' \"$(printf %s \"$(readlink current)\" | tr "
+             "'\\n ' '\?\?')\"; "
+             "exit 0");
 }
 
 static bool is_hex(const char *s)
@@ -442,11 +473,34 @@ static bool is_hex(const char *s)
     return true;
 }
 
+/* The last component of a link's target, trailing slashes (and "/." ) ignored; NULL if none. */
+static char *link_base(char *dest)
+{
+    size_t n;
+    char *slash;
+
+    if (dest == NULL)
+        return NULL;
+    for (n = strlen(dest); n > 0;) {
+        if (dest[n - 1] == '/')
+            dest[--n] = '\0';
+        else if (n >= 2 && dest[n - 1] == '.' && dest[n - 2] == '/')
+            dest[n -= 2] = '\0';
+        else
+            break;
+    }
+    if (n == 0)
+        return NULL;
+    slash = strrchr(dest, '/');
+    return slash != NULL ? slash + 1 : dest;
+}
+
 struct hoststate *hoststate_from_probe(const char *target, const char *text, char **warnings)
 {
     struct hoststate *s = hoststate_new(target);
     struct buf warn;
     char *copy = xstrdup(text), *line, *save = NULL;
+    bool too_many = false;
 
     buf_init(&warn);
     for (line = strtok_r(copy, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -468,6 +522,13 @@ struct hoststate *hoststate_from_probe(const char *target, const char *text, cha
 
             if (name == NULL)
                 continue;
+            if (s->nrels >= HS_RELEASES_MAX) {
+                if (!too_many)
+                    buf_addf(&warn, "%smore than %d releases: the others were not read",
+                             warn.len ? "; " : "", HS_RELEASES_MAX);
+                too_many = true;
+                continue;
+            }
             if (!version_name_ok(name, NULL)) {
                 buf_addf(&warn, "%sreleases/%.60s is not a valid version name: skipped",
                          warn.len ? "; " : "", name);
@@ -482,22 +543,33 @@ struct hoststate *hoststate_from_probe(const char *target, const char *text, cha
             }
             hoststate_add_release(s, &r);
         } else if (strcmp(word, "slot") == 0) {
-            int i = slot_index(strtok_r(NULL, " ", &wsave));
+            char *name = strtok_r(NULL, " ", &wsave);
+            int i = slot_index(name);
             char *dest = strtok_r(NULL, " ", &wsave), *base;
 
-            if (i < 0 || dest == NULL)
+            if (i < 0)
                 continue;
-            base = strrchr(dest, '/');
-            base = base != NULL ? base + 1 : dest;
-            if (version_name_ok(base, NULL))
+            base = link_base(dest);
+            if (base != NULL && version_name_ok(base, NULL)) {
                 hoststate_set_slot(s, (enum hs_slot)i, base, 0);
+            } else {
+                s->links_unreadable = true;
+                buf_addf(&warn, "%sslots/%s points to %.100s, which is not a release",
+                         warn.len ? "; " : "", name, dest != NULL ? dest : "nothing");
+            }
         } else if (strcmp(word, "current") == 0) {
-            char *dest = strtok_r(NULL, " ", &wsave), *base;
+            char *dest = strtok_r(NULL, " ", &wsave), *base = link_base(dest);
 
-            if (dest == NULL)
-                continue;
-            base = strrchr(dest, '/');
-            s->live = slot_index(base != NULL ? base + 1 : dest);
+            if (base != NULL && slot_index(base) >= 0) {
+                s->live = slot_index(base);
+            } else if (base != NULL && version_name_ok(base, NULL)) {
+                free(s->current_release); /* current -> releases/V, no slot in between */
+                s->current_release = xstrdup(base);
+            } else {
+                s->links_unreadable = true;
+                buf_addf(&warn, "%scurrent points to %.100s, which is neither a slot nor a release",
+                         warn.len ? "; " : "", dest != NULL ? dest : "nothing");
+            }
         }
     }
     free(copy);
@@ -539,6 +611,9 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
                  said != NULL ? said : "nothing");
         hoststate_set_slot(s, (enum hs_slot)i, on_disk, 0);
     }
+    free(s->current_release);
+    s->current_release = disk->current_release != NULL ? xstrdup(disk->current_release) : NULL;
+    s->links_unreadable = disk->links_unreadable;
     if (disk->live >= 0 && disk->live != s->live) {
         buf_addf(warn, "%scurrent points to slots/%s, but state.json says %s: took the link",
                  warn->len ? "; " : "", hs_slot_name((enum hs_slot)disk->live),

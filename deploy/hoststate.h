@@ -30,6 +30,10 @@ struct hoststate;
 
 enum hs_slot { HS_BLUE, HS_GREEN, HS_NSLOTS };
 
+/* Releases a state holds at most (state.json or the disk): more is not a deploy path n3ctl
+ * made, and the rest is not read (keeps a hostile file from costing minutes). */
+#define HS_RELEASES_MAX 1000
+
 struct hs_release {
     const char *version;
     const char *commit; /* "" when unknown (rebuilt from a release without REVISION) */
@@ -72,8 +76,11 @@ const char *hs_slot_name(enum hs_slot slot);
 void hoststate_add_history(struct hoststate *s, int64_t time, const char *action,
                            const char *version, const char *by);
 
-/* Versions a prune must not remove: those in a slot, and the rollback target. */
+/* Versions a prune must not remove: those in a slot, the one `current` points to, and the
+ * rollback target. */
 bool hoststate_in_use(const struct hoststate *s, const char *version);
+/* A slot or current link on disk that is not a release (a prune must not guess). */
+bool hoststate_links_unreadable(const struct hoststate *s);
 
 /* "2026-11-27T07:01:02Z" */
 void hoststate_iso_time(int64_t t, char out[32]);

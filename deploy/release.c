@@ -191,7 +191,8 @@ static int checkout(const char *repo_path, const char *commit, const char *dir, 
 
     git_libgit2_init();
     git_checkout_options_init(&opts, GIT_CHECKOUT_OPTIONS_VERSION);
-    opts.checkout_strategy = GIT_CHECKOUT_FORCE;
+    /* Into dir only: the repository's own index (what the operator has staged) is not touched. */
+    opts.checkout_strategy = GIT_CHECKOUT_FORCE | GIT_CHECKOUT_DONT_UPDATE_INDEX;
     opts.target_directory = dir;
     if (git_repository_open_ext(&repo, repo_path, GIT_REPOSITORY_OPEN_NO_SEARCH, NULL) != 0 ||
         git_oid_fromstr(&oid, commit) != 0 ||
@@ -487,9 +488,13 @@ static void probe_done(void *arg, const struct transport_result *r)
     struct hoststate *s;
     char *text, *skipped = NULL, *warning;
 
-    if (r->status != TRANSPORT_OK || r->exit_code != 0) {
+    /* A listing cut short (its front dropped) would make releases look gone. */
+    if (r->status != TRANSPORT_OK || r->exit_code != 0 || tail_truncated(r->out)) {
         sr->done(sr->arg, NULL, NULL,
-                 r->status != TRANSPORT_OK ? r->msg : "cannot list what is in deploy_path");
+                 r->status != TRANSPORT_OK ? r->msg
+                 : r->exit_code != 0       ? "cannot list what is in deploy_path"
+                                           : "the listing of deploy_path is over 1 MiB: too many "
+                                             "releases there to read");
         hoststate_free(sr->parsed);
         free(sr->warning);
         free(sr);
@@ -818,7 +823,7 @@ static void push_step(void *arg, const struct transport_result *r)
         shell_cmdf(&cmd,
                    "i=%s; t=$(mktemp -d releases/.n3tmp-XXXXXX); "
                    "trap 'rm -rf -- \"$t\" \"$i\"' EXIT; tar -xzf \"$i\" -C \"$t\"; "
-                   "rm -f -- \"$t/REVISION\"; "
+                   "rm -rf -- \"$t/REVISION\"; "
                    "printf 'version %%s\\ncommit %%s\\nsha256 %%s\\n' %s %s %s > \"$t/REVISION\"; ",
                    p->incoming, p->a->version, p->a->commit, p->a->sha256);
         if (hooks->cmd[HOOK_AFTER_UNPACK] != NULL) {
@@ -964,6 +969,15 @@ static void prune_state_read(void *arg, struct hoststate *s, const char *warning
         return;
     }
     p->state = s;
+    if (hoststate_links_unreadable(s)) {
+        /* What runs is not known for sure: removing nothing is the only safe prune. */
+        p->res.outcome = PUSH_FAILED;
+        snprintf(p->res.msg, sizeof p->res.msg,
+                 "%s; not pruning while a slot or current link is not a release: fix the link",
+                 warning != NULL ? warning : "a link is unreadable");
+        prune_finish(p);
+        return;
+    }
     n = hoststate_nreleases(s);
     all = xcalloc(n + 1, sizeof *all);
     for (i = 0; i < n; i++) {

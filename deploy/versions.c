@@ -131,7 +131,7 @@ int versions_list(const char *repo_path, const char *pattern, struct versions *o
 {
     git_repository *repo = NULL;
     struct walk w;
-    int rc = 0;
+    int rc = 0, r;
 
     memset(out, 0, sizeof *out);
     git_libgit2_init();
@@ -151,9 +151,13 @@ int versions_list(const char *repo_path, const char *pattern, struct versions *o
             rc = err_set(err, "cannot list the tags of %s: %s", repo_path, git_msg());
             goto out;
         }
-        while (git_reference_next_name(&refname, it) == 0)
+        while ((r = git_reference_next_name(&refname, it)) == 0)
             add_tag(refname, &w);
         git_reference_iterator_free(it);
+        if (r != GIT_ITEROVER) {
+            rc = err_set(err, "cannot list the tags of %s: %s", repo_path, git_msg());
+            goto out;
+        }
     }
     qsort(out->v, out->n, sizeof *out->v, newest_first);
 out:
@@ -208,7 +212,7 @@ int versions_changelog(const char *repo_path, const char *from_commit, const cha
     git_repository *repo = NULL;
     git_revwalk *walk = NULL;
     git_oid from, to, oid;
-    int rc = 0;
+    int rc = 0, r = GIT_ITEROVER;
 
     *lines = NULL;
     *n = 0;
@@ -224,18 +228,27 @@ int versions_changelog(const char *repo_path, const char *from_commit, const cha
         goto out;
     }
     git_revwalk_sorting(walk, GIT_SORT_TOPOLOGICAL | GIT_SORT_TIME);
-    while (git_revwalk_next(&oid, walk) == 0) {
+    /* A history that cannot be walked to its end (a shallow clone) is an error, not an empty
+     * or a short changelog. */
+    while ((r = git_revwalk_next(&oid, walk)) == 0) {
         git_commit *c = NULL;
         char hex[8];
 
-        if (git_commit_lookup(&c, repo, &oid) != 0)
-            continue;
+        if (git_commit_lookup(&c, repo, &oid) != 0) {
+            r = -1;
+            break;
+        }
         git_oid_tostr(hex, sizeof hex, &oid);
         *lines = xreallocarray(*lines, *n + 1, sizeof **lines);
         (*lines)[(*n)++] =
             xasprintf("%s %s", hex, git_commit_summary(c) != NULL ? git_commit_summary(c) : "");
         git_commit_free(c);
     }
+    if (r != GIT_ITEROVER)
+        rc = err_set(err,
+                     "the history of %s between the two versions cannot be read (%s): a shallow "
+                     "clone? `git fetch --unshallow` there",
+                     repo_path, git_msg());
 out:
     git_revwalk_free(walk);
     git_repository_free(repo);

@@ -128,3 +128,102 @@ expect_grep err "the release cache $T/cache/n3ctl/demo can be written by others 
 chmod 0700 "$T/cache/n3ctl/demo"
 run_n3 okcache release -c "$CFG" build v1.0.0
 expect_rc 0
+
+# ---- a build hook's checkout leaves the operator's repository as it was ----
+
+git -C "$REPO" reset -q --hard v2.2.0
+printf 'work in progress\n' >>"$REPO/README"
+git -C "$REPO" add README
+sum_index() { sha256sum "$REPO/.git/index" | cut -d' ' -f1; }
+before=$(sum_index)
+status_before=$(git -C "$REPO" status --porcelain)
+jq '.hooks.build = "touch BUILT"' "$CFG" >"$T/hooked.json"
+run_n3 hooked release -c "$T/hooked.json" build --rebuild v1.0.0
+expect_rc 0
+expect_eq "the repository's index after a build with a hook" "$before" "$(sum_index)"
+expect_eq "git status after a build with a hook" "$status_before" "$(git -C "$REPO" status --porcelain)"
+tar -tzf "$(cat "$T/hooked.out")" | grep -qx 'bin/app' || fail "the hooked build lacks bin/app"
+ok
+
+# ---- links as people write them: a trailing slash, current straight to a release, junk ----
+
+run_n3 pushes release -c "$CFG" push v2.0.0
+expect_rc 0
+ln -sfn ../releases/v1.0.0/ "$T/t1/slots/blue"
+run_n3 prune_slash release -c "$CFG" prune --keep 1 --dry-run
+expect_rc 0
+expect_grep err 'kept: .*v1\.0\.0\(in use\)' "a slot link with a trailing slash still protects its release"
+rm -f "$T/t1/slots/blue" "$T/t1/current"
+ln -sfn releases/v1.0.0 "$T/t1/current"
+run_n3 prune_current release -c "$CFG" prune --keep 1 --dry-run
+expect_rc 0
+expect_grep err 'kept: .*v1\.0\.0\(in use\)' "current pointing straight at a release protects it"
+ln -sfn "$T/t1/releases/v1.0.0
+slot green ../releases/v2.0.0" "$T/t1/slots/green"
+ln -sfn 'somewhere else' "$T/t1/current"
+run_n3 prune_junk release -c "$CFG" prune --keep 1
+expect_rc 1
+expect_grep err 'not pruning while a slot or current link is not a release' "junk links stop a prune"
+for v in v1.0.0 v2.0.0 v2.2.0; do
+    expect_present "$T/t1/releases/$v" "a prune with junk links removed $v"
+done
+rm -f "$T/t1/slots/green" "$T/t1/current"
+
+# ---- a shallow clone: the changelog says the history is missing, not "no commits" ----
+
+git clone -q --depth 1 "file://$REPO" "$T/shallow" 2>"$T/clone.err" || fail "git clone --depth 1: $(show "$T/clone.err")"
+git -C "$T/shallow" fetch -q --depth 1 origin tag v1.0.0 2>"$T/fetch.err" || fail "git fetch tag: $(show "$T/fetch.err")"
+jq --arg r "$T/shallow" '.app.repository = $r' "$CFG" >"$T/shallow.json"
+run_n3 shallow changelog -c "$T/shallow.json" v1.0.0 v2.2.0
+expect_rc 1
+expect_grep err 'cannot be read .*a shallow clone\? `git fetch --unshallow` there' "the shallow history is said"
+
+# ---- hostile trees (made with git mktree, which checks nothing): refused, not packed ----
+
+EVIL=$T/evil
+git init -q "$EVIL"
+blob=$(echo hi | git -C "$EVIL" hash-object -w --stdin)
+sub=$(printf '100644 blob %s\tconfig\n' "$blob" | git -C "$EVIL" mktree)
+evil_tag() { # TAG TREE-LINES
+    local tree commit
+    # shellcheck disable=SC2059 # the tree lines are the format
+    tree=$(printf "$2" | git -C "$EVIL" mktree) || fail "git mktree for $1"
+    commit=$(git_at "2026-01-06T10:00:00Z" -C "$EVIL" commit-tree "$tree" -m "$1") || fail "git commit-tree for $1"
+    git -C "$EVIL" tag "$1" "$commit"
+}
+evil_tag v1.0.0 "040000 tree $sub\t.git\n100644 blob $blob\ta\n"
+evil_tag v1.1.0 "040000 tree $sub\t.GiT\n100644 blob $blob\ta\n"
+evil_tag v1.2.0 "100644 blob $blob\ta\n100644 blob $blob\ta\n"
+evil_tag v1.3.0 "120000 blob $blob\tl\n040000 tree $sub\tl\n"
+jq --arg r "$EVIL" '.app.repository = $r' "$CFG" >"$T/evil.json"
+for v in v1.0.0 v1.1.0; do
+    run_n3 "evil_$v" release -c "$T/evil.json" build "$v"
+    expect_rc 1
+    expect_grep err 'tree entry "\.[gG][iI][tT]" is not a valid path' "a .git in the tree ($v)"
+done
+run_n3 evil_dup release -c "$T/evil.json" build v1.2.0
+expect_rc 1
+expect_grep err 'the tree has a twice' "a path given twice"
+run_n3 evil_dir release -c "$T/evil.json" build v1.3.0
+expect_rc 1
+expect_grep err 'the tree has l/ twice' "a symlink and a directory of the same name"
+[ -z "$(find "$T/cache/n3ctl" -path '*demo/v1.[0-3].0.tar.gz' -newer "$T/evil.json")" ] ||
+    fail "a hostile tree was packed into the cache"
+ok
+
+# ---- what the repository says reaches the terminal without its control characters ----
+
+git -C "$REPO" reset -q --hard v2.2.0
+git_at "2026-01-07T10:00:00Z" -C "$REPO" commit -q --allow-empty -m "$(printf 'red \033[31mALERT\033]0;title\007 end')" ||
+    fail "committing the subject with escapes failed"
+git_at "2026-01-07T10:00:00Z" -C "$REPO" tag v2.3.0
+run_n3 esc_versions versions -c "$CFG" --local
+expect_rc 0
+expect_grep out '^v2\.3\.0 .* red \?\[31mALERT\?\]0;title\? end' "the subject, its control characters as ?"
+run_n3 esc_changelog changelog -c "$CFG" v2.2.0 v2.3.0
+expect_rc 0
+expect_grep out ' red \?\[31mALERT' "the changelog line, its control characters as ?"
+for f in esc_versions.out esc_changelog.out; do
+    ! LC_ALL=C grep -q "$(printf '[\033\007]')" "$T/$f" || fail "$f holds raw control characters"
+    ok
+done
