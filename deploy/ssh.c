@@ -1014,6 +1014,10 @@ static enum step chan_put_step(struct ssh_chan *ch)
             return STEP_PROGRESS;
         }
         ch->started_remote = true;
+        /* The file is open on the target: the transfer has started (its stall timer counts
+         * from here, not from when it was queued). */
+        if (ch->on_progress != NULL && !ch->abandoned)
+            ch->on_progress(ch->arg, 0);
         ch->state = S_SFTP_WRITE;
         return STEP_PROGRESS;
     case S_SFTP_WRITE:
@@ -1464,6 +1468,11 @@ void ssh_conn_drop(struct ssh_conn *c, const char *why)
 {
     if (c->state == C_READY)
         conn_fail(c, SSH_UNREACHABLE, RETRY_CONNECT, "%s: %s", c->name, why);
+}
+
+bool ssh_chan_queued(const struct ssh_chan *ch)
+{
+    return ch->state == S_QUEUED;
 }
 
 bool ssh_conn_ready(const struct ssh_conn *c)

@@ -90,6 +90,9 @@ void ssh_chan_abandon(struct ssh_chan *ch, const char *why);
  * nothing on the target, which move to a fresh connection once; the next use reconnects. */
 void ssh_conn_drop(struct ssh_conn *c, const char *why);
 
+/* Still waiting for its turn on the connection (nothing sent for it yet)? */
+bool ssh_chan_queued(const struct ssh_chan *ch);
+
 bool ssh_conn_ready(const struct ssh_conn *c);
 /* How long the last successful connection took, from TCP connect to authenticated. */
 uint64_t ssh_conn_handshake_us(const struct ssh_conn *c);

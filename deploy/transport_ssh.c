@@ -245,8 +245,9 @@ static void timeout_cb(void *arg)
     struct ssh_op *o = arg;
 
     if (o->kind == OP_PUT && !o->finished) {
-        /* Still connecting: that has deadlines of its own. */
-        if (!ssh_conn_ready(conn_of(o->op.t))) {
+        /* Still connecting (that has deadlines of its own), or waiting for its turn on the
+         * connection (what runs before it has its own timeout): not a stall. */
+        if (!ssh_conn_ready(conn_of(o->op.t)) || (o->chan != NULL && ssh_chan_queued(o->chan))) {
             loop_timer_start(o->timeout, o->timeout_ms);
             return;
         }
