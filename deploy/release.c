@@ -340,9 +340,55 @@ static int rm_rf(const char *path)
     return rc;
 }
 
-int release_build(const struct inventory *inv, const char *version, bool rebuild,
-                  const atomic_bool *cancel, struct release_artifact *out, struct err *err)
+const char *release_build_stage_name(int stage)
 {
+    static const char *const names[] = {
+        [RB_CHECKING] = "checking the tag and the cache",
+        [RB_CHECKOUT] = "checking out",
+        [RB_HOOK] = "running the build hook",
+        [RB_PACKING] = "packing",
+    };
+
+    return stage >= 0 && stage <= RB_PACKING ? names[stage] : "building";
+}
+
+static void build_stage(struct release_build_ctl *ctl, enum release_build_stage stage)
+{
+    if (ctl != NULL)
+        atomic_store(&ctl->stage, (int)stage);
+}
+
+/* With a build hook: check the tag out in dir, run the hook there, pack what it left. */
+static int build_in(struct release_build_ctl *ctl, const char *dir, const struct inv_app *app,
+                    const struct inv_hooks *hooks, const struct hook_vars *hv,
+                    const struct release_artifact *out, struct archive_result *ar, struct err *err)
+{
+    const atomic_bool *cancel = ctl != NULL ? &ctl->cancel : NULL;
+    struct buf cmd;
+    int rc = -1;
+
+    if (mkdir(dir, 0700) != 0)
+        return err_set(err, "cannot create %s: %s", dir, strerror(errno));
+    buf_init(&cmd);
+    build_stage(ctl, RB_CHECKOUT);
+    if (checkout(app->repository, out->commit, dir, err) != 0 ||
+        hook_expand("build", hooks->cmd[HOOK_BUILD], hv, &cmd, err) != 0)
+        goto out;
+    build_stage(ctl, RB_HOOK);
+    rc = run_hook_here("build", dir, cmd.data, hooks->timeout_ms, cancel, err);
+    if (rc != 0)
+        goto out;
+    build_stage(ctl, RB_PACKING);
+    rc = archive_from_dir(dir, out->time, out->path, ar, cancel, err);
+out:
+    buf_done(&cmd);
+    return rc;
+}
+
+int release_build(const struct inventory *inv, const char *version, bool rebuild,
+                  struct release_build_ctl *ctl, struct release_artifact *out, struct err *err)
+{
+    const atomic_bool *cancel = ctl != NULL ? &ctl->cancel : NULL;
     const struct inv_app *app = inventory_app(inv);
     const struct inv_hooks *hooks = inventory_hooks(inv);
     const struct version_info *vi;
@@ -352,6 +398,7 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
     int rc = -1;
 
     memset(out, 0, sizeof *out);
+    build_stage(ctl, RB_CHECKING);
     if (!version_name_ok(version, err))
         return RELEASE_EUSAGE;
     if (versions_list(app->repository, app->tag_pattern, &vs, err) != 0)
@@ -389,27 +436,18 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
         goto out;
     }
     if (hooks->cmd[HOOK_BUILD] == NULL) {
+        build_stage(ctl, RB_PACKING);
         if (archive_from_commit(app->repository, out->commit, out->path, &ar, cancel, err) != 0)
             goto out;
     } else {
         char *dir = xasprintf("%s/.build-%s-%d", cache, version, (int)getpid());
         struct hook_vars hv = {0};
-        struct buf cmd;
 
         hv.version = version;
         hv.release_dir = dir;
-        buf_init(&cmd);
         rm_rf(dir);
-        if (mkdir(dir, 0700) != 0) {
-            err_set(err, "cannot create %s: %s", dir, strerror(errno));
-        } else if (checkout(app->repository, out->commit, dir, err) == 0 &&
-                   hook_expand("build", hooks->cmd[HOOK_BUILD], &hv, &cmd, err) == 0 &&
-                   run_hook_here("build", dir, cmd.data, hooks->timeout_ms, cancel, err) == 0 &&
-                   archive_from_dir(dir, out->time, out->path, &ar, cancel, err) == 0) {
-            rc = 0;
-        }
+        rc = build_in(ctl, dir, app, hooks, &hv, out, &ar, err);
         rm_rf(dir);
-        buf_done(&cmd);
         free(dir);
         if (rc != 0)
             goto out;

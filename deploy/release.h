@@ -43,12 +43,24 @@ struct release_artifact {
  * same commit with the right checksum, else packed from the tag's tree, or, with a build hook,
  * from a checkout of it after the hook ran there. Blocking: run it on the thread pool.
  */
+enum release_build_stage { RB_CHECKING, RB_CHECKOUT, RB_HOOK, RB_PACKING };
+
+/* Between the build's thread and the one that waits for it. */
+struct release_build_ctl {
+    atomic_bool cancel; /* set by the waiter: stop */
+    atomic_int stage;   /* set by the build: enum release_build_stage */
+};
+
+/* "checking the tag and the cache", "checking out", "running the build hook", "packing" */
+const char *release_build_stage_name(int stage);
+
+/* ctl may be NULL. */
 int release_build(const struct inventory *inv, const char *version, bool rebuild,
-                  const atomic_bool *cancel, struct release_artifact *out, struct err *err);
+                  struct release_build_ctl *ctl, struct release_artifact *out, struct err *err);
 /* release_build's result when the version or the repository named is wrong (the operator's to
  * fix), as opposed to -1, a build that failed. */
 #define RELEASE_EUSAGE (-2)
-/* release_build's result when *cancel was set: the build hook stopped (TERM, then KILL after
+/* release_build's result when ctl->cancel was set: the build hook stopped (TERM, then KILL after
  * RELEASE_HOOK_GRACE_MS, to its process group), nothing written to the cache. */
 #define RELEASE_ECANCELED     (-3)
 #define RELEASE_HOOK_GRACE_MS 2000

@@ -155,3 +155,22 @@ if grep -Eq '\[[0-9]/2\]' push.pane; then
     fail_pane push "the status line was not erased"
 fi
 ok
+
+# ---- release build: what the build is doing, and for how long, until it is built ----
+
+jq --arg go "$T/go-build" '.hooks.build = "while [ ! -e \($go) ]; do sleep 0.05; done"' \
+    "$T/app.json" >"$T/slowbuild.json"
+pane_open build color release -c slowbuild.json build v1.1.0
+wait_until "the build's line (its hook running)" \
+    pane_has build '^building v1\.1\.0: running the build hook\.\.\. [0-9.]+(ms|s)$'
+touch "$T/go-build"
+wait_until "the build to end" pane_has build '^rc=[0-9]+$'
+capture build
+grep -qx 'rc=0' build.pane || fail_pane build "expected rc=0 after the build"
+ok
+grep -Eq '^built v1\.1\.0 \(commit [0-9a-f]{7}\) in ' build.pane || fail_pane build "expected the built line"
+ok
+if grep -q '^building ' build.pane; then
+    fail_pane build "the build's line was not erased"
+fi
+ok
