@@ -1,6 +1,7 @@
 /* n3ctl release build | push | list | prune: releases of git-tagged versions on targets. */
 #include "config.h"
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
     j.rebuild = rebuild;
     atomic_init(&j.ctl.cancel, false);
     atomic_init(&j.ctl.stage, RB_CHECKING);
+    atomic_init(&j.ctl.hook, 0);
     line.j = &j;
     line.loop = loop;
     line.t0 = t0;
@@ -99,8 +101,14 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
         fputs("\r\033[K", stderr);
     }
     if (!j.done) {
-        /* Abandoned: the cache is written by rename, so nothing half-made stays. */
-        fprintf(stderr, "n3ctl: the build of %s was abandoned\n", version);
+        /* Abandoned: the cache is written by rename, so nothing half-made stays; a build hook
+         * still running (it may ignore TERM) is killed, or it would outlive us. */
+        int group = atomic_load(&j.ctl.hook);
+
+        if (group > 0)
+            kill(-group, SIGKILL);
+        fprintf(stderr, "n3ctl: the build of %s was abandoned%s\n", version,
+                group > 0 ? " (its build hook was killed)" : "");
         fflush(stderr);
         _exit(change_exit_code(c, EXIT_FAILED));
     }
@@ -149,6 +157,7 @@ struct fanout {
     uint64_t *sent, *total;  /* per target: bytes of the release uploaded, of all */
     uint64_t t0;             /* when the fan-out started (loop clock, us) */
     struct loop_timer *tick; /* redraws the status line, on a terminal */
+    bool abandoned;          /* a second stop signal: what is in flight may still call back */
     bool drawn;              /* the status line is on the screen */
     const struct release_artifact *a;
     struct release_op_ctx ctx;
@@ -277,9 +286,12 @@ static void one_done(void *arg, const struct target_result *r)
     struct fanout *f = s->f;
     static const char *const words[] = {"done", "already there", "FAILED"};
     static const char *const prune_words[] = {"done", "unchanged", "FAILED"};
-
     char dur[32];
 
+    if (f->abandoned) { /* said and summed up already */
+        free(s);
+        return;
+    }
     f->res[s->i] = *r;
     f->res[s->i].target = f->c->fleet.names[s->i];
     f->state[s->i] = 2;
@@ -360,6 +372,12 @@ static void run_fanout(struct fanout *f)
                                   : "abandoned while in flight: interrupted");
         fprintf(stderr, "  %s: FAILED: %s\n", f->c->fleet.names[i], f->res[i].msg);
     }
+    if (!f->done) {
+        /* Abandoned: the pushes in flight still call back (while the lock is given back,
+         * before the process ends), into these arrays: they stay. */
+        f->abandoned = true;
+        return;
+    }
     free(f->state);
     free(f->stage);
     free(f->sent);
@@ -389,7 +407,8 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
     progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
     fprintf(stderr, "%zu target%s: %zu done, %zu %s, %zu failed (%s)\n", f->n, f->n == 1 ? "" : "s",
             done, already, f->start == start_push ? "already there" : "unchanged", failed, dur);
-    free(f->res);
+    if (!f->abandoned)
+        free(f->res);
     *rc = change_exit_code(f->c, failed > 0 ? EXIT_FAILED : EXIT_OK);
     if (f->c->signals > 0)
         return "interrupted";

@@ -461,12 +461,42 @@ static int write_record(int fd, const char *path, off_t size, const struct buf *
     return 0;
 }
 
+/* Does the log still end with the head saved beside it (every append saves it, under the
+ * log's lock)? When not, a copy of e's detail with "audit_gap" saying what is missing, and
+ * what in *what ("cut" or "rewritten"); NULL when all is well or there is no head. */
+static cJSON *head_gap(const char *path, const char *last, const struct audit_entry *e,
+                       struct audit_head *head, struct audit_head *end)
+{
+    char *head_path = audit_head_path(path);
+    struct err ignored;
+    cJSON *detail, *gap;
+    int loaded = audit_head_load(head_path, head, &ignored);
+
+    free(head_path);
+    memset(end, 0, sizeof *end);
+    if (last != NULL && audit_head_of(last, strlen(last), end) != 0)
+        memset(end, 0, sizeof *end);
+    if (loaded != 0 || (end->seq == head->seq && strcmp(end->sha256, head->sha256) == 0))
+        return NULL;
+    detail = e->detail != NULL ? cJSON_Duplicate(e->detail, true) : cJSON_CreateObject();
+    gap = must(cJSON_AddObjectToObject(detail, "audit_gap"));
+    must(cJSON_AddNumberToObject(gap, "expected_seq", (double)head->seq));
+    must(cJSON_AddStringToObject(gap, "expected_sha256", head->sha256));
+    must(cJSON_AddNumberToObject(gap, "log_ends_at_seq", (double)end->seq));
+    must(cJSON_AddStringToObject(gap, "what", end->seq < head->seq ? "cut" : "rewritten"));
+    return detail;
+}
+
 static int append_locked(int fd, const char *path, const struct audit_entry *e, char **line,
                          struct err *err)
 {
     struct stat st;
     struct buf b;
+    struct audit_entry copy = *e;
+    struct audit_head head, end;
     char *last = NULL, *rec;
+    cJSON *gap_detail;
+    bool gap;
     int rc;
 
     if (fstat(fd, &st) != 0)
@@ -475,8 +505,13 @@ static int append_locked(int fd, const char *path, const struct audit_entry *e, 
         return err_set(err, "the audit log %s is not a regular file", path);
     if (st.st_size > 0 && read_last_line(fd, path, st.st_size, &last, err) != 0)
         return -1;
-    rec = audit_format(last, e, err);
+    gap_detail = head_gap(path, last, e, &head, &end);
+    gap = gap_detail != NULL;
+    if (gap)
+        copy.detail = gap_detail;
+    rec = audit_format(last, &copy, err);
     free(last);
+    cJSON_Delete(gap_detail);
     if (rec == NULL)
         return err_prefix(err, "cannot append to the audit log %s: ", path);
     buf_init(&b);
@@ -487,11 +522,19 @@ static int append_locked(int fd, const char *path, const struct audit_entry *e, 
     if (rc == 0 && fsync(fd) != 0)
         rc = err_set(err, "cannot sync the audit log %s: %s (the record may be lost in a crash)",
                      path, strerror(errno));
-    if (rc != 0)
+    if (rc != 0) {
         free(rec);
-    else
-        *line = rec;
-    return rc;
+        return rc;
+    }
+    *line = rec;
+    if (!gap)
+        return 0;
+    err_set(err,
+            "the audit log %s was %s: it ends at record %" PRIu64 ", but record %" PRIu64
+            " was the last written to it (its head file says so); the new record notes it "
+            "(audit_gap)",
+            path, end.seq < head.seq ? "cut" : "rewritten", end.seq, head.seq);
+    return 1;
 }
 
 static int problem(struct audit_problem *p, unsigned long line, const char *fmt, ...)
@@ -642,7 +685,7 @@ int audit_append_file(const char *path, const struct audit_entry *e, char **line
         return rc;
     }
     rc = append_locked(fd, path, e, &line, err);
-    if (rc == 0) {
+    if (rc >= 0) {
         /* Under the log's lock, so heads are saved in the order records were written. */
         char *head_path = audit_head_path(path);
         struct audit_head h;
@@ -655,7 +698,7 @@ int audit_append_file(const char *path, const struct audit_entry *e, char **line
     flock(fd, LOCK_UN);
     if (close(fd) != 0 && rc == 0)
         rc = err_set(err, "cannot write the audit log %s: %s", path, strerror(errno));
-    if (rc == 0 && line_out != NULL)
+    if (rc >= 0 && line_out != NULL)
         *line_out = line;
     else
         free(line);

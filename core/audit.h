@@ -53,6 +53,9 @@ void audit_line_hash(const char *line, size_t len, char hex[65]);
  */
 int audit_append_file(const char *path, const struct audit_entry *e, char **line_out,
                       struct err *err);
+/* (audit_append_file returns 1, with a warning in err, when the log no longer ended with its
+ * head: records were cut off or rewritten. The record is written all the same, with
+ * "audit_gap" in its detail, as on targets.) */
 
 struct audit_problem {
     unsigned long line; /* 1-based line of the first bad record, 0 when all is well */

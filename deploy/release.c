@@ -1,6 +1,7 @@
 /* Releases: build (reproducible, cached), push (atomic on each target), prune, and host state. */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -236,7 +237,8 @@ static void stop_hook(pid_t pid)
 /* Run a hook command in dir, blocking, with a timeout; its output's tail goes into err. When
  * *cancel is set, the hook is stopped and RELEASE_ECANCELED returned. */
 static int run_hook_here(const char *name, const char *dir, const char *command,
-                         uint64_t timeout_ms, const atomic_bool *cancel, struct err *err)
+                         uint64_t timeout_ms, const atomic_bool *cancel, atomic_int *group,
+                         struct err *err)
 {
     const char *argv[] = {"/bin/sh", "-c", command, NULL};
     posix_spawn_file_actions_t fa;
@@ -264,6 +266,8 @@ static int run_hook_here(const char *name, const char *dir, const char *command,
         close(pipefd[0]);
         return err_set(err, "hook %s: cannot start /bin/sh: %s", name, strerror(rc));
     }
+    if (group != NULL)
+        atomic_store(group, (int)pid); /* its own session: the group has its pid */
     for (;;) {
         struct pollfd p = {pipefd[0], POLLIN, 0};
         ssize_t n;
@@ -358,6 +362,32 @@ static void build_stage(struct release_build_ctl *ctl, enum release_build_stage 
         atomic_store(&ctl->stage, (int)stage);
 }
 
+/* Build directories (".build-VERSION-PID") whose process is gone: an abandoned build's. */
+static void sweep_build_dirs(const char *cache)
+{
+    DIR *d = opendir(cache);
+    struct dirent *de;
+
+    if (d == NULL)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        const char *dash = strrchr(de->d_name, '-');
+        char *end, *path;
+        long pid;
+
+        if (strncmp(de->d_name, ".build-", 7) != 0 || dash == NULL)
+            continue;
+        pid = strtol(dash + 1, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid() ||
+            !(kill((pid_t)pid, 0) != 0 && errno == ESRCH))
+            continue;
+        path = xasprintf("%s/%s", cache, de->d_name);
+        rm_rf(path);
+        free(path);
+    }
+    closedir(d);
+}
+
 /* With a build hook: check the tag out in dir, run the hook there, pack what it left. */
 static int build_in(struct release_build_ctl *ctl, const char *dir, const struct inv_app *app,
                     const struct inv_hooks *hooks, const struct hook_vars *hv,
@@ -375,7 +405,10 @@ static int build_in(struct release_build_ctl *ctl, const char *dir, const struct
         hook_expand("build", hooks->cmd[HOOK_BUILD], hv, &cmd, err) != 0)
         goto out;
     build_stage(ctl, RB_HOOK);
-    rc = run_hook_here("build", dir, cmd.data, hooks->timeout_ms, cancel, err);
+    rc = run_hook_here("build", dir, cmd.data, hooks->timeout_ms, cancel,
+                       ctl != NULL ? &ctl->hook : NULL, err);
+    if (ctl != NULL)
+        atomic_store(&ctl->hook, 0);
     if (rc != 0)
         goto out;
     build_stage(ctl, RB_PACKING);
@@ -445,6 +478,7 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
 
         hv.version = version;
         hv.release_dir = dir;
+        sweep_build_dirs(cache);
         rm_rf(dir);
         rc = build_in(ctl, dir, app, hooks, &hv, out, &ar, err);
         rm_rf(dir);
@@ -870,7 +904,8 @@ static void push_step(void *arg, const struct transport_result *r)
             hv.version = p->a->version;
             hv.release_dir_expr = "\"$PWD\"";
             hv.target = p->target->name;
-            /* On lines of its own: a comment at the end of the hook ends with its line. */
+            /* On lines of its own: a comment at the end of the hook ends with its line. Without
+             * the push lock's descriptor (9): what the hook leaves running must not hold it. */
             buf_adds(&cmd, "rc=0; (cd \"$t\" && {\n");
             if (hook_expand("after_unpack", hooks->cmd[HOOK_AFTER_UNPACK], &hv, &cmd, &err) != 0) {
                 buf_done(&cmd);
@@ -878,7 +913,8 @@ static void push_step(void *arg, const struct transport_result *r)
                 return;
             }
             shell_cmdf(&cmd,
-                       "\n}) 2>&1 </dev/null || rc=$?; if [ $rc -ne 0 ]; then echo %sexit $rc >&2; "
+                       "\n}) 9>&- 2>&1 </dev/null || rc=$?; if [ $rc -ne 0 ]; then echo %sexit $rc "
+                       ">&2; "
                        "exit %d; fi; ",
                        HOOK_FAILED_MARK, HOOK_FAILED_EXIT);
         }

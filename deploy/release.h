@@ -49,6 +49,8 @@ enum release_build_stage { RB_CHECKING, RB_CHECKOUT, RB_HOOK, RB_PACKING };
 struct release_build_ctl {
     atomic_bool cancel; /* set by the waiter: stop */
     atomic_int stage;   /* set by the build: enum release_build_stage */
+    atomic_int hook;    /* set by the build: the running build hook's process group, or 0 (a
+                         * waiter that gives up kills it: nothing else would) */
 };
 
 /* "checking the tag and the cache", "checking out", "running the build hook", "packing" */

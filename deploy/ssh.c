@@ -1464,8 +1464,10 @@ void ssh_chan_abandon(struct ssh_chan *ch, const char *why)
     conn_want(c);
 }
 
-void ssh_conn_drop(struct ssh_conn *c, const char *why)
+void ssh_conn_drop(struct ssh_conn *c, struct ssh_chan *ch, const char *why)
 {
+    if (ch != NULL)
+        ch->retried = true; /* it stalled: it fails, it is not tried again */
     if (c->state == C_READY)
         conn_fail(c, SSH_UNREACHABLE, RETRY_CONNECT, "%s: %s", c->name, why);
 }

@@ -85,10 +85,10 @@ struct ssh_chan *ssh_connect(struct ssh_conn *c, ssh_done_fn done, void *arg);
  * target is not stopped by this (see transport_ssh.c for that). */
 void ssh_chan_abandon(struct ssh_chan *ch, const char *why);
 
-/* Close the connection as broken (a transfer on it stalled: what was half sent cannot be
- * taken back): its operations end as SSH_UNREACHABLE with why, except those that had started
- * nothing on the target, which move to a fresh connection once; the next use reconnects. */
-void ssh_conn_drop(struct ssh_conn *c, const char *why);
+/* Close the connection as broken because of ch (a transfer that stalled: what was half sent
+ * cannot be taken back): ch and the operations that had started something on the target end as
+ * SSH_UNREACHABLE with why; the others move to a fresh connection once (never ch). */
+void ssh_conn_drop(struct ssh_conn *c, struct ssh_chan *ch, const char *why);
 
 /* Still waiting for its turn on the connection (nothing sent for it yet)? */
 bool ssh_chan_queued(const struct ssh_chan *ch);

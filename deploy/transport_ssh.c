@@ -206,6 +206,8 @@ static void op_stop(struct transport_op *op, uint64_t grace_ms)
     if (o->finished || o->chan == NULL)
         return;
     o->stopped = true;
+    if (o->kind == OP_PUT)
+        loop_timer_stop(o->timeout); /* a stopped upload has no stall to time */
     if (o->kind != OP_RUN || o->pgid <= 0) {
         /* Nothing to signal (yet): stop waiting; a command may go on on the target. */
         ssh_chan_abandon(o->chan, o->kind == OP_RUN
@@ -244,7 +246,9 @@ static void timeout_cb(void *arg)
 {
     struct ssh_op *o = arg;
 
-    if (o->kind == OP_PUT && !o->finished) {
+    if (o->kind == OP_PUT && (o->finished || o->stopped))
+        return;
+    if (o->kind == OP_PUT) {
         /* Still connecting (that has deadlines of its own), or waiting for its turn on the
          * connection (what runs before it has its own timeout): not a stall. */
         if (!ssh_conn_ready(conn_of(o->op.t)) || (o->chan != NULL && ssh_chan_queued(o->chan))) {
@@ -254,7 +258,7 @@ static void timeout_cb(void *arg)
         /* A stalled transfer leaves the session in the middle of a packet: nothing else can
          * go on it. Drop the connection; the next operation makes a new one. */
         o->timed_out = true;
-        ssh_conn_drop(conn_of(o->op.t), "an upload on the connection made no progress");
+        ssh_conn_drop(conn_of(o->op.t), o->chan, "an upload on the connection made no progress");
         return;
     }
     o->timed_out = true;

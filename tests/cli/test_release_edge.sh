@@ -227,3 +227,41 @@ for f in esc_versions.out esc_changelog.out; do
     ! LC_ALL=C grep -q "$(printf '[\033\007]')" "$T/$f" || fail "$f holds raw control characters"
     ok
 done
+
+# ---- what an after_unpack hook leaves running does not hold the push lock ----
+
+jq --arg p "$T/bg.pid" '.hooks.after_unpack = "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > \($p)"' \
+    "$CFG" >"$T/bg.json"
+run_n3 bg_hook release -c "$T/bg.json" push v1.10.0
+expect_rc 0
+BGP=$(cat "$T/bg.pid")
+on_exit "kill $BGP 2>/dev/null || true"
+pid_alive "$BGP" || fail "the hook's background process is not running (the test needs it)"
+ok
+if command -v flock >/dev/null 2>&1; then
+    flock -n "$T/t1/.n3/push.lock" true || fail "the hook's background process holds the push lock"
+    ok
+fi
+kill "$BGP"
+
+# ---- a build abandoned (Ctrl-C twice) while its hook ignores TERM: the hook does not outlive it ----
+
+jq --arg p "$T/stubborn.pid" '.hooks.build = "trap \"\" TERM; echo $$ > \($p); while :; do sleep 0.05; done"' \
+    "$CFG" >"$T/stubborn.json"
+bg_n3 abandon_build release -c "$T/stubborn.json" build --rebuild v1.10.0
+AB=$BG_PID
+wait_until "the stubborn build hook to start" test -s "$T/stubborn.pid"
+kill -INT "$AB"
+wait_lines "$T/abandon_build.err" 'SIGINT: finishing what is in flight' 1 "the first interrupt's note"
+kill -INT "$AB"
+wait_exit "$AB" "the abandoned build"
+expect_eq "the abandoned build's exit status" 130 "$rc"
+expect_grep err 'the build of v1\.10\.0 was abandoned \(its build hook was killed\)' "says the hook was killed"
+wait_gone "$(cat "$T/stubborn.pid")" || fail "the build hook outlived the abandoned build"
+ok
+# What it left in the cache goes with the next build that has a hook.
+run_n3 after_abandon release -c "$T/hooked.json" build --rebuild v1.10.0
+expect_rc 0
+[ -z "$(find "$T/cache/n3ctl/demo" -maxdepth 1 -name '.build-*')" ] ||
+    fail "the abandoned build's directory is still in the cache: $(ls -A "$T/cache/n3ctl/demo")"
+ok

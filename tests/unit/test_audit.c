@@ -523,6 +523,53 @@ START_TEST(head_files_round_trip_and_follow_appends)
 }
 END_TEST
 
+START_TEST(append_notes_a_cut_local_log)
+{
+    char *dir = tu_mkdtemp(), *path = xasprintf("%s/audit.log", dir), *text, *line = NULL, *nl;
+    struct audit_entry e;
+    struct err err;
+    cJSON *r;
+    FILE *f;
+    int i;
+
+    for (i = 0; i < 3; i++) {
+        e = entry(i);
+        ck_assert_int_eq(audit_append_file(path, &e, NULL, &err), 0);
+    }
+    /* Cut the last record off: a valid chain of two. */
+    text = tu_read_file(path);
+    nl = strchr(strchr(text, '\n') + 1, '\n');
+    nl[1] = '\0';
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    free(text);
+    /* The next append writes its record all the same, says so, and notes the gap in it. */
+    e = entry(3);
+    ck_assert_int_eq(audit_append_file(path, &e, &line, &err), 1);
+    ck_assert_msg(strstr(err.msg, "was cut: it ends at record 2, but record 3 was the last") !=
+                      NULL,
+                  "%s", err.msg);
+    r = audit_parse(line, strlen(line));
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(cJSON_GetObjectItem(
+                         cJSON_GetObjectItem(cJSON_GetObjectItem(r, "detail"), "audit_gap"), "what")
+                         ->valuestring,
+                     "cut");
+    cJSON_Delete(r);
+    free(line);
+    text = tu_read_file(path);
+    expect_valid(text, 3);
+    free(text);
+    /* From then on the gap is part of the chain. */
+    e = entry(4);
+    ck_assert_int_eq(audit_append_file(path, &e, NULL, &err), 0);
+    free(path);
+    tu_rmdir_r(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(append_creates_nested_dirs_and_modes)
 {
     char *dir = tu_mkdtemp(), *a, *b, *c, *path, *line = NULL, *text;
@@ -808,6 +855,7 @@ static Suite *suite(void)
     tcase_add_test(tc, local_path_follows_xdg);
     tcase_add_test(tc, head_finds_a_cut_or_rewritten_end);
     tcase_add_test(tc, head_files_round_trip_and_follow_appends);
+    tcase_add_test(tc, append_notes_a_cut_local_log);
     suite_add_tcase(s, tc);
     return s;
 }
