@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/change.h"
+#include "cli/term.h"
 #include "cli/progress.h"
 #include "cli/stop.h"
 #include "cli/cli.h"
@@ -38,27 +39,6 @@ void change_audit_local(const char *action, const char *const *targets, const ch
     if (audit_append_file(path, &e, NULL, &err) != 0)
         fprintf(stderr, "n3ctl: warning: the local audit log: %s\n", err.msg);
     free(path);
-}
-
-const char *change_shown(char *out, size_t len, const char *s)
-{
-    size_t i, n = 0;
-
-    if (len == 0)
-        return out;
-    for (i = 0; s[i] != '\0' && n + 1 < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-
-        /* The C1 controls as UTF-8 (U+0080 to U+009F, CSI among them): terminals act on them. */
-        if (ch == 0xc2 && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9f) {
-            out[n++] = '?';
-            i++;
-        } else {
-            out[n++] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
-        }
-    }
-    out[n] = '\0';
-    return out;
 }
 
 void change_wait(struct change *c, const bool *flag)
@@ -154,9 +134,9 @@ static void describe_holder(const struct lock_info *h, char *out, size_t len)
         snprintf(ago, sizeof ago, "%llds", secs > 0 ? secs : 0);
     else
         progress_format_duration(ago, sizeof ago, (unsigned long long)secs * 1000000);
-    snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", change_shown(who, sizeof who, h->who),
+    snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", term_shown(who, sizeof who, h->who),
              h->pid, since, ago, h->message[0] ? ": " : "",
-             change_shown(message, sizeof message, h->message));
+             term_shown(message, sizeof message, h->message));
 }
 
 int change_begin(struct change *c, const struct fleet_args *fa, const char *action,
@@ -224,7 +204,7 @@ int change_lock(struct change *c, const char *message)
          * and leave it held. */
         fprintf(stderr, "n3ctl: working under your deploy lock of %s (on %s)%s%s\n",
                 inv_env_name(c->fleet.env), lt->name, w->holder.message[0] ? ": " : "",
-                change_shown(shown, sizeof shown, w->holder.message));
+                term_shown(shown, sizeof shown, w->holder.message));
         free(w);
         return 0;
     }
@@ -244,7 +224,7 @@ int change_lock(struct change *c, const char *message)
         return rc;
     }
     fprintf(stderr, "n3ctl: cannot take the deploy lock: %s\n",
-            change_shown(shown, sizeof shown, w->msg));
+            term_shown(shown, sizeof shown, w->msg));
     free(w);
     return change_end(c, EXIT_FAILED, "failed", NULL);
 }
@@ -267,7 +247,7 @@ int change_end(struct change *c, int rc, const char *result, const cJSON *detail
                 char shown[ERR_MSG_MAX];
 
                 fprintf(stderr, "n3ctl: warning: could not give the deploy lock back: %s\n",
-                        w.msg[0] ? change_shown(shown, sizeof shown, w.msg)
+                        w.msg[0] ? term_shown(shown, sizeof shown, w.msg)
                                  : "someone else holds it now");
             }
         }

@@ -47,10 +47,6 @@ void change_wait(struct change *c, const bool *flag);
 /* rc, or 130 (128 + the signal) when a stop signal came. */
 int change_exit_code(const struct change *c, int rc);
 
-/* s for a terminal, in out (len bytes): control characters as '?', for what a target wrote
- * (the lock's holder and message, its error output). Returns out. */
-const char *change_shown(char *out, size_t len, const char *s);
-
 /* Write one record to the local audit log; a failure is printed, not fatal. */
 void change_audit_local(const char *action, const char *const *targets, const char *result,
                         const cJSON *detail);

@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/change.h"
+#include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
 #include "core/audit.h"
@@ -48,17 +49,6 @@ static char *read_all(const char *path, size_t *len, struct err *err)
     }
 }
 
-/* Append s for a terminal: control characters (from a log someone could write to) as '?'. */
-static void add_shown(struct buf *b, const char *s, size_t max)
-{
-    size_t i;
-
-    for (i = 0; s != NULL && s[i] != '\0' && i < max; i++)
-        buf_addc(b, (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i]);
-    if (s != NULL && strlen(s) > max)
-        buf_adds(b, "...");
-}
-
 /* The detail in a few words: key=value, hashes cut short, per-target results counted. */
 static void add_detail(struct buf *b, const cJSON *detail)
 {
@@ -75,15 +65,15 @@ static void add_detail(struct buf *b, const cJSON *detail)
 
             char shorter[13];
 
-            add_shown(b, it->string, 32);
+            term_add_shown(b, it->string, 32);
             buf_addc(b, '=');
             snprintf(shorter, sizeof shorter, "%s", it->valuestring);
-            add_shown(b, hash ? shorter : it->valuestring, 80);
+            term_add_shown(b, hash ? shorter : it->valuestring, 80);
         } else if (cJSON_IsNumber(it)) {
-            add_shown(b, it->string, 32);
+            term_add_shown(b, it->string, 32);
             buf_addf(b, "=%.0f", it->valuedouble);
         } else if (cJSON_IsTrue(it)) {
-            add_shown(b, it->string, 32);
+            term_add_shown(b, it->string, 32);
         } else if (cJSON_IsArray(it) && strcmp(it->string, "targets") == 0) {
             const cJSON *t;
             struct buf failed;
@@ -101,7 +91,7 @@ static void add_detail(struct buf *b, const cJSON *detail)
                 if (res != NULL && strcmp(res, "failed") == 0) {
                     if (failed.len)
                         buf_addc(&failed, ',');
-                    add_shown(&failed, name, 40);
+                    term_add_shown(&failed, name, 40);
                 }
             }
             if (failed.len)
@@ -112,9 +102,9 @@ static void add_detail(struct buf *b, const cJSON *detail)
         } else if (cJSON_IsObject(it)) {
             const char *who = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(it, "who"));
 
-            add_shown(b, it->string, 32);
+            term_add_shown(b, it->string, 32);
             buf_addc(b, '=');
-            add_shown(b, who != NULL ? who : "{...}", 80);
+            term_add_shown(b, who != NULL ? who : "{...}", 80);
         } else {
             buf_truncate(b, before);
         }
@@ -127,7 +117,7 @@ static void add_field(struct buf *b, const cJSON *r, const char *key, int width)
     size_t before = b->len;
     const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
 
-    add_shown(b, v != NULL ? v : "-", 64);
+    term_add_shown(b, v != NULL ? v : "-", 64);
     while ((int)(b->len - before) < width)
         buf_addc(b, ' ');
     buf_adds(b, "  ");
@@ -157,7 +147,7 @@ static void print_record(const cJSON *r)
         }
         if (line.len > before)
             buf_addc(&line, ',');
-        add_shown(&line, t->valuestring, 40);
+        term_add_shown(&line, t->valuestring, 40);
     }
     if (line.len == before)
         buf_addc(&line, '-');

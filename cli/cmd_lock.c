@@ -10,6 +10,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/change.h"
+#include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
 #include "core/xalloc.h"
@@ -61,7 +62,7 @@ static void audit_cb(void *arg, int rc, const char *msg)
     w->done = true;
     w->audit_rc = rc;
     if (rc != 0)
-        fprintf(stderr, "n3ctl: warning: %s\n", change_shown(shown, sizeof shown, msg));
+        fprintf(stderr, "n3ctl: warning: %s\n", term_shown(shown, sizeof shown, msg));
 }
 
 /* The holder's who and message come from the target: shown with control characters as '?'. */
@@ -84,9 +85,9 @@ static void print_info(FILE *out, const struct lock_info *h, const char *env, co
     gmtime_r(&t, &tm);
     strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
     fprintf(out, "%s: locked on %s by %s (pid %ld) since %s", env, target,
-            change_shown(who, sizeof who, h->who), h->pid, since);
+            term_shown(who, sizeof who, h->who), h->pid, since);
     if (h->message[0])
-        fprintf(out, ": %s", change_shown(message, sizeof message, h->message));
+        fprintf(out, ": %s", term_shown(message, sizeof message, h->message));
     if (h->lease_until == 0) {
         fprintf(out, "\n  held until released (taken by hand)\n");
     } else {
@@ -225,7 +226,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
         }
         dlock_free(lock);
         if (w->r != LOCK_OK) {
-            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
+            fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
             free(w);
             return change_end(&c, EXIT_FAILED, NULL, NULL);
         }
@@ -266,12 +267,12 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
         if (w->r == LOCK_OK && prev != NULL) {
             cJSON_AddItemToObject(detail, "taken_over", info_json(prev));
             fprintf(stderr, "n3ctl: took the lock over from %s (its lease had run out)\n",
-                    prev->who[0] ? change_shown(shown, sizeof shown, prev->who)
+                    prev->who[0] ? term_shown(shown, sizeof shown, prev->who)
                                  : "a holder that never wrote its name");
         }
         if (w->r == LOCK_OK) {
             printf("%s: locked on %s by %s: %s\n", env, lt->name, c.who,
-                   change_shown(shown, sizeof shown, message));
+                   term_shown(shown, sizeof shown, message));
             fflush(stdout);
             if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.acquire", "ok", detail)) {
                 fprintf(stderr,
@@ -287,7 +288,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             print_info(stderr, &w->info, env, lt->name);
             rc = EXIT_REFUSED;
         } else {
-            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
+            fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
             rc = EXIT_FAILED;
         }
         free(w);
@@ -318,7 +319,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             return finish(&c, lock, EXIT_REFUSED, detail);
         }
         if (w->r != LOCK_OK) {
-            fprintf(stderr, "n3ctl: %s\n", change_shown(shown, sizeof shown, w->msg));
+            fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
             free(w);
             return finish(&c, lock, EXIT_FAILED, detail);
         }
@@ -373,7 +374,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             fprintf(stderr,
                     "n3ctl: the release was recorded on %s, but the lock could not be removed: "
                     "%s\n",
-                    lt->name, change_shown(shown, sizeof shown, w->msg));
+                    lt->name, term_shown(shown, sizeof shown, w->msg));
             rc = EXIT_FAILED;
         }
         free(w);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/change.h"
+#include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
 #include "core/loop.h"
@@ -243,8 +244,8 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             date_of(v->time, date, sizeof date);
             running(&c, &st, v->name, where, sizeof where, &released);
             /* From the repository: shown with control characters as '?'. */
-            change_shown(author, sizeof author, v->author);
-            change_shown(subject, sizeof subject, v->subject);
+            term_shown(author, sizeof author, v->author);
+            term_shown(subject, sizeof subject, v->subject);
             lt = strchr(author, '<'); /* the name, without the address */
             if (lt != NULL && lt > author)
                 lt[-1] = '\0';
@@ -330,7 +331,7 @@ int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv)
         for (i = 0; i < n; i++) {
             char shown[1024];
 
-            puts(change_shown(shown, sizeof shown, lines[i]));
+            puts(term_shown(shown, sizeof shown, lines[i]));
             free(lines[i]);
         }
         free(lines);
