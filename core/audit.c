@@ -21,6 +21,7 @@
 
 #include "core/audit.h"
 #include "core/buf.h"
+#include "core/fs.h"
 #include "core/xalloc.h"
 
 #define AUDIT_LINE_MAX  (1u << 20) /* n3ctl writes no longer record, and continues none */
@@ -330,29 +331,6 @@ char *audit_format(const char *prev_line, const struct audit_entry *e, struct er
     return line;
 }
 
-/* mkdir -p, 0700 for each level it creates (~/.local/state may not exist yet); levels that
- * exist are left as they are. */
-static int make_dirs(char *dir, struct err *err)
-{
-    char *slash;
-    int rc;
-
-    if (mkdir(dir, 0700) == 0 || errno == EEXIST)
-        return 0;
-    if (errno != ENOENT || (slash = strrchr(dir, '/')) == NULL || slash == dir)
-        return err_set(err, "cannot create directory %s for the audit log: %s", dir,
-                       strerror(errno));
-    *slash = '\0';
-    rc = make_dirs(dir, err);
-    *slash = '/';
-    if (rc != 0)
-        return -1;
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return err_set(err, "cannot create directory %s for the audit log: %s", dir,
-                       strerror(errno));
-    return 0;
-}
-
 /* Read exactly n bytes at off; -1 with errno set (0 if the file shrank meanwhile). */
 static int pread_all(int fd, char *p, size_t n, off_t off)
 {
@@ -629,17 +607,10 @@ int audit_head_load(const char *path, struct audit_head *h, struct err *err)
 
 int audit_head_save(const char *path, const struct audit_head *h, struct err *err)
 {
-    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid()), *dir = xstrdup(path), *slash,
-         text[96];
+    char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid()), text[96];
     int fd, n, rc = 0;
 
-    slash = strrchr(dir, '/');
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-        rc = make_dirs(dir, err);
-    }
-    free(dir);
-    if (rc != 0) {
+    if (fs_mkdirs_for(path, err) != 0) {
         free(tmp);
         return -1;
     }
@@ -660,17 +631,12 @@ int audit_head_save(const char *path, const struct audit_head *h, struct err *er
 int audit_append_file(const char *path, const struct audit_entry *e, char **line_out,
                       struct err *err)
 {
-    char *dir = xstrdup(path), *slash = strrchr(dir, '/'), *line = NULL;
+    char *line = NULL;
     int fd, rc = 0;
 
     if (line_out != NULL)
         *line_out = NULL;
-    if (slash != NULL && slash != dir) {
-        *slash = '\0';
-        rc = make_dirs(dir, err);
-    }
-    free(dir);
-    if (rc != 0)
+    if (fs_mkdirs_for(path, err) != 0)
         return -1;
     fd = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0)

@@ -20,6 +20,7 @@
 #include <git2.h>
 
 #include "core/buf.h"
+#include "core/fs.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
 #include "deploy/archive.h"
@@ -73,30 +74,6 @@ static int cache_private(const char *dir, struct err *err)
                        "the release cache %s can be written by others (mode %04o): n3ctl pushes "
                        "what is there; chmod go-w it",
                        dir, (unsigned)(st.st_mode & 07777));
-    return 0;
-}
-
-static int mkdirs(const char *path, struct err *err)
-{
-    char *p = xstrdup(path), *s;
-
-    for (s = p + 1; *s != '\0'; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-            err_set(err, "cannot create %s: %s", p, strerror(errno));
-            free(p);
-            return -1;
-        }
-        *s = '/';
-    }
-    if (mkdir(p, 0700) != 0 && errno != EEXIST) {
-        err_set(err, "cannot create %s: %s", p, strerror(errno));
-        free(p);
-        return -1;
-    }
-    free(p);
     return 0;
 }
 
@@ -459,7 +436,7 @@ int release_build(const struct inventory *inv, const char *version, bool rebuild
         err_set(err, "no home directory for the release cache: set HOME or XDG_CACHE_HOME");
         goto out;
     }
-    if (mkdirs(cache, err) != 0 || cache_private(cache, err) != 0)
+    if (fs_mkdirs(cache, err) != 0 || cache_private(cache, err) != 0)
         goto out;
     out->path = xasprintf("%s/%s.tar.gz", cache, version);
     meta = xasprintf("%s/%s.json", cache, version);
