@@ -9,6 +9,7 @@
 #include "core/buf.h"
 #include "core/bus.h"
 #include "core/executor.h"
+#include "core/json.h"
 #include "core/loop.h"
 #include "core/metrics.h"
 #include "core/retry.h"
@@ -442,17 +443,13 @@ static bool trim_newline(const char *s, size_t *len)
     return false;
 }
 
-/* JSON that is the whole of text (cJSON alone would accept "1 apple" as 1). */
+/* JSON that is the whole of text, exactly (core/json): cJSON's parser would take "1 apple" as 1
+ * and 010 as 10, and cut "a\u0000b" to "a". */
 static cJSON *json_parse_exact(const char *text, size_t len)
 {
-    char *copy = xstrndup(text, len);
-    cJSON *v = NULL;
+    struct json_error je;
 
-    /* With require_null_terminated, cJSON wants the terminating NUL inside the length. */
-    if (strlen(copy) == len)
-        v = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, true);
-    free(copy);
-    return v;
+    return json_parse(text, len, NULL, &je);
 }
 
 /* Keep the last n bytes of *data (of *len). */

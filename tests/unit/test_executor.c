@@ -911,6 +911,37 @@ START_TEST(json_result_must_parse)
 }
 END_TEST
 
+/* Exactly JSON: cJSON's parser read 010 as 10 and "a\u0000b" as "a", and the step succeeded. */
+START_TEST(json_result_is_exactly_json)
+{
+    static const char *const bad[] = {"zero", "nul", "tab", "escape"};
+    struct fixture f;
+    size_t i;
+
+    fx_init(&f, 0,
+            "{\"steps\": ["
+            "{\"name\": \"zero\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"n\\\": 010}\"]},"
+            "{\"name\": \"nul\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"a\\\\u0000b\\\"}\"]},"
+            "{\"name\": \"tab\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"a\\tb\\\"}\"]},"
+            "{\"name\": \"escape\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"[\\\"\\\\uZZZZ\\\"]\"]},"
+            "{\"name\": \"ok\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"\\\\u00e9\\\", \\\"n\\\": [1, -0.5e3]}\"]}"
+            "]}");
+    fx_run(&f);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(exec_step_status(step(&f, bad[i])) == EXEC_FAILED, "step %s did not fail",
+                      bad[i]);
+        ck_assert_ptr_nonnull(strstr(exec_step_reason(step(&f, bad[i])), "not valid JSON"));
+    }
+    ck_assert_int_eq(exec_step_status(step(&f, "ok")), EXEC_SUCCEEDED);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(metrics_and_traces)
 {
     struct fixture f;
@@ -1175,6 +1206,7 @@ static Suite *executor_suite(void)
     tcase_add_test(t, output_is_bounded);
     tcase_add_test(t, env_and_cwd);
     tcase_add_test(t, json_result_must_parse);
+    tcase_add_test(t, json_result_is_exactly_json);
     tcase_add_test(t, metrics_and_traces);
     suite_add_tcase(s, t);
 
