@@ -76,6 +76,7 @@ struct exec_block {
     enum exec_status decided;
     char *reason;
     struct exec_step *winner;
+    bool ran;       /* it started (not the block of a step that ended before it began) */
     cJSON *reduced; /* map_reduce */
     uint64_t start_us, end_us;
     struct loop_timer *timer;
@@ -120,6 +121,8 @@ bool exec_status_final(enum exec_status s)
 }
 
 static void block_start(struct exec_block *b);
+static void block_end_unstarted(struct exec_step *parent);
+static void block_span_open(struct exec_block *b);
 static void block_decide(struct exec_block *b, enum exec_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void block_apply(struct exec_block *b, struct exec_step *s);
@@ -157,6 +160,13 @@ static void set_status(struct exec_step *s, enum exec_status st)
     b->counts.by_status[s->status]--;
     b->counts.by_status[st]++;
     s->status = st;
+}
+
+/* The number of processes running changed: n3_active_tasks follows it. */
+static void procs_changed(struct executor *ex)
+{
+    if (ex->opts.metrics != NULL)
+        metric_set(ex->m_active, NULL, ex->procs);
 }
 
 /* ---- the queue of steps waiting for a process slot ---- */
@@ -266,6 +276,8 @@ static void run_or_queue(struct exec_step *s)
         wait_push(ex, s);
 }
 
+static void step_end(struct exec_step *s, enum exec_status status, const char *reason);
+
 /* Mark dependents of a step that did not succeed as cancelled, iteratively (chains can be long). */
 static void cancel_dependents(struct exec_step *failed)
 {
@@ -287,10 +299,7 @@ static void cancel_dependents(struct exec_step *failed)
 
             if (d->status != EXEC_PENDING || d->begun)
                 continue;
-            set_status(d, EXEC_CANCELLED);
-            step_set_reason(d, why);
-            d->start_us = d->end_us = loop_now_us(b->ex->loop);
-            b->finished++;
+            step_end(d, EXEC_CANCELLED, why);
             block_apply(b, d);
             stack[top++] = d;
         }
@@ -300,11 +309,36 @@ static void cancel_dependents(struct exec_step *failed)
     free(stack);
 }
 
-static void step_finish(struct exec_step *s, enum exec_status status, const char *reason)
+/* Did the step run: a command that made an attempt, or a nested block that started? */
+static bool step_ran(const struct exec_step *s)
+{
+    return s->child != NULL ? s->child->ran : s->attempts > 0;
+}
+
+static void step_span_open(struct exec_step *s)
+{
+    struct exec_block *b = s->block;
+
+    s->span = trace_span_start(b->ex->opts.trace, b->span, s->ps->name);
+    span_set_attr(s->span, "block", b->path);
+    span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
+    if (s->ps->target != NULL)
+        span_set_attr(s->span, "target", s->ps->target);
+}
+
+/*
+ * The one place a step ends, whether it ran or not (its command ended, it was stopped, or it
+ * was cancelled before it began): its status, reason and times, its block's counts, and its
+ * report everywhere. n3_tasks_total counts every command (exec, shell, remote); the duration
+ * histogram only those that ran. A step that never began gets its span now, opened and ended as
+ * it is cancelled, with its reason, and a duration of 0. executor.step.finished is published for
+ * every step. The nested block of a step that never began ends here too, with each of its
+ * steps. What the end means for the block (strategy, dependents) is the caller's.
+ */
+static void step_end(struct exec_step *s, enum exec_status status, const char *reason)
 {
     struct exec_block *b = s->block;
     struct executor *ex = b->ex;
-    size_t i;
 
     if (exec_status_final(s->status))
         fatal("step %s finished twice", s->ps->name);
@@ -321,18 +355,22 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
         s->start_us = s->end_us;
     step_set_reason(s, status == EXEC_SUCCEEDED ? "" : reason);
     b->finished++;
+    if (s->span == NULL && ex->opts.trace != NULL)
+        step_span_open(s);
+    if (s->ps->kind == PLAN_STEP_PARALLEL && s->child == NULL)
+        block_end_unstarted(s);
 
-    /* n3_tasks_total counts commands; nested blocks are counted in n3_blocks_total. */
-    if (ex->opts.metrics != NULL && s->ps->kind == PLAN_STEP_EXEC) {
+    /* Nested blocks are counted in n3_blocks_total; n3_active_tasks follows the processes. */
+    if (ex->opts.metrics != NULL && s->ps->kind != PLAN_STEP_PARALLEL) {
         const char *labels[] = {status_names[status]};
 
         metric_inc(ex->m_tasks, labels, 1);
-        metric_observe(ex->m_duration, NULL, (double)(s->end_us - s->start_us) / 1e6);
-        metric_set(ex->m_active, NULL, ex->procs);
+        if (step_ran(s))
+            metric_observe(ex->m_duration, NULL, (double)(s->end_us - s->start_us) / 1e6);
     }
     if (s->span != NULL) {
         span_set_attrf(s->span, "attempts", "%u", s->attempts);
-        if (s->ps->kind == PLAN_STEP_EXEC && s->attempts > 0) {
+        if (s->ps->kind != PLAN_STEP_PARALLEL && s->attempts > 0) {
             if (s->term_signal != 0)
                 span_set_attrf(s->span, "signal", "%d", s->term_signal);
             else if (s->exit_code >= 0)
@@ -351,9 +389,18 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
             cJSON_AddStringToObject(p, "reason", s->reason);
         emit(ex, "executor.step.finished", p);
     }
+}
 
+/* A step has ended: report it, then what it means for its block. */
+static void step_finish(struct exec_step *s, enum exec_status status, const char *reason)
+{
+    struct exec_block *b = s->block;
+    size_t i;
+
+    step_end(s, status, reason);
     /* The strategy sees this step before its dependents are cancelled, so a fail_fast
-     * reason names the step that failed, not a dependent of it. */
+     * reason names the step that failed, not a dependent of it. Once the block has decided,
+     * its decision stops the dependents, with its own reason. */
     b->hold++;
     block_apply(b, s);
     if (status == EXEC_SUCCEEDED) {
@@ -363,7 +410,7 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
             if (--d->deps_left == 0 && d->status == EXEC_PENDING)
                 b->ready[b->rtail++] = d->index;
         }
-    } else if (s->ps->ndependents > 0) {
+    } else if (s->ps->ndependents > 0 && !b->deciding) {
         cancel_dependents(s);
     }
     b->hold--;
@@ -501,6 +548,7 @@ void exec_attempt_done(struct exec_attempt *a, const struct exec_outcome *o)
     a->data = NULL;
     a->pid = 0;
     ex->procs--;
+    procs_changed(ex);
     if (s->timer != NULL && !s->in_backoff)
         loop_timer_stop(s->timer);
     s->term_signal = o->term_signal;
@@ -703,8 +751,7 @@ static void spawn_attempt(struct exec_step *s)
         attempt_failed(s, f, err.msg);
         return;
     }
-    if (ex->opts.metrics != NULL)
-        metric_set(ex->m_active, NULL, ex->procs);
+    procs_changed(ex);
     /* A remote step's timeout is its runner's: it counts from when the command starts on the
      * target, not from when the connection is still being made. */
     if (s->ps->timeout_ms > 0 && s->ps->kind == PLAN_STEP_EXEC) {
@@ -790,11 +837,8 @@ static void step_begin(struct exec_step *s)
     b->active++;
     s->start_us = loop_now_us(ex->loop);
     set_status(s, EXEC_RUNNING);
-    if (ex->opts.trace != NULL) {
-        s->span = trace_span_start(ex->opts.trace, b->span, s->ps->name);
-        span_set_attr(s->span, "block", b->path);
-        span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
-    }
+    if (ex->opts.trace != NULL)
+        step_span_open(s);
     if (s->ps->kind == PLAN_STEP_PARALLEL) {
         /* The step's own timeout covers its whole nested block. */
         if (s->ps->timeout_ms > 0) {
@@ -1006,10 +1050,11 @@ cJSON *exec_block_result(const struct exec_block *b)
 
 static void executor_finish(struct executor *ex);
 
-static void block_finish(struct exec_block *b)
+/* A block ends, whether it ran or not: its status and times, n3_blocks_total, its span and
+ * executor.block.finished. */
+static void block_end(struct exec_block *b)
 {
     struct executor *ex = b->ex;
-    struct exec_step *parent = b->parent;
 
     loop_timer_free(b->timer);
     b->timer = NULL;
@@ -1037,6 +1082,34 @@ static void block_finish(struct exec_block *b)
         cJSON_AddNumberToObject(p, "duration_ms", (double)(b->end_us - b->start_us) / 1000.0);
         emit(ex, "executor.block.finished", p);
     }
+}
+
+/* The block of a step that ends before it began: it ends with it, each of its steps cancelled
+ * for the same reason, so that the report, the metrics and the traces show every one. */
+static void block_end_unstarted(struct exec_step *parent)
+{
+    struct executor *ex = parent->block->ex;
+    struct exec_block *c = xcalloc(1, sizeof *c);
+    size_t i;
+
+    block_init(c, ex, parent->ps->block, parent);
+    parent->child = c;
+    c->start_us = loop_now_us(ex->loop);
+    block_span_open(c);
+    c->deciding = true;
+    c->decided = parent->status;
+    c->reason = xstrdup(parent->reason);
+    for (i = 0; i < c->n; i++)
+        step_end(&c->steps[i], EXEC_CANCELLED, parent->reason);
+    block_end(c);
+}
+
+static void block_finish(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+    struct exec_step *parent = b->parent;
+
+    block_end(b);
     if (parent == NULL) {
         executor_finish(ex);
         return;
@@ -1133,7 +1206,7 @@ static void block_apply(struct exec_block *b, struct exec_step *s)
             break;
         case PLAN_RACE:
             /* A step cancelled for a failed dependency never ran: it does not win a race. */
-            if (s->attempts > 0 || s->child != NULL) {
+            if (step_ran(s)) {
                 b->winner = s;
                 if (s->status == EXEC_SUCCEEDED)
                     block_decide(b, EXEC_SUCCEEDED, "step \"%s\" finished first", s->ps->name);
@@ -1206,22 +1279,30 @@ static void block_timer_cb(void *arg)
     block_decide(b, EXEC_TIMED_OUT, "the block ran past its timeout of %s", secs);
 }
 
+static void block_span_open(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+
+    if (ex->opts.trace == NULL)
+        return;
+    b->span =
+        trace_span_start(ex->opts.trace, b->parent != NULL ? b->parent->span : NULL, b->pb->name);
+    span_set_attr(b->span, "block", b->path);
+    span_set_attr(b->span, "strategy", plan_strategy_name(b->pb->strategy));
+    span_set_attrf(b->span, "steps", "%zu", b->n);
+    if (b->parent == NULL)
+        span_set_attr(b->span, "run_id", ex->run_id);
+}
+
 static void block_start(struct exec_block *b)
 {
     struct executor *ex = b->ex;
     size_t i;
 
     b->status = EXEC_RUNNING;
+    b->ran = true;
     b->start_us = loop_now_us(ex->loop);
-    if (ex->opts.trace != NULL) {
-        b->span = trace_span_start(ex->opts.trace, b->parent != NULL ? b->parent->span : NULL,
-                                   b->pb->name);
-        span_set_attr(b->span, "block", b->path);
-        span_set_attr(b->span, "strategy", plan_strategy_name(b->pb->strategy));
-        span_set_attrf(b->span, "steps", "%zu", b->n);
-        if (b->parent == NULL)
-            span_set_attr(b->span, "run_id", ex->run_id);
-    }
+    block_span_open(b);
     if (ex->opts.bus != NULL) {
         cJSON *p = cJSON_CreateObject();
 
@@ -1248,13 +1329,7 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
     if (exec_status_final(s->status))
         return;
     if (!s->begun) {
-        /* Never started: it ends here, without having run. */
-        set_status(s, EXEC_CANCELLED);
-        step_set_reason(s, reason);
-        s->start_us = s->end_us = loop_now_us(ex->loop);
-        b->finished++;
-        block_apply(b, s);
-        block_settle(b);
+        step_finish(s, EXEC_CANCELLED, reason); /* it never began */
         return;
     }
     if (s->stop_requested)
@@ -1319,11 +1394,14 @@ struct executor *executor_new(struct loop *loop, const struct plan *plan,
         static const char *const block_labels[] = {"strategy", "status", NULL};
         struct metrics *m = ex->opts.metrics;
 
-        ex->m_tasks =
-            metrics_counter(m, "n3_tasks_total", "Steps finished, by final status.", status_label);
-        ex->m_duration = metrics_histogram(m, "n3_task_duration_seconds",
-                                           "Time from a step's start to its end, retries included.",
-                                           NULL, NULL, 0);
+        ex->m_tasks = metrics_counter(
+            m, "n3_tasks_total",
+            "Commands ended, by final status; those that never started count as cancelled.",
+            status_label);
+        ex->m_duration = metrics_histogram(
+            m, "n3_task_duration_seconds",
+            "Time from a command's start to its end, retries included; only commands that ran.",
+            NULL, NULL, 0);
         ex->m_active = metrics_gauge(m, "n3_active_tasks", "Processes running now.", NULL);
         ex->m_retries = metrics_counter(m, "n3_task_retries_total",
                                         "Attempts started again after a transient failure.", NULL);
