@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "core/bus.h"
+#include "core/cfg.h"
 #include "core/executor.h"
 #include "core/loop.h"
 #include "core/metrics.h"
@@ -900,11 +901,22 @@ static cJSON *step_result(const struct exec_step *s)
     }
 }
 
-/* A value for a reduce: JSON results as they are, text results parsed as JSON when they can be. */
-static cJSON *reduce_value(const struct exec_step *s)
+/* A value for a reduce: JSON results as they are, text results parsed as JSON when they can be.
+ * NULL, with why, for a step whose output was cut (past output_limit_bytes, or the run's budget
+ * for kept output): a reduce never works on part of a result. */
+static cJSON *reduce_value(const struct exec_block *b, const struct exec_step *s, struct buf *why)
 {
-    cJSON *v = step_result(s);
+    cJSON *v;
 
+    if (s->child == NULL && s->out_total > s->out_len) {
+        buf_addf(why,
+                 "reduce %s: step \"%s\" printed %llu bytes and only the last %zu are kept "
+                 "(output_limit_bytes): its result would be cut short",
+                 plan_reduce_name(b->pb->reduce), s->ps->name, (unsigned long long)s->out_total,
+                 s->out_len);
+        return NULL;
+    }
+    v = step_result(s);
     if (cJSON_IsString(v)) {
         cJSON *parsed = json_parse_exact(v->valuestring, strlen(v->valuestring));
 
@@ -916,93 +928,199 @@ static cJSON *reduce_value(const struct exec_step *s)
     return v;
 }
 
+/* x as a person would write it: whole numbers in full, others in the shortest form that reads
+ * back as x. */
+static void format_number(char *out, size_t len, double x)
+{
+    int prec;
+
+    if (x == floor(x) && fabs(x) < 1e17) {
+        snprintf(out, len, "%.0f", x);
+        return;
+    }
+    for (prec = 15; prec < 17; prec++) {
+        snprintf(out, len, "%.*g", prec, x);
+        if (strtod(out, NULL) == x)
+            return;
+    }
+    snprintf(out, len, "%.17g", x);
+}
+
+/* Whole numbers are exact only up to 2^53 - 1 (RFC 8259, section 6). Past it a sum would be
+ * rounded, and past the range of a double it would be infinite (null in JSON): it fails. */
+#define REDUCE_SUM_MAX 9007199254740991.0
+
+static int reduce_sum(struct exec_block *b, struct buf *why)
+{
+    double sum = 0, x;
+    char a[40], c[40];
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const char *name = b->steps[i].ps->name;
+        cJSON *v = reduce_value(b, &b->steps[i], why);
+
+        if (v == NULL)
+            return -1;
+        if (!cJSON_IsNumber(v)) {
+            buf_addf(why, "reduce sum: step \"%s\" did not print a number", name);
+            cJSON_Delete(v);
+            return -1;
+        }
+        x = v->valuedouble;
+        cJSON_Delete(v);
+        if (!isfinite(x)) {
+            buf_addf(why,
+                     "reduce sum: step \"%s\" printed a number beyond the range of a double; a "
+                     "sum works within -9007199254740991..9007199254740991 (2^53 - 1)",
+                     name);
+            return -1;
+        }
+        format_number(c, sizeof c, x);
+        if (fabs(x) > REDUCE_SUM_MAX) {
+            buf_addf(
+                why,
+                "reduce sum: step \"%s\" printed %s, past 9007199254740991 (2^53 - 1) in size, "
+                "where whole numbers stop being exact",
+                name, c);
+            return -1;
+        }
+        format_number(a, sizeof a, sum);
+        sum += x;
+        if (fabs(sum) > REDUCE_SUM_MAX) {
+            buf_addf(why,
+                     "reduce sum: the total passes 9007199254740991 (2^53 - 1) in size at step "
+                     "\"%s\" (%s + %s), where whole numbers stop being exact",
+                     name, a, c);
+            return -1;
+        }
+    }
+    b->reduced = cJSON_CreateNumber(sum);
+    return 0;
+}
+
+/* All JSON arrays: one array with their items. All text: the texts joined with newlines. */
+static int reduce_concat(struct exec_block *b, struct buf *why)
+{
+    const struct exec_step *not_array = NULL, *not_text = NULL;
+    const char *array_kind = NULL, *text_kind = NULL;
+    cJSON *acc;
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const struct exec_step *s = &b->steps[i];
+        cJSON *v = reduce_value(b, s, why), *raw;
+
+        if (v == NULL)
+            return -1;
+        raw = step_result(s);
+        if (not_array == NULL && !cJSON_IsArray(v)) {
+            not_array = s;
+            array_kind = cJSON_IsString(v) ? "text" : cfg_type_name(v);
+        }
+        if (not_text == NULL && !cJSON_IsString(raw)) {
+            not_text = s;
+            text_kind = cfg_type_name(raw);
+        }
+        cJSON_Delete(v);
+        cJSON_Delete(raw);
+    }
+    if (not_array == NULL) {
+        acc = cJSON_CreateArray();
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = reduce_value(b, &b->steps[i], why), *item;
+
+            while ((item = cJSON_DetachItemFromArray(v, 0)) != NULL)
+                cJSON_AddItemToArray(acc, item);
+            cJSON_Delete(v);
+        }
+    } else if (not_text == NULL) {
+        struct buf all;
+
+        buf_init(&all);
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = step_result(&b->steps[i]);
+
+            if (i > 0)
+                buf_addc(&all, '\n');
+            buf_adds(&all, v->valuestring);
+            cJSON_Delete(v);
+        }
+        acc = cJSON_CreateString(all.data);
+        buf_done(&all);
+    } else if (not_array == not_text) {
+        buf_addf(why,
+                 "reduce concat: step \"%s\" gave %s, neither a JSON array nor text; concat "
+                 "joins results that are all arrays or all text",
+                 not_array->ps->name, array_kind);
+        return -1;
+    } else {
+        buf_addf(why,
+                 "reduce concat: step \"%s\" gave %s, not a JSON array, and step \"%s\" gave %s, "
+                 "not text; concat joins results that are all arrays or all text",
+                 not_array->ps->name, array_kind, not_text->ps->name, text_kind);
+        return -1;
+    }
+    b->reduced = acc;
+    return 0;
+}
+
+/* JSON objects into one; a later step wins on a key, if its value is of the same kind. */
+static int reduce_merge(struct exec_block *b, struct buf *why)
+{
+    cJSON *acc = cJSON_CreateObject(), *from = cJSON_CreateObject();
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const char *name = b->steps[i].ps->name;
+        cJSON *v = reduce_value(b, &b->steps[i], why), *item, *old;
+
+        if (v != NULL && !cJSON_IsObject(v))
+            buf_addf(why, "reduce merge: step \"%s\" did not print a JSON object", name);
+        while (v != NULL && cJSON_IsObject(v) && (item = v->child) != NULL) {
+            cJSON_DetachItemViaPointer(v, item);
+            old = cJSON_GetObjectItemCaseSensitive(acc, item->string);
+            if (old != NULL && strcmp(cfg_type_name(old), cfg_type_name(item)) != 0) {
+                buf_addf(why,
+                         "reduce merge: key \"%.60s\" is %s in step \"%s\" and %s in step \"%s\"; "
+                         "merge replaces a value only by one of the same kind",
+                         item->string, cfg_type_name(old),
+                         cJSON_GetObjectItemCaseSensitive(from, item->string)->valuestring,
+                         cfg_type_name(item), name);
+                cJSON_Delete(item);
+                break;
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(acc, item->string);
+            cJSON_DeleteItemFromObjectCaseSensitive(from, item->string);
+            cJSON_AddStringToObject(from, item->string, name);
+            cJSON_AddItemToObject(acc, item->string, item);
+        }
+        cJSON_Delete(v);
+        if (why->len > 0) {
+            cJSON_Delete(acc);
+            cJSON_Delete(from);
+            return -1;
+        }
+    }
+    cJSON_Delete(from);
+    b->reduced = acc;
+    return 0;
+}
+
+/* The reduce of a map_reduce block whose steps all succeeded; -1 with why when it cannot be
+ * done, naming the step whose value stops it. */
 static int block_reduce(struct exec_block *b, struct buf *why)
 {
-    size_t i;
-    double sum = 0;
-    bool arrays = true, texts = true;
-    cJSON *acc = NULL;
-
     switch (b->pb->reduce) {
     case PLAN_REDUCE_COUNT:
         b->reduced = cJSON_CreateNumber((double)b->counts.by_status[EXEC_SUCCEEDED]);
         return 0;
     case PLAN_REDUCE_SUM:
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = reduce_value(&b->steps[i]);
-
-            if (!cJSON_IsNumber(v)) {
-                buf_addf(why, "reduce sum: step \"%s\" did not print a number",
-                         b->steps[i].ps->name);
-                cJSON_Delete(v);
-                return -1;
-            }
-            sum += v->valuedouble;
-            cJSON_Delete(v);
-        }
-        b->reduced = cJSON_CreateNumber(sum);
-        return 0;
+        return reduce_sum(b, why);
     case PLAN_REDUCE_CONCAT:
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = step_result(&b->steps[i]);
-
-            texts = texts && cJSON_IsString(v);
-            cJSON_Delete(v);
-            v = reduce_value(&b->steps[i]);
-            arrays = arrays && cJSON_IsArray(v);
-            cJSON_Delete(v);
-        }
-        if (arrays) {
-            acc = cJSON_CreateArray();
-            for (i = 0; i < b->n; i++) {
-                cJSON *v = reduce_value(&b->steps[i]), *item;
-
-                while ((item = cJSON_DetachItemFromArray(v, 0)) != NULL)
-                    cJSON_AddItemToArray(acc, item);
-                cJSON_Delete(v);
-            }
-        } else if (texts) {
-            struct buf all;
-
-            buf_init(&all);
-            for (i = 0; i < b->n; i++) {
-                cJSON *v = step_result(&b->steps[i]);
-
-                if (i > 0)
-                    buf_addc(&all, '\n');
-                buf_adds(&all, v->valuestring);
-                cJSON_Delete(v);
-            }
-            acc = cJSON_CreateString(all.data);
-            buf_done(&all);
-        } else {
-            buf_adds(why, "reduce concat: the results are neither all JSON arrays nor all text");
-            return -1;
-        }
-        b->reduced = acc;
-        return 0;
+        return reduce_concat(b, why);
     case PLAN_REDUCE_MERGE:
-        acc = cJSON_CreateObject();
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = reduce_value(&b->steps[i]), *item;
-
-            if (!cJSON_IsObject(v)) {
-                buf_addf(why, "reduce merge: step \"%s\" did not print a JSON object",
-                         b->steps[i].ps->name);
-                cJSON_Delete(v);
-                cJSON_Delete(acc);
-                return -1;
-            }
-            /* Later steps win on a key both have. */
-            while ((item = v->child) != NULL) {
-                cJSON_DetachItemViaPointer(v, item);
-                cJSON_DeleteItemFromObjectCaseSensitive(acc, item->string);
-                cJSON_AddItemToObject(acc, item->string, item);
-            }
-            cJSON_Delete(v);
-        }
-        b->reduced = acc;
-        return 0;
+        return reduce_merge(b, why);
     case PLAN_REDUCE_NONE:
         break;
     }

@@ -135,6 +135,18 @@ jq_eq strat.out '.block.steps[] | select(.name == "gather") | .block.result | "\
 jq_eq strat.out '.block.result.doc | tojson' '{"k":[1,2]}'
 jq_eq strat.out '.block.result.sum' 42
 
+# A sum past the range where whole numbers are exact fails and says which step (it was
+# "result": null and "succeeded" when the total overflowed to infinity).
+cat >overflow.json <<'EOF'
+{"name": "overflow", "strategy": "map_reduce", "reduce": "sum", "steps": [
+  {"name": "a", "shell": "echo 9007199254740000"}, {"name": "b", "shell": "echo 1e308"}]}
+EOF
+run_n3 overflow run --json overflow.json
+expect_rc 1
+jq_eq overflow.out '"\(.status) \(.block.result)"' "failed null"
+jq_eq overflow.out .block.reason \
+    'reduce sum: step "b" printed 1e+308, past 9007199254740991 (2^53 - 1) in size, where whole numbers stop being exact'
+
 run_n3 retry run --json retry.json
 expect_rc 1
 jq_eq retry.out '[.block.steps[] | "\(.name)=\(.status)/\(.attempts)"] | join(" ")' \

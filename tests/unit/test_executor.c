@@ -1517,6 +1517,129 @@ START_TEST(never_ran_remote)
 }
 END_TEST
 
+/* ---- reduces that cannot give a true result fail, and say which step and why ---- */
+
+/* Run a map_reduce block of the given reduce over steps; return its status, *reason its reason. */
+static enum exec_status reduce_run(const char *reduce, const char *steps, char **reason,
+                                   char **result)
+{
+    struct fixture f;
+    enum exec_status st;
+    char *text = xasprintf("{\"output_limit_bytes\": 1024, \"strategy\": \"map_reduce\", "
+                           "\"reduce\": \"%s\", \"steps\": [%s]}",
+                           reduce, steps);
+
+    fx_init(&f, 0, text);
+    fx_run(&f);
+    st = exec_block_status(root(&f));
+    *reason = xstrdup(exec_block_reason(root(&f)));
+    if (result != NULL)
+        *result = result_text(&f);
+    fx_done(&f);
+    free(text);
+    return st;
+}
+
+static void assert_reduce_fails(const char *reduce, const char *steps, const char *want)
+{
+    char *reason;
+
+    ck_assert_int_eq(reduce_run(reduce, steps, &reason, NULL), EXEC_FAILED);
+    ck_assert_str_eq(reason, want);
+    free(reason);
+}
+
+START_TEST(reduce_sum_out_of_range_fails)
+{
+    char *reason, *result;
+
+    /* Each is finite, the total is not: it was "result": null and succeeded. Values that large
+     * are past the range where whole numbers are exact, so the first one stops the sum. */
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"1e308\"]},"
+                        " {\"name\": \"b\", \"exec\": [\"echo\", \"1e308\"]}",
+                        "reduce sum: step \"a\" printed 1e+308, past 9007199254740991 (2^53 - 1) "
+                        "in size, where whole numbers stop being exact");
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"5\"]},"
+                        " {\"name\": \"big\", \"exec\": [\"echo\", \"-1e999\"]}",
+                        "reduce sum: step \"big\" printed a number beyond the range of a double; "
+                        "a sum works within -9007199254740991..9007199254740991 (2^53 - 1)");
+    /* Past 2^53 a whole number is rounded: 9007199254740993 would be added as ...992. */
+    assert_reduce_fails("sum", "{\"name\": \"a\", \"exec\": [\"echo\", \"9007199254740993\"]}",
+                        "reduce sum: step \"a\" printed 9007199254740992, past 9007199254740991 "
+                        "(2^53 - 1) in size, where whole numbers stop being exact");
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"9007199254740000\"]},"
+                        " {\"name\": \"b\", \"exec\": [\"echo\", \"1000\"]}",
+                        "reduce sum: the total passes 9007199254740991 (2^53 - 1) in size at step "
+                        "\"b\" (9007199254740000 + 1000), where whole numbers stop being exact");
+    /* Up to the bound the total is exact. */
+    ck_assert_int_eq(reduce_run("sum",
+                                "{\"name\": \"a\", \"exec\": [\"echo\", \"-4503599627370000\"]},"
+                                " {\"name\": \"b\", \"exec\": [\"echo\", \"-495\"]}",
+                                &reason, &result),
+                     EXEC_SUCCEEDED);
+    ck_assert_str_eq(result, "-4503599627370495");
+    free(reason);
+    free(result);
+}
+END_TEST
+
+START_TEST(reduce_of_a_cut_result_fails)
+{
+    /* 1500 x's: the kept tail (1024 bytes) is text too, and was joined as if it were all. */
+    assert_reduce_fails("concat",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"first\"]},"
+                        " {\"name\": \"b\", \"shell\": \"head -c 1500 /dev/zero | tr '\\\\0' x\"}",
+                        "reduce concat: step \"b\" printed 1500 bytes and only the last 1024 are "
+                        "kept (output_limit_bytes): its result would be cut short");
+    /* Spaces, then a number: the tail still reads as 42. */
+    assert_reduce_fails("sum", "{\"name\": \"n\", \"shell\": \"printf '%1500s42' ''\"}",
+                        "reduce sum: step \"n\" printed 1502 bytes and only the last 1024 are kept "
+                        "(output_limit_bytes): its result would be cut short");
+}
+END_TEST
+
+START_TEST(reduce_merge_of_conflicting_kinds_fails)
+{
+    char *reason, *result;
+
+    assert_reduce_fails(
+        "merge",
+        "{\"name\": \"a\", \"shell\": \"echo '{\\\"port\\\": 8080, \\\"x\\\": 1}'\"},"
+        " {\"name\": \"b\", \"shell\": \"echo '{\\\"port\\\": \\\"eighty\\\"}'\"}",
+        "reduce merge: key \"port\" is a number in step \"a\" and a string in step "
+        "\"b\"; merge replaces a value only by one of the same kind");
+    /* The same kind: the later step wins, true and false are both booleans. */
+    ck_assert_int_eq(
+        reduce_run("merge",
+                   "{\"name\": \"a\", \"shell\": \"echo '{\\\"on\\\": true, \\\"n\\\": 1}'\"},"
+                   " {\"name\": \"b\", \"shell\": \"echo '{\\\"on\\\": false, \\\"n\\\": 2}'\"}",
+                   &reason, &result),
+        EXEC_SUCCEEDED);
+    ck_assert_str_eq(result, "{\"on\":false,\"n\":2}");
+    free(reason);
+    free(result);
+}
+END_TEST
+
+START_TEST(reduce_concat_names_the_step_that_does_not_fit)
+{
+    assert_reduce_fails("concat",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"[1]\"]},"
+                        " {\"name\": \"b\", \"result\": \"json\", \"exec\": [\"echo\", \"5\"]}",
+                        "reduce concat: step \"b\" gave a number, neither a JSON array nor text; "
+                        "concat joins results that are all arrays or all text");
+    assert_reduce_fails(
+        "concat",
+        "{\"name\": \"a\", \"exec\": [\"echo\", \"hello\"]},"
+        " {\"name\": \"b\", \"result\": \"json\", \"exec\": [\"echo\", \"[2]\"]}",
+        "reduce concat: step \"a\" gave text, not a JSON array, and step \"b\" gave "
+        "an array, not text; concat joins results that are all arrays or all text");
+}
+END_TEST
+
 static Suite *executor_suite(void)
 {
     Suite *s = suite_create("executor");
@@ -1593,6 +1716,14 @@ static Suite *executor_suite(void)
     tcase_add_test(t, never_ran_any_success_and_race);
     tcase_add_test(t, never_ran_queued_when_cancelled);
     tcase_add_test(t, never_ran_remote);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("reduce");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, reduce_sum_out_of_range_fails);
+    tcase_add_test(t, reduce_of_a_cut_result_fails);
+    tcase_add_test(t, reduce_merge_of_conflicting_kinds_fails);
+    tcase_add_test(t, reduce_concat_names_the_step_that_does_not_fit);
     suite_add_tcase(s, t);
     return s;
 }
