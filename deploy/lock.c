@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/loop.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
@@ -48,6 +49,7 @@ struct dlock {
     struct loop_timer *renew;
     struct op *after_renew; /* a removal of ours, waiting for the renewal in flight */
     struct waiter *waiters;
+    const char *waking_failed; /* the waiters woken now: their renewal failed, so (why) */
     struct transport_fence fence;
 };
 
@@ -302,6 +304,7 @@ static void parse_info(struct lock_info *info, const char *json, int64_t size)
 {
     cJSON *o;
     const cJSON *v;
+    struct json_error je;
 
     if (size > LOCK_INFO_MAX) {
         info->unreadable = true;
@@ -310,7 +313,8 @@ static void parse_info(struct lock_info *info, const char *json, int64_t size)
                  LOCK_INFO_MAX);
         return;
     }
-    o = json != NULL ? cJSON_ParseWithLength(json, strlen(json)) : NULL;
+    /* Exactly JSON: a who cut short at a \u0000 could pass for someone else's. */
+    o = json != NULL ? json_parse(json, strlen(json), NULL, &je) : NULL;
     if (!cJSON_IsObject(o) || !cJSON_IsString(v = cJSON_GetObjectItemCaseSensitive(o, "who")) ||
         v->valuestring[0] == '\0') {
         info->unreadable = true;
@@ -495,7 +499,8 @@ static bool is_mine(const struct dlock *l, const struct lock_info *i)
 static void run_remove(struct op *o);
 
 /* A renewal answered (result; NULL: it failed): renew again, or run the removal that waited. */
-static void renew_answered(struct dlock *l, struct op *o, const struct answer *a)
+static void renew_answered(struct dlock *l, struct op *o, const struct answer *a,
+                           const char *failure)
 {
     struct op *next = l->after_renew;
 
@@ -518,8 +523,11 @@ static void renew_answered(struct dlock *l, struct op *o, const struct answer *a
         else
             set_lost(l, "the deploy lock was removed (broken with --force?)");
     }
-    /* Commands waiting to be confirmed hear now: confirmed, lost, or (a blip) asked again. */
+    /* Commands waiting to be confirmed hear now: confirmed, lost, or not known (the renewal
+     * failed: they do not go, rather than change a target under a lock not known to be ours). */
+    l->waking_failed = failure;
     wake_waiters(l);
+    l->waking_failed = NULL;
     if (next != NULL)
         run_remove(next);
     else if (!l->lost && !l->adopted && l->mine.lease_s > 0)
@@ -543,7 +551,7 @@ static void answer_cb(void *arg, const struct transport_result *r)
                  err[0] != '\0' ? ": " : "", err);
         free(err);
         if (o->step == ST_RENEW) {
-            renew_answered(l, o, NULL);
+            renew_answered(l, o, NULL, why);
             return;
         }
         /* Ours is still held when it could not be removed: keep its lease running. */
@@ -573,7 +581,7 @@ static void answer_cb(void *arg, const struct transport_result *r)
                  a.extra[0] ? a.extra : "the lock commands failed");
     if (why[0] != '\0') {
         if (o->step == ST_RENEW) {
-            renew_answered(l, o, NULL);
+            renew_answered(l, o, NULL, why);
             return;
         }
         if (o->step == ST_RELEASE && is_mine(l, &o->expect) && l->mine.lease_s > 0 && !l->lost)
@@ -640,7 +648,7 @@ static void answer_cb(void *arg, const struct transport_result *r)
         return;
     }
     case ST_RENEW:
-        renew_answered(l, o, &a);
+        renew_answered(l, o, &a, NULL);
         return;
     }
 }
@@ -880,6 +888,11 @@ static int confirm_cb(void *arg, void (*ready)(void *), void *ready_arg, char *w
     }
     if (!l->held) {
         snprintf(why, len, "the deploy lock is not held");
+        return -1;
+    }
+    if (l->waking_failed != NULL) {
+        snprintf(why, len, "the deploy lock could not be confirmed before this change (%s)",
+                 l->waking_failed);
         return -1;
     }
     if (loop_now_ms(l->loop) < l->confirmed_ms + confirm_window_ms(l))
