@@ -12,44 +12,56 @@
 
 #define REFUSED_MARK "\036n3ctl-fenced "
 
-/* The target's fence in f, 0 when it has none; dir is the .n3 directory ("$2" in the scripts
- * run as `sh -c SCRIPT n3fence NUMBER DIR [COMMAND]`, "$D" in the wrapper). */
-#define READ_FENCE(dir)                                                                            \
-    "f=$(head -c 24 -- \"" dir "/fence\" 2>/dev/null); case $f in ''|*[!0-9]*) f=0;; esac; "
+/*
+ * The wrapper is one shell that holds the fence's flock on descriptor 7 (when the target has
+ * flock(1)) and runs the command as its child with that descriptor closed: what the command
+ * leaves running does not hold the lock, and the lock goes when the command ends. Reads are
+ * the shell's own (read), so a command costs two processes more: flock and the child shell.
+ *
+ * Raises take turns on another flock (descriptor 6, .n3/fence.raise.lock, never held while a
+ * command runs), and look at the fence again once it is theirs: two commands of one holder
+ * that both found the fence lower never wait for each other, and a raise waits only for the
+ * commands in flight under a lower fence (no command of a fence runs before it is raised).
+ */
 
-/* Raise the fence to $1 unless it is there already (or higher). */
-static const char raise_script[] =
-    READ_FENCE("$2") "[ \"$f\" -ge \"$1\" ] || { printf '%s\\n' \"$1\" >\"$2/fence.tmp.$$\" && "
-                     "mv -f -- \"$2/fence.tmp.$$\" \"$2/fence\"; }";
-
-/* Run $3 unless the target has seen a higher fence than $1. */
-static const char run_script[] =
-    READ_FENCE("$2") "if [ \"$f\" -gt \"$1\" ]; then printf '\\036n3ctl-fenced %s\\n' \"$f\" >&2; "
-                     "exit 76; fi; exec /bin/sh -c \"$3\"";
-
-/* cmd gets: `SH -c SCRIPT n3fence NUMBER DIR` (and COMMAND), under flock when the target has
- * it: exclusive (mode -x) or shared with the lock's descriptor closed for the command (-o -s),
- * so that what the command leaves running does not hold it. */
-static void under_flock(struct buf *cmd, const char *mode, const char *script, const char *num,
-                        const char *command)
+/* D the .n3 directory, L set when the target has flock, descriptor 7 on D/fence.lock. */
+static void add_open(struct buf *cmd, const char *deploy_path)
 {
-    buf_addf(cmd, "if command -v flock >/dev/null 2>&1; then flock %s -w %d -E 75 ", mode,
-             FENCE_WAIT_S);
-    buf_adds(cmd, "\"$D/fence.lock\" /bin/sh -c ");
-    shell_quote(cmd, script);
-    shell_cmdf(cmd, " n3fence %s \"$D\"", num);
-    if (command != NULL)
-        shell_cmdf(cmd, " %s", command);
-    buf_adds(cmd, "; else /bin/sh -c ");
-    shell_quote(cmd, script);
-    shell_cmdf(cmd, " n3fence %s \"$D\"", num);
-    if (command != NULL)
-        shell_cmdf(cmd, " %s", command);
-    buf_addf(cmd,
-             "; fi; r=$?; [ $r -ne 75 ] || printf 'n3ctl: waited %ds for %%s/fence.lock: "
-             "a command of another holder of the deploy lock is in flight there\\n' "
-             "\"$D\" >&2; ",
-             FENCE_WAIT_S);
+    shell_cmdf(cmd,
+               "D=%s/.n3; [ -d \"$D\" ] || mkdir -p -- \"$D\" || exit 1; L=; if command -v "
+               "flock >/dev/null 2>&1; then exec 7>>\"$D/fence.lock\" || exit 1; L=1; fi; ",
+               deploy_path);
+}
+
+/* The target's fence in f, 0 when it has none (or it is not a number). */
+#define READ_FENCE "f=; read -r f 2>/dev/null <\"$D/fence\"; case $f in ''|*[!0-9]*) f=0;; esac; "
+
+/* Take the flock on fd in mode (-x, -s), or exit 75 saying that a command holds it. */
+static void add_flock(struct buf *cmd, const char *mode, int fd)
+{
+    buf_addf(
+        cmd,
+        "[ -z \"$L\" ] || flock %s -w %d %d || { printf 'n3ctl: waited %ds for %%s/fence.lock: "
+        "a command of another holder of the deploy lock is in flight there\\n' \"$D\" >&2; "
+        "exit 75; }; ",
+        mode, FENCE_WAIT_S, fd, FENCE_WAIT_S);
+}
+
+/* Raise the fence to num unless it is there already (or higher). */
+static void add_raise(struct buf *cmd, const char *num)
+{
+    buf_adds(cmd, READ_FENCE);
+    shell_cmdf(cmd, "if [ \"$f\" -lt %s ]; then ", num);
+    buf_adds(cmd, "[ -z \"$L\" ] || exec 6>>\"$D/fence.raise.lock\" || exit 1; ");
+    add_flock(cmd, "-x", 6);
+    buf_adds(cmd, READ_FENCE);
+    shell_cmdf(cmd, "if [ \"$f\" -lt %s ]; then ", num);
+    add_flock(cmd, "-x", 7);
+    shell_cmdf(cmd,
+               "printf '%%s\\n' %s >\"$D/fence.tmp.$$\" && mv -f -- \"$D/fence.tmp.$$\" "
+               "\"$D/fence\" || exit 1; [ -z \"$L\" ] || flock -u 7; fi; [ -z \"$L\" ] || exec "
+               "6>&-; fi; ",
+               num);
 }
 
 void fence_wrap(struct buf *out, const char *deploy_path, uint64_t number, const char *command)
@@ -57,13 +69,17 @@ void fence_wrap(struct buf *out, const char *deploy_path, uint64_t number, const
     char num[24];
 
     snprintf(num, sizeof num, "%" PRIu64, number);
-    shell_cmdf(out, "D=%s/.n3; mkdir -p -- \"$D\" || exit 1; ", deploy_path);
-    buf_adds(out, READ_FENCE("$D"));
-    shell_cmdf(out, "if [ \"$f\" -lt %s ]; then ", num);
-    under_flock(out, "-x", raise_script, num, NULL);
-    buf_adds(out, "[ $r -eq 0 ] || exit $r; fi; ");
-    under_flock(out, "-o -s", run_script, num, command);
-    /* A command ended by a signal ends this shell the same way (flock says 128 + it). */
+    add_open(out, deploy_path);
+    add_raise(out, num);
+    /* Shared while the command runs; the fence read again under it: another holder may have
+     * raised it in between. */
+    add_flock(out, "-s", 7);
+    buf_adds(out, READ_FENCE);
+    shell_cmdf(out,
+               "if [ \"$f\" -gt %s ]; then printf '\\036n3ctl-fenced %%s\\n' \"$f\" >&2; exit 76; "
+               "fi; /bin/sh -c %s 7>&-; r=$?; ",
+               num, command);
+    /* A command ended by a signal ends this shell the same way. */
     buf_adds(out, "[ $r -le 128 ] || [ $r -gt 192 ] || kill -$((r - 128)) $$; exit $r");
 }
 
@@ -93,9 +109,9 @@ struct transport_op *fence_raise(struct transport *t, const char *deploy_path, u
 
     snprintf(num, sizeof num, "%" PRIu64, number);
     buf_init(&cmd);
-    shell_cmdf(&cmd, "D=%s/.n3; mkdir -p -- \"$D\" || exit 1; ", deploy_path);
-    under_flock(&cmd, "-x", raise_script, num, NULL);
-    buf_adds(&cmd, "exit $r");
+    add_open(&cmd, deploy_path);
+    add_raise(&cmd, num);
+    buf_adds(&cmd, "exit 0");
     memset(&run, 0, sizeof run);
     run.command = cmd.data;
     run.timeout_ms = (FENCE_WAIT_S + 30) * 1000u;

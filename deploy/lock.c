@@ -444,32 +444,37 @@ static void add_preamble(struct buf *cmd, const struct dlock *l, const char *mod
              "now $now\"; ",
              mode, FLOCK_WAIT_S);
     buf_adds(cmd,
+             /* One stat for the directory, the lease and info.json (those there), and the
+              * shell's own reads: a lock command costs few processes. */
              "n3d() { tok=none; id=; if [ ! -d \"$L\" ]; then echo " TAG "lock none; return; "
              "fi; echo " TAG "lock present; "
-             "tok=$(head -c 64 -- \"$L/token\" 2>/dev/null); case $tok in ''|*[!0-9a-f]*) "
+             "tok=; read -r tok 2>/dev/null <\"$L/token\"; case $tok in ''|*[!0-9a-f]*) "
              "tok=none;; esac; echo \"" TAG "token $tok\"; "
-             "e=$(head -c 24 -- \"$L/lease\" 2>/dev/null); case $e in ''|*[!0-9]*) e=none;; "
-             "esac; echo \"" TAG "lease $e\"; "
-             "m=$(stat -c %Y -- \"$L/lease\" 2>/dev/null) && echo \"" TAG "age $((now - m))\"; "
-             "m=$(stat -c %Y -- \"$L\" 2>/dev/null) && echo \"" TAG "dirage $((now - m))\"; "
-             "s=$(stat -c %i.%s.%Y -- \"$L/info.json\" 2>/dev/null) || s=none; "
-             "id=\"$(stat -c %i -- \"$L\" 2>/dev/null):$tok:$s\"; echo \"" TAG "id $id\"; "
-             "if [ \"$s\" != none ]; then m=$(stat -c %Y -- \"$L/info.json\") && echo \"" TAG
-             "held $((now - m))\"; z=$(stat -c %s -- \"$L/info.json\"); echo \"" TAG
-             "size $z\"; if [ \"$z\" -le 4096 ]; then printf '" TAG "info '; tr '\\n\\r\\000' "
-             "'   ' <\"$L/info.json\"; echo; fi; fi; }; ");
+             "e=; read -r e 2>/dev/null <\"$L/lease\"; case $e in ''|*[!0-9]*) e=none;; esac; "
+             "echo \"" TAG "lease $e\"; "
+             "hl=; [ ! -e \"$L/lease\" ] || hl=1; hi=; [ ! -e \"$L/info.json\" ] || hi=1; "
+             "set -- $(stat -c '%i %s %Y' -- \"$L\" ${hl:+\"$L/lease\"} ${hi:+\"$L/info.json\"} "
+             "2>/dev/null) - - - - - - - - -; di=$1; dm=$3; shift 3; lm=; if [ -n \"$hl\" ]; then "
+             "lm=$3; shift 3; fi; s=none; z=; im=; if [ -n \"$hi\" ]; then s=$1.$2.$3; z=$2; "
+             "im=$3; fi; "
+             "n3num() { case $1 in ''|*[!0-9]*) return 1;; esac; }; "
+             "! n3num \"$lm\" || echo \"" TAG "age $((now - lm))\"; "
+             "! n3num \"$dm\" || echo \"" TAG "dirage $((now - dm))\"; "
+             "id=\"$di:$tok:$s\"; echo \"" TAG "id $id\"; "
+             "if [ -n \"$hi\" ] && n3num \"$z\"; then ! n3num \"$im\" || echo \"" TAG
+             "held $((now - im))\"; echo \"" TAG "size $z\"; if [ \"$z\" -le 4096 ]; then "
+             "printf '" TAG "info '; tr '\\n\\r\\000' '   ' <\"$L/info.json\"; echo; fi; fi; }; ");
 }
 
 /* n3next: the next fence number (one more than the lock's and the lock target's own fence
  * have seen), written to D/lock.fence, in f. */
 static void add_next_fence(struct buf *cmd)
 {
-    buf_adds(cmd,
-             "n3next() { f=$(head -c 24 -- \"$D/lock.fence\" 2>/dev/null); case $f in "
-             "''|*[!0-9]*) f=0;; esac; g=$(head -c 24 -- \"$D/fence\" 2>/dev/null); case $g in "
-             "''|*[!0-9]*) g=0;; esac; [ \"$g\" -le \"$f\" ] || f=$g; f=$((f + 1)); "
-             "printf '%s\\n' \"$f\" >\"$D/lock.fence.tmp\" && mv -f -- \"$D/lock.fence.tmp\" "
-             "\"$D/lock.fence\"; }; ");
+    buf_adds(cmd, "n3next() { f=; read -r f 2>/dev/null <\"$D/lock.fence\"; case $f in "
+                  "''|*[!0-9]*) f=0;; esac; g=; read -r g 2>/dev/null <\"$D/fence\"; case $g in "
+                  "''|*[!0-9]*) g=0;; esac; [ \"$g\" -le \"$f\" ] || f=$g; f=$((f + 1)); "
+                  "printf '%s\\n' \"$f\" >\"$D/lock.fence.tmp\" && mv -f -- \"$D/lock.fence.tmp\" "
+                  "\"$D/lock.fence\"; }; ");
 }
 
 static void run_step(struct op *o, const char *command);
@@ -736,14 +741,12 @@ void dlock_acquire(struct dlock *l, const char *who, long pid, const char *messa
                "\"$D/lock.gone.$$\" \"$L\"; return 1; fi; rm -rf -- \"$D/lock.gone.$$\"; echo "
                "\"" TAG "fence $f\"; }; ",
                l->mine.token, lease_text, prefix);
-    /* Stale: its lease (by this clock) ran out; or an older n3ctl's lock left without info,
-     * token and lease longer than our lease ago. */
+    /* Stale, from what n3d saw: its lease (by this clock) ran out; or an older n3ctl's lock
+     * left without info, token and lease longer than our lease ago. */
     shell_cmdf(&cmd,
-               "n3stale() { e=$(head -c 24 -- \"$L/lease\" 2>/dev/null); case $e in "
-               "''|*[!0-9]*) e=;; esac; if [ -n \"$e\" ]; then m=$(stat -c %%Y -- \"$L/lease\") "
-               "&& [ \"$e\" -gt 0 ] && [ $((now - m)) -gt $((e + 1)) ]; return; fi; "
-               "[ ! -e \"$L/info.json\" ] && [ ! -e \"$L/token\" ] && m=$(stat -c %%Y -- \"$L\") "
-               "&& [ $((now - m)) -gt %s ]; }; ",
+               "n3stale() { if [ \"$e\" != none ]; then [ \"$e\" -gt 0 ] && n3num \"$lm\" && "
+               "[ $((now - lm)) -gt $((e + 1)) ]; return; fi; [ -z \"$hi\" ] && [ ! -e "
+               "\"$L/token\" ] && n3num \"$dm\" && [ $((now - dm)) -gt %s ]; }; ",
                fallback);
     buf_adds(&cmd, "n3d; if [ ! -d \"$L\" ]; then if n3take; then echo " TAG
                    "result acquired; else echo " TAG "result error cannot make $L; fi; ");

@@ -615,7 +615,7 @@ static void state_file_done(void *arg, const struct transport_result *r)
     }
     buf_init(&cmd);
     hoststate_probe_command(sr->target->deploy_path, &cmd);
-    transport_sh(sr->t, cmd.data, 60000, 1024 * 1024, probe_done, sr);
+    transport_sh_read(sr->t, cmd.data, 60000, 1024 * 1024, probe_done, sr);
     buf_done(&cmd);
 }
 

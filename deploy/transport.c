@@ -287,6 +287,7 @@ struct gen_op {
     unsigned mode;
     size_t max;
     bool stopped;
+    bool reads;                     /* its commands only read: no fence */
     transport_progress_fn progress; /* upload */
     struct transport_result saved;  /* upload: the failure to report after the clean-up */
 };
@@ -381,6 +382,7 @@ static void gen_run(struct gen_op *g, const char *command, const void *input, si
     run.input_len = input_len;
     run.timeout_ms = g->op.t->command_timeout_ms;
     run.output_limit = output_limit;
+    run.unfenced = g->reads;
     run.on_done = gen_run_done;
     run.arg = g;
     g->inner = transport_run(g->op.t, &run);
@@ -463,8 +465,9 @@ static struct transport_op *gen_start(struct gen_op *g, struct buf *cmd, const v
     return &g->op;
 }
 
-struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,
-                                  size_t output_limit, transport_done_fn done, void *arg)
+static struct transport_op *sh_run(struct transport *t, const char *command, uint64_t timeout_ms,
+                                   size_t output_limit, bool reads, transport_done_fn done,
+                                   void *arg)
 {
     struct transport_run run;
 
@@ -472,9 +475,23 @@ struct transport_op *transport_sh(struct transport *t, const char *command, uint
     run.command = command;
     run.timeout_ms = timeout_ms;
     run.output_limit = output_limit;
+    run.unfenced = reads;
     run.on_done = done;
     run.arg = arg;
     return transport_run(t, &run);
+}
+
+struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,
+                                  size_t output_limit, transport_done_fn done, void *arg)
+{
+    return sh_run(t, command, timeout_ms, output_limit, false, done, arg);
+}
+
+struct transport_op *transport_sh_read(struct transport *t, const char *command,
+                                       uint64_t timeout_ms, size_t output_limit,
+                                       transport_done_fn done, void *arg)
+{
+    return sh_run(t, command, timeout_ms, output_limit, true, done, arg);
 }
 
 struct transport_op *transport_mkdir(struct transport *t, const char *path, transport_done_fn done,
@@ -497,6 +514,7 @@ struct transport_op *transport_read_file(struct transport *t, const char *path, 
 
     g->what = xasprintf("reading %s", path);
     g->max = max;
+    g->reads = true;
     buf_init(&cmd);
     shell_cmdf(&cmd, "exec cat -- %s", path);
     /* The limit is for both streams: keep enough of stderr to say why reading failed. */
@@ -562,6 +580,7 @@ struct transport_op *transport_sha256(struct transport *t, const char *path, tra
     struct buf cmd;
 
     g->what = xasprintf("sha256 of %s", path);
+    g->reads = true;
     buf_init(&cmd);
     sha256_cmd(&cmd, path);
     return gen_start(g, &cmd, NULL, 0, 0);
@@ -613,7 +632,9 @@ static void upload_next(struct gen_op *g, const struct transport_result *r)
         g->stage = STAGE_CHECK;
         buf_init(&cmd);
         sha256_cmd(&cmd, g->tmp);
+        g->reads = true; /* the check only reads; the rename after it is fenced */
         gen_run(g, cmd.data, NULL, 0, 0);
+        g->reads = false;
         buf_done(&cmd);
         return;
     case STAGE_CHECK: {

@@ -150,11 +150,16 @@ uint64_t transport_handshake_us(const struct transport *t);
 /* run with only a command, a timeout and a limit on the output kept (0: 64 KiB). */
 struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,
                                   size_t output_limit, transport_done_fn done, void *arg);
+/* transport_sh for a command that only reads: it changes nothing, so it needs no fence. */
+struct transport_op *transport_sh_read(struct transport *t, const char *command,
+                                       uint64_t timeout_ms, size_t output_limit,
+                                       transport_done_fn done, void *arg);
 
 /* Built on run and put, the same for every transport: */
 struct transport_op *transport_mkdir(struct transport *t, const char *path, transport_done_fn done,
                                      void *arg);
-/* At most max bytes; a larger file is an error that says so. */
+/* At most max bytes; a larger file is an error that says so. Reads need no fence: they and
+ * transport_sha256 run as they are on a fenced transport. */
 struct transport_op *transport_read_file(struct transport *t, const char *path, size_t max,
                                          transport_done_fn done, void *arg);
 /* Write data to path.tmp.RANDOM, then rename it over path: readers see the old or the new. */
