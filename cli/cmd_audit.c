@@ -111,14 +111,14 @@ static void add_detail(struct buf *b, const cJSON *detail)
     }
 }
 
-/* Column f of a record, for a terminal. */
-static void add_field(struct buf *b, const cJSON *r, const char *key, int width)
+/* Column f of a record, for a terminal: padded to width columns (not bytes: a name in UTF-8
+ * lines up too), longer values kept up to 64. */
+static void add_field(struct buf *b, const cJSON *r, const char *key, size_t width)
 {
-    size_t before = b->len;
     const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
+    size_t cols = term_add_shown(b, v != NULL ? v : "-", 64);
 
-    term_add_shown(b, v != NULL ? v : "-", 64);
-    while ((int)(b->len - before) < width)
+    for (; cols < width; cols++)
         buf_addc(b, ' ');
     buf_adds(b, "  ");
 }
@@ -127,7 +127,7 @@ static void print_record(const cJSON *r)
 {
     const cJSON *tg = cJSON_GetObjectItemCaseSensitive(r, "targets"), *t;
     struct buf line, detail;
-    size_t before;
+    size_t cols = 0;
     int n = cJSON_GetArraySize(tg), k = 0;
 
     buf_init(&line);
@@ -136,22 +136,26 @@ static void print_record(const cJSON *r)
     add_field(&line, r, "actor", 20);
     add_field(&line, r, "action", 14);
     add_field(&line, r, "result", 8);
-    before = line.len;
     cJSON_ArrayForEach(t, tg)
     {
         if (!cJSON_IsString(t))
             continue;
         if (k++ == 3) {
             buf_addf(&line, ",+%d", n - 3);
+            cols += (size_t)snprintf(NULL, 0, ",+%d", n - 3);
             break;
         }
-        if (line.len > before)
+        if (k > 1) {
             buf_addc(&line, ',');
-        term_add_shown(&line, t->valuestring, 40);
+            cols++;
+        }
+        cols += term_add_shown(&line, t->valuestring, 40);
     }
-    if (line.len == before)
+    if (k == 0) {
         buf_addc(&line, '-');
-    while (line.len - before < 16)
+        cols++;
+    }
+    for (; cols < 16; cols++)
         buf_addc(&line, ' ');
     buf_adds(&line, "  ");
     buf_init(&detail);
@@ -192,10 +196,7 @@ static void print_records(const char *text, size_t len, bool json, unsigned last
         start += n + 1;
     }
     if (json) {
-        char *out = cJSON_Print(arr);
-
-        puts(out);
-        cJSON_free(out);
+        term_put_json(stdout, arr);
         cJSON_Delete(arr);
     }
 }
@@ -247,7 +248,7 @@ static int fetch_target_log(struct change *c, const char *name, char **text, siz
         *len = 0;
         return 0;
     }
-    fprintf(stderr, "n3ctl: %s: cannot read its audit log: %s\n", name, f.r.msg);
+    term_printf(stderr, "n3ctl: %s: cannot read its audit log: %s\n", name, f.r.msg);
     return -1;
 }
 
@@ -324,7 +325,7 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
 
         text = read_all(path, &len, &err);
         if (text == NULL) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             free(path);
             return EXIT_FAILED;
         }
@@ -361,7 +362,7 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
 
             text = read_all(path, &len, &err);
             if (text == NULL) {
-                fprintf(stderr, "n3ctl: %s\n", err.msg);
+                term_printf(stderr, "n3ctl: %s\n", err.msg);
                 rc = EXIT_FAILED;
             } else {
                 char *head = audit_head_path(path);
