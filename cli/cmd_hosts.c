@@ -574,8 +574,16 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
             break;
         }
         entry = knownhosts_line(t->host, t->port, type, key, keylen);
-        if (knownhosts_append(s->known_hosts, entry, &err) != 0) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+        if (entry == NULL) {
+            /* n3.json refuses hosts a line cannot name; what is left is a key without a
+             * usable type. */
+            fprintf(stderr,
+                    "n3ctl: cannot write a known_hosts line for %s (%s:%u) with its %s key; "
+                    "nothing was written\n",
+                    name, t->host, t->port, type);
+            rc = EXIT_FAILED;
+        } else if (knownhosts_append(s->known_hosts, entry, &err) != 0) {
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             rc = EXIT_FAILED;
         } else {
             const char *targets[] = {name, NULL};
