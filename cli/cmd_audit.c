@@ -165,10 +165,12 @@ static void print_record(const cJSON *r)
     buf_done(&line);
 }
 
-/* One line a record: seq, time, actor, action, result, targets, and the detail in short. */
-static void print_records(const char *text, size_t len, bool json, unsigned last)
+/* One line a record: seq, time, actor, action, result, targets, and the detail in short.
+ * Returns the lines of the last `last` that are not records (not shown). */
+static unsigned long print_records(const char *text, size_t len, bool json, unsigned last)
 {
     size_t nlines = 0, i = 0, start;
+    unsigned long skipped = 0;
     cJSON *arr = json ? cJSON_CreateArray() : NULL;
 
     for (start = 0; start < len; start++)
@@ -184,7 +186,9 @@ static void print_records(const char *text, size_t len, bool json, unsigned last
 
         if (last == 0 || i + last >= nlines) {
             r = audit_parse(text + start, n);
-            if (r != NULL && json) {
+            if (r == NULL)
+                skipped++;
+            else if (json) {
                 cJSON_AddItemToArray(arr, r);
                 r = NULL;
             } else if (r != NULL) {
@@ -199,6 +203,25 @@ static void print_records(const char *text, size_t len, bool json, unsigned last
         term_put_json(stdout, arr);
         cJSON_Delete(arr);
     }
+    return skipped;
+}
+
+/* Records are listed, lines that are not are counted: a log with such lines was written by
+ * something else, or torn, and listing it is not a success (exit 1). */
+static int list_records(const char *what, const char *verify, const char *text, size_t len,
+                        bool json, unsigned last)
+{
+    unsigned long skipped = print_records(text, len, json, last);
+
+    if (skipped == 0)
+        return EXIT_OK;
+    fflush(stdout);
+    fprintf(stderr,
+            "n3ctl: %s: %lu line%s %s not an audit record, not listed; `%s` says what is wrong "
+            "with %s\n",
+            what, skipped, skipped == 1 ? "" : "s", skipped == 1 ? "is" : "are", verify,
+            skipped == 1 ? "it" : "them");
+    return EXIT_FAILED;
 }
 
 struct fetch {
@@ -331,10 +354,10 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
         }
         if (!json && len == 0)
             fprintf(stderr, "n3ctl: no changes recorded yet in %s\n", path);
-        print_records(text, len, json, last);
+        rc = list_records(path, "n3ctl audit verify", text, len, json, last);
         free(text);
         free(path);
-        return EXIT_OK;
+        return rc;
     }
     {
         struct change c;
@@ -350,11 +373,15 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
         if (rc != 0)
             return rc;
         if (first == argc) { /* a target's records */
+            char what[300], verify[200];
+
             if (fetch_target_log(&c, c.fleet.names[0], &text, &len) != 0)
                 return change_end(&c, EXIT_FAILED, NULL, NULL);
-            print_records(text, len, json, last);
+            snprintf(what, sizeof what, "%s:%s", c.fleet.names[0], AUDITLOG_FILE);
+            snprintf(verify, sizeof verify, "n3ctl audit verify -t %s", c.fleet.names[0]);
+            rc = list_records(what, verify, text, len, json, last);
             free(text);
-            return change_end(&c, EXIT_OK, NULL, NULL);
+            return change_end(&c, rc, NULL, NULL);
         }
         /* verify: the local log, and with --targets (or -t) the targets' logs. */
         if (target == NULL) {

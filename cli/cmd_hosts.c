@@ -81,9 +81,11 @@ static void facts_command(struct buf *cmd, const char *deploy_path)
                   "echo \"stat1 $(head -n1 /proc/stat)\"; sleep 0.2; "
                   "echo \"stat2 $(head -n1 /proc/stat)\"; "
                   "df -Pk -- \"$p\" | awk 'NR==2{print \"disk\", $2, $4, $6}'; "
-                  /* Last: the host state, as it is (JSON over several lines). */
-                  "[ -f \"$d/.n3/state.json\" ] && echo " STATE_MARK " && "
-                  "cat -- \"$d/.n3/state.json\"; exit 0");
+                  /* Last: the host state, as it is (JSON over several lines), read no
+                   * further than a state can be: a bigger one is not n3ctl's, and would push
+                   * the facts out of the output's tail. */
+                  "[ -f \"$d/.n3/state.json\" ] && echo " STATE_MARK " && ");
+    buf_addf(cmd, "head -c %d -- \"$d/.n3/state.json\"; exit 0", HOSTSTATE_MAX_BYTES + 1);
 }
 
 /* The live version and the releases, from the state file after STATE_MARK. */
