@@ -558,7 +558,7 @@ static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
     {
         const char *tr = NULL;
 
-        if (cfg_get_string(ld->cfg, o, "transport", false, &tr, ld->err) != 0)
+        if (get_text(ld, o, "transport", false, &tr) != 0)
             return -1;
         if (tr != NULL && strcmp(tr, "local") == 0)
             transport = INV_LOCAL;
@@ -652,7 +652,7 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
     if (rc == 0 && cfg_has(o, "lock_target")) {
         const char *lt = NULL;
 
-        if (cfg_get_string(ld->cfg, o, "lock_target", false, &lt, ld->err) != 0)
+        if (get_text(ld, o, "lock_target", false, &lt) != 0)
             return -1;
         for (e->lock_target = 0;
              e->lock_target < e->ntargets && strcmp(e->targets[e->lock_target].name, lt) != 0;
@@ -777,7 +777,7 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
         if (load_env(&ld, e, &inv->envs[i++]) != 0)
             goto fail;
     }
-    if (cfg_get_string(c, root, "default_environment", false, &def, err) != 0)
+    if (get_text(&ld, root, "default_environment", false, &def) != 0)
         goto fail;
     if (def != NULL) {
         for (i = 0; i < inv->nenvs && strcmp(inv->envs[i].name, def) != 0; i++)

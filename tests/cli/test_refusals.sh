@@ -90,6 +90,11 @@ refused kh '.ssh.known_hosts = "/tmp/kh\tx"' known_hosts ssh.known_hosts \
     'character 8 of known_hosts is a control character (U+0009)'
 refused repo '.app = {"repository": "/srv/r\u007f"}' repository app.repository \
     'character 7 of repository is a control character (U+007F)'
+# Names that are looked up: their error would quote them.
+refused defenv '.default_environment = "\u001b[2J"' default_environment default_environment \
+    'character 1 of default_environment is a control character (U+001B)'
+refused locktarget '.environments.fleet.lock_target = "t\u009b1"' lock_target environments.fleet.lock_target \
+    'character 2 of lock_target is a control character (U+009B)'
 
 # ---- "." and ".." as names ----
 
