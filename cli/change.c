@@ -20,6 +20,7 @@
 #include "deploy/inventory.h"
 #include "deploy/lock.h"
 #include "deploy/remote.h"
+#include "deploy/transport.h"
 
 void change_audit_local(const char *action, const char *const *targets, const char *result,
                         const cJSON *detail)
@@ -74,7 +75,7 @@ int change_exit_code(const struct change *c, int rc)
 
 int change_open(struct change *c, const struct fleet_args *fa, const char *action)
 {
-    struct remote_opts ropts = {5000, 64 * 1024};
+    struct remote_opts ropts = {5000, 64 * 1024, fleet_notice, NULL};
     struct err err;
 
     memset(c, 0, sizeof *c);
@@ -116,18 +117,25 @@ static void lock_cb(void *arg, enum lock_result r, const struct lock_info *holde
     snprintf(w->msg, sizeof w->msg, "%s", msg != NULL ? msg : "");
 }
 
-/* "alice@laptop (pid 4242) since 06:50:01 UTC, 12 min ago: upgrading the database" */
-static void describe_holder(const struct lock_info *h, char *out, size_t len)
+void change_describe_holder(const struct lock_info *h, char *out, size_t len)
 {
-    char since[32], ago[32], who[LOCK_WHO_MAX], message[sizeof h->message];
-    time_t t = (time_t)h->since;
+    char since[32], ago[32], who[LOCK_WHO_MAX], message[sizeof h->message], why[sizeof h->why];
+    time_t t;
     struct tm tm;
-    long long secs = (long long)(time(NULL) - h->since);
+    long long secs;
 
     if (h->partial) {
-        snprintf(out, len, "someone (the lock is being taken right now, or was left half-made)");
+        snprintf(out, len, "someone (an older n3ctl's lock, left half-made: no holder written)");
         return;
     }
+    if (h->unreadable) {
+        snprintf(out, len, "someone whose lock cannot be read (%s)",
+                 term_shown(why, sizeof why, h->why));
+        return;
+    }
+    /* How long it has been held is the lock target's to say; when it began, by our clock. */
+    secs = h->held_s >= 0 ? (long long)h->held_s : (long long)(time(NULL) - h->since);
+    t = h->held_s >= 0 ? time(NULL) - (time_t)h->held_s : (time_t)h->since;
     gmtime_r(&t, &tm);
     strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
     if (secs < 60)
@@ -137,6 +145,25 @@ static void describe_holder(const struct lock_info *h, char *out, size_t len)
     snprintf(out, len, "%s (pid %ld) since %s, %s ago%s%s", term_shown(who, sizeof who, h->who),
              h->pid, since, ago, h->message[0] ? ": " : "",
              term_shown(message, sizeof message, h->message));
+}
+
+/* Every selected target's commands go under the lock's fence from now on. */
+static void set_fences(struct change *c, const struct transport_fence *fence)
+{
+    size_t i;
+
+    for (i = 0; i < c->fleet.n; i++) {
+        const struct inv_target *t = inv_env_find(c->fleet.env, c->fleet.names[i]);
+        struct transport *tr = remote_transport(c->remote, c->fleet.names[i]);
+
+        if (t != NULL && tr != NULL)
+            transport_set_fence(tr, fence, t->deploy_path);
+    }
+}
+
+bool change_lock_lost(const struct change *c)
+{
+    return c->lock != NULL && dlock_lost(c->lock);
 }
 
 int change_begin(struct change *c, const struct fleet_args *fa, const char *action,
@@ -153,20 +180,16 @@ int change_begin(struct change *c, const struct fleet_args *fa, const char *acti
 static int lock_abandoned(struct change *c, const struct inv_target *lt, const char *message)
 {
     uint64_t lease_ms = inventory_lock(c->fleet.inv)->lease_ms;
-    time_t until = (time_t)dlock_mine(c->lock)->lease_until;
-    char lease[32], at[32];
-    struct tm tm;
+    char lease[32];
     cJSON *detail;
 
     progress_format_duration(lease, sizeof lease, lease_ms * 1000);
-    gmtime_r(&until, &tm);
-    strftime(at, sizeof at, "%H:%M:%S UTC", &tm);
     fprintf(stderr,
             "n3ctl: taking the deploy lock of %s (on %s) was abandoned before its answer came; "
             "nothing was changed. If it was taken all the same, no one holds it: its lease "
-            "(lock.lease_seconds, %s) runs out at %s, and `n3ctl lock acquire --force` takes it "
-            "then (`n3ctl lock status` shows it)\n",
-            inv_env_name(c->fleet.env), lt->name, lease, at);
+            "(lock.lease_seconds, %s) runs out that long after, by %s's clock, and `n3ctl lock "
+            "acquire --force` takes it then (`n3ctl lock status` shows it)\n",
+            inv_env_name(c->fleet.env), lt->name, lease, lt->name);
     detail = cJSON_CreateObject();
     cJSON_AddStringToObject(detail, "command", message);
     cJSON_AddStringToObject(detail, "abandoned", "taking the deploy lock");
@@ -195,21 +218,33 @@ int change_lock(struct change *c, const char *message)
         return lock_abandoned(c, lt, message);
     if (w->r == LOCK_OK) {
         c->locked = true;
+        set_fences(c, dlock_fence(c->lock));
         free(w);
         return 0;
     }
-    if (w->r == LOCK_HELD && !w->holder.partial && w->holder.lease_until == 0 &&
-        !w->holder.who_cut && strcmp(w->holder.who, c->who) == 0) {
-        /* Your own lock, taken by hand to keep the others out while you work: go on under it,
-         * and leave it held. */
+    if (w->r == LOCK_HELD && !w->holder.partial && !w->holder.unreadable &&
+        w->holder.lease_s == 0 && !w->holder.who_cut && strcmp(w->holder.who, c->who) == 0) {
+        /* Your own lock, taken by hand to keep the others out while you work: go on under it
+         * (under its fence), and leave it held. */
+        if (dlock_adopt(c->lock, &w->holder) != 0) {
+            fprintf(stderr,
+                    "n3ctl: your deploy lock of %s (on %s) was taken by an older n3ctl and has "
+                    "no fence to work under: give it back (`n3ctl lock release`) and take it "
+                    "again\n",
+                    inv_env_name(c->fleet.env), lt->name);
+            free(w);
+            return change_end(c, EXIT_REFUSED, "refused", NULL);
+        }
         fprintf(stderr, "n3ctl: working under your deploy lock of %s (on %s)%s%s\n",
                 inv_env_name(c->fleet.env), lt->name, w->holder.message[0] ? ": " : "",
                 term_shown(shown, sizeof shown, w->holder.message));
+        c->adopted = true;
+        set_fences(c, dlock_fence(c->lock));
         free(w);
         return 0;
     }
     if (w->r == LOCK_HELD) {
-        describe_holder(&w->holder, holder, sizeof holder);
+        change_describe_holder(&w->holder, holder, sizeof holder);
         fprintf(stderr,
                 "n3ctl: the deploy lock of %s (on %s) is held by %s; not changing anything. "
                 "`n3ctl lock status` shows it; a lock whose holder is gone can be taken with "
@@ -217,7 +252,8 @@ int change_lock(struct change *c, const char *message)
                 inv_env_name(c->fleet.env), lt->name, holder);
         detail = cJSON_CreateObject();
         cJSON_AddStringToObject(detail, "command", message);
-        cJSON_AddStringToObject(detail, "lock_held_by", w->holder.partial ? "?" : w->holder.who);
+        cJSON_AddStringToObject(detail, "lock_held_by",
+                                w->holder.partial || w->holder.unreadable ? "?" : w->holder.who);
         free(w);
         rc = change_end(c, EXIT_REFUSED, "refused", detail);
         cJSON_Delete(detail);
@@ -231,27 +267,37 @@ int change_lock(struct change *c, const char *message)
 
 int change_end(struct change *c, int rc, const char *result, const cJSON *detail)
 {
-    if (c->locked) {
+    cJSON *lost_detail = NULL;
+
+    if (c->locked || c->adopted) {
         struct lock_wait w = {0};
+        char shown[ERR_MSG_MAX];
 
         if (dlock_lost(c->lock)) {
-            fprintf(stderr, "n3ctl: the deploy lock was lost while working (its lease ran out "
-                            "and someone took it over): check what changed\n");
+            fprintf(stderr,
+                    "n3ctl: the deploy lock was lost while working: %s. Nothing was changed "
+                    "after that was known; what was done, and what was not, is above\n",
+                    term_shown(shown, sizeof shown, dlock_lost_why(c->lock)));
             if (rc == 0)
                 rc = EXIT_FAILED;
+            lost_detail = detail != NULL ? cJSON_Duplicate(detail, true) : cJSON_CreateObject();
+            cJSON_AddStringToObject(lost_detail, "lock_lost", dlock_lost_why(c->lock));
+            detail = lost_detail;
+        } else if (c->adopted) {
+            /* Your own lock, taken by hand: it stays held. */
         } else {
             dlock_release(c->lock, c->who, false, lock_cb, &w);
             while (!w.done)
                 loop_run_once(c->loop, true);
             if (w.r != LOCK_OK) {
-                char shown[ERR_MSG_MAX];
-
                 fprintf(stderr, "n3ctl: warning: could not give the deploy lock back: %s\n",
                         w.msg[0] ? term_shown(shown, sizeof shown, w.msg)
                                  : "someone else holds it now");
             }
         }
         c->locked = false;
+        c->adopted = false;
+        set_fences(c, NULL);
     }
     if (result != NULL) {
         const char *one[] = {c->audit_target, NULL};
@@ -260,6 +306,7 @@ int change_end(struct change *c, int rc, const char *result, const cJSON *detail
                            c->audit_target != NULL ? one : (const char *const *)c->fleet.names,
                            result, detail);
     }
+    cJSON_Delete(lost_detail);
     if (c->abandon) {
         /* Operations are still in flight on the targets' connections: leave them to the
          * process's end (each is atomic there, and the next push clears what they left). */

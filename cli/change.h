@@ -27,7 +27,8 @@ struct change {
     struct stop *stop;        /* the stop signals */
     int signals;              /* how many arrived */
     bool abandon;             /* the second: stop waiting for what is in flight */
-    bool locked;
+    bool locked;              /* the lock is ours: given back at the end */
+    bool adopted;             /* working under the operator's own lock, taken by hand */
 };
 
 /* Open the fleet and a loop (no lock): for commands that read. 0, or an exit status. */
@@ -46,6 +47,12 @@ int change_end(struct change *c, int rc, const char *result, const cJSON *detail
 void change_wait(struct change *c, const bool *flag);
 /* rc, or 130 (128 + the signal) when a stop signal came. */
 int change_exit_code(const struct change *c, int rc);
+
+/* The lock was taken from this change while it worked (its commands are refused since). */
+bool change_lock_lost(const struct change *c);
+/* "alice@laptop (pid 4242) since 2026-11-27 06:50:01 UTC, 12 min ago: upgrading the
+ * database", made safe for a terminal. */
+void change_describe_holder(const struct lock_info *h, char *out, size_t len);
 
 /* Write one record to the local audit log; a failure is printed, not fatal. */
 void change_audit_local(const char *action, const char *const *targets, const char *result,

@@ -347,6 +347,8 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     x.loop = loop_new();
     ropts.grace_ms = plan->kill_grace_ms;
     ropts.output_limit = plan->output_limit;
+    ropts.notice = fleet_notice;
+    ropts.notice_arg = NULL;
     remote = remote_new(x.loop, fleet.inv, fleet.env, &ropts, &err);
     memset(&opts, 0, sizeof opts);
     opts.remote = remote_runner(remote);

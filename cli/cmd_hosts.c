@@ -396,7 +396,7 @@ static int check_hosts(struct fleet *fleet, bool json, bool check)
 {
     struct hosts_cli x;
     struct remote *remote;
-    struct remote_opts ropts = {5000, 64 * 1024};
+    struct remote_opts ropts = {5000, 64 * 1024, fleet_notice, NULL};
     struct err err;
     size_t i;
     bool refused = false, bad = false;

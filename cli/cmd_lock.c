@@ -10,11 +10,13 @@
 #include <cjson/cJSON.h>
 
 #include "cli/change.h"
+#include "cli/progress.h"
 #include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
 #include "core/xalloc.h"
 #include "deploy/auditlog.h"
+#include "deploy/fence.h"
 #include "deploy/inventory.h"
 #include "deploy/lock.h"
 #include "deploy/remote.h"
@@ -61,42 +63,65 @@ static void audit_cb(void *arg, int rc, const char *msg)
 
     w->done = true;
     w->audit_rc = rc;
-    if (rc != 0)
+    if (rc > 0)
         fprintf(stderr, "n3ctl: warning: %s\n", term_shown(shown, sizeof shown, msg));
+    else if (rc < 0)
+        snprintf(w->msg, sizeof w->msg, "%s", msg != NULL ? msg : "it could not be written");
 }
 
-/* The holder's who and message come from the target: shown with control characters as '?'. */
+/* "12s" or "3m4s": a duration the lock target's clock measured. */
+static void secs_text(char *out, size_t len, int64_t secs)
+{
+    if (secs < 60)
+        snprintf(out, len, "%llds", (long long)(secs > 0 ? secs : 0));
+    else
+        progress_format_duration(out, len, (unsigned long long)secs * 1000000);
+}
+
+/* The holder's who and message come from the target: shown with control characters as '?'.
+ * Times are the lock target's (how long ago it was taken, renewed), shown against our clock. */
 static void print_info(FILE *out, const struct lock_info *h, const char *env, const char *target)
 {
-    char since[32], until[32], who[LOCK_WHO_MAX], message[sizeof h->message];
-    time_t t = (time_t)h->since, u = (time_t)h->lease_until;
-    struct tm tm;
+    char holder[600], renewed[32], left[32];
 
     if (!h->present) {
         fprintf(out, "%s: not locked (lock target %s)\n", env, target);
         return;
     }
     if (h->partial) {
-        fprintf(out,
-                "%s: locked on %s, being taken right now or left half-made (no holder written)\n",
-                env, target);
+        fprintf(out, "%s: locked on %s, left half-made by an older n3ctl (no holder written)%s\n",
+                env, target,
+                h->stale ? "; `n3ctl lock acquire --force` takes it"
+                         : "; `n3ctl lock release --force` breaks it");
         return;
     }
-    gmtime_r(&t, &tm);
-    strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &tm);
-    fprintf(out, "%s: locked on %s by %s (pid %ld) since %s", env, target,
-            term_shown(who, sizeof who, h->who), h->pid, since);
-    if (h->message[0])
-        fprintf(out, ": %s", term_shown(message, sizeof message, h->message));
-    if (h->lease_until == 0) {
-        fprintf(out, "\n  held until released (taken by hand)\n");
+    change_describe_holder(h, holder, sizeof holder);
+    if (h->unreadable) {
+        fprintf(out,
+                "%s: locked on %s, but its info cannot be read: %s\n  `n3ctl lock release "
+                "--force` breaks it (recorded)\n",
+                env, target, holder + strlen("someone whose lock cannot be read "));
+        return;
+    }
+    fprintf(out, "%s: locked on %s by %s\n", env, target, holder);
+    if (h->lease_s == 0) {
+        fprintf(out, "  held until released (taken by hand)\n");
+    } else if (h->lease_s < 0 || h->age_s < 0) {
+        fprintf(out, "  its lease cannot be judged (an older n3ctl's lock): `n3ctl lock release "
+                     "--force` breaks it if its holder is gone\n");
     } else {
-        gmtime_r(&u, &tm);
-        strftime(until, sizeof until, "%H:%M:%S UTC", &tm);
-        fprintf(out, "\n  lease until %s%s\n", until,
-                h->lease_until < (int64_t)time(NULL) ? " (ran out: its holder seems gone; "
-                                                       "`n3ctl lock acquire --force` takes it)"
-                                                     : "");
+        secs_text(renewed, sizeof renewed, h->age_s);
+        if (h->stale) {
+            secs_text(left, sizeof left, h->age_s - h->lease_s);
+            fprintf(out,
+                    "  lease of %llds ran out %s ago, by %s's clock (renewed %s ago): its "
+                    "holder seems gone; `n3ctl lock acquire --force` takes it\n",
+                    (long long)h->lease_s, left, target, renewed);
+        } else {
+            secs_text(left, sizeof left, h->lease_s - h->age_s);
+            fprintf(out, "  lease of %llds, renewed %s ago, runs out in %s (by %s's clock)\n",
+                    (long long)h->lease_s, renewed, left, target);
+        }
     }
 }
 
@@ -105,25 +130,98 @@ static cJSON *info_json(const struct lock_info *h)
     cJSON *o = cJSON_CreateObject();
 
     cJSON_AddBoolToObject(o, "locked", h->present);
-    if (h->present && !h->partial) {
+    if (!h->present)
+        return o;
+    cJSON_AddBoolToObject(o, "readable", !h->partial && !h->unreadable);
+    if (h->partial)
+        cJSON_AddBoolToObject(o, "half_made", true);
+    if (h->unreadable)
+        cJSON_AddStringToObject(o, "unreadable", h->why);
+    if (!h->partial && !h->unreadable) {
         cJSON_AddStringToObject(o, "who", h->who);
         cJSON_AddNumberToObject(o, "pid", (double)h->pid);
         cJSON_AddStringToObject(o, "message", h->message);
         cJSON_AddNumberToObject(o, "since", (double)h->since);
-        cJSON_AddNumberToObject(o, "lease_until", (double)h->lease_until);
+        if (h->fence > 0)
+            cJSON_AddNumberToObject(o, "fence", (double)h->fence);
     }
+    if (h->held_s >= 0)
+        cJSON_AddNumberToObject(o, "held_seconds", (double)h->held_s);
+    if (h->lease_s >= 0)
+        cJSON_AddNumberToObject(o, "lease_seconds", (double)h->lease_s);
+    if (h->age_s >= 0 && h->lease_s > 0)
+        cJSON_AddNumberToObject(o, "renewed_seconds_ago", (double)h->age_s);
+    cJSON_AddBoolToObject(o, "stale", h->stale);
     return o;
 }
 
+/* After a takeover or a broken lock: every target's fence goes up to number, so that the
+ * holder whose lock went is refused everywhere at once. A target that cannot be reached is
+ * said: there, that holder is only stopped by its own check of the lock. */
+struct raise_wait {
+    size_t left;
+    bool done;
+    struct change *c;
+};
+
+struct raise_slot {
+    struct raise_wait *w;
+    const char *target;
+};
+
+static void raise_done(void *arg, const struct transport_result *r)
+{
+    struct raise_slot *s = arg;
+    char shown[ERR_MSG_MAX];
+
+    if (r->status != TRANSPORT_OK || r->exit_code != 0) {
+        char *err = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup("");
+
+        fprintf(stderr,
+                "n3ctl: warning: %s: could not raise its fence (%s%s%s): a holder that lost the "
+                "lock stops there only when it checks the lock (within half a lease)\n",
+                s->target,
+                term_shown(shown, sizeof shown,
+                           r->status != TRANSPORT_OK ? r->msg : "the command failed"),
+                err[0] ? ": " : "", err);
+        free(err);
+    }
+    if (--s->w->left == 0)
+        s->w->done = true;
+    free(s);
+}
+
+static void raise_fences(struct change *c, uint64_t number)
+{
+    struct raise_wait *w = xcalloc(1, sizeof *w);
+    size_t i;
+
+    w->c = c;
+    w->left = c->fleet.n;
+    for (i = 0; i < c->fleet.n; i++) {
+        const struct inv_target *t = inv_env_find(c->fleet.env, c->fleet.names[i]);
+        struct raise_slot *s = xcalloc(1, sizeof *s);
+
+        s->w = w;
+        s->target = t->name;
+        fence_raise(remote_transport(c->remote, t->name), t->deploy_path, number, raise_done, s);
+    }
+    if (w->left == 0)
+        w->done = true;
+    change_wait(c, &w->done);
+    if (w->done)
+        free(w); /* else abandoned: the answers still come into it */
+}
+
 /* The lock actions are recorded on the lock target too, while the lock is in place: until it
- * goes, no one else appends there. false: abandoned (a second stop signal). */
+ * goes, no one else appends there. false: abandoned (a second stop signal; w stays allocated
+ * for the answer). w->audit_rc says how it went (-1: not written, w->msg says why). */
 static bool audit_target(struct change *c, struct transport *t, const char *target,
                          const char *deploy_path, const char *action, const char *result,
-                         const cJSON *detail)
+                         const cJSON *detail, struct wait *w)
 {
     const char *targets[] = {target, NULL};
     struct audit_entry e = {0};
-    struct wait *w = wait_new();
 
     e.time = (int64_t)time(NULL);
     e.actor = c->who;
@@ -133,10 +231,7 @@ static bool audit_target(struct change *c, struct transport *t, const char *targ
     e.result = result;
     e.detail = detail;
     auditlog_append(t, deploy_path, &e, audit_cb, w);
-    if (!wait_for(c, w))
-        return false;
-    free(w);
-    return true;
+    return wait_for(c, w);
 }
 
 /* The end of acquire and release: the record, with the result rc says ("interrupted" when a
@@ -263,36 +358,64 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             cJSON_AddStringToObject(detail, "abandoned", "taking the deploy lock");
             return finish(&c, lock, EXIT_FAILED, detail);
         }
-        prev = dlock_taken_over(lock);
-        if (w->r == LOCK_OK && prev != NULL) {
-            cJSON_AddItemToObject(detail, "taken_over", info_json(prev));
-            fprintf(stderr, "n3ctl: took the lock over from %s (its lease had run out)\n",
-                    prev->who[0] ? term_shown(shown, sizeof shown, prev->who)
-                                 : "a holder that never wrote its name");
-        }
-        if (w->r == LOCK_OK) {
-            printf("%s: locked on %s by %s: %s\n", env, lt->name, c.who,
-                   term_shown(shown, sizeof shown, message));
-            fflush(stdout);
-            if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.acquire", "ok", detail)) {
-                fprintf(stderr,
-                        "n3ctl: abandoned writing the record of it on %s; the lock is taken: "
-                        "held until `n3ctl lock release`\n",
-                        lt->name);
-                cJSON_AddStringToObject(detail, "abandoned", "recording it on the lock target");
-                return finish(&c, lock, EXIT_OK, detail);
-            }
-            rc = EXIT_OK;
-        } else if (w->r == LOCK_HELD) {
+        if (w->r == LOCK_HELD) {
             fprintf(stderr, "n3ctl: refused: ");
             print_info(stderr, &w->info, env, lt->name);
-            rc = EXIT_REFUSED;
-        } else {
+            free(w);
+            return finish(&c, lock, EXIT_REFUSED, detail);
+        }
+        if (w->r != LOCK_OK) {
             fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
-            rc = EXIT_FAILED;
+            free(w);
+            return finish(&c, lock, EXIT_FAILED, detail);
         }
         free(w);
-        return finish(&c, lock, rc, detail);
+        cJSON_AddNumberToObject(detail, "fence", (double)dlock_mine(lock)->fence);
+        prev = dlock_taken_over(lock);
+        if (prev != NULL) {
+            char holder[600];
+
+            cJSON_AddItemToObject(detail, "taken_over", info_json(prev));
+            change_describe_holder(prev, holder, sizeof holder);
+            fprintf(stderr, "n3ctl: took the lock over from %s: its lease had run out\n", holder);
+        }
+        printf("%s: locked on %s by %s: %s\n", env, lt->name, c.who,
+               term_shown(shown, sizeof shown, message));
+        fflush(stdout);
+        /* The holder it replaced may still be at work: from now on the targets refuse it. */
+        if (prev != NULL)
+            raise_fences(&c, dlock_mine(lock)->fence);
+        w = wait_new();
+        if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.acquire", "ok", detail, w)) {
+            fprintf(stderr,
+                    "n3ctl: abandoned writing the record of it on %s; the lock is taken: "
+                    "held until `n3ctl lock release`\n",
+                    lt->name);
+            cJSON_AddStringToObject(detail, "abandoned", "recording it on the lock target");
+            return finish(&c, lock, EXIT_OK, detail);
+        }
+        if (w->audit_rc < 0) {
+            /* Unrecorded, it is not taken: give it back. */
+            struct wait *g = wait_new();
+
+            fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
+            cJSON_AddStringToObject(detail, "not_recorded", w->msg);
+            dlock_release(lock, c.who, false, lock_cb, g);
+            if (wait_for(&c, g) && g->r == LOCK_OK)
+                fprintf(stderr,
+                        "n3ctl: the lock could not be recorded on %s, so it was given back: "
+                        "nothing is locked (make room for the audit log there and try again)\n",
+                        lt->name);
+            else
+                fprintf(stderr,
+                        "n3ctl: the lock could not be recorded on %s, and giving it back failed "
+                        "too: `n3ctl lock status` shows it\n",
+                        lt->name);
+            free(w);
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
+        free(w);
+        return finish(&c, lock, EXIT_OK, detail);
     }
     /* release: see whose it is, record its release there while it still keeps the others
      * out, then remove it */
@@ -330,14 +453,10 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
         }
         /* Whose lock goes (with --force: whose was broken), in both records. */
         holder = w->info;
-        {
-            cJSON *h = info_json(&holder);
-
-            if (holder.partial)
-                cJSON_AddBoolToObject(h, "half_made", true);
-            cJSON_AddItemToObject(detail, "holder", h);
-        }
-        if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.release", "ok", detail)) {
+        cJSON_AddItemToObject(detail, "holder", info_json(&holder));
+        free(w);
+        w = wait_new();
+        if (!audit_target(&c, t, lt->name, lt->deploy_path, "lock.release", "ok", detail, w)) {
             fprintf(stderr,
                     "n3ctl: abandoned recording the release on %s: the deploy lock was not given "
                     "back (`n3ctl lock release` again)\n",
@@ -345,9 +464,18 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             cJSON_AddStringToObject(detail, "abandoned", "recording it on the lock target");
             return finish(&c, lock, EXIT_FAILED, detail);
         }
+        if (w->audit_rc < 0) {
+            fprintf(stderr,
+                    "n3ctl: %s\nn3ctl: the release could not be recorded on %s, so the lock "
+                    "was not given back (make room for the audit log there and try again)\n",
+                    term_shown(shown, sizeof shown, w->msg), lt->name);
+            cJSON_AddStringToObject(detail, "not_recorded", w->msg);
+            free(w);
+            return finish(&c, lock, EXIT_FAILED, detail);
+        }
         free(w);
         w = wait_new();
-        dlock_remove(lock, &holder, lock_cb, w);
+        dlock_remove(lock, &holder, force, lock_cb, w);
         if (!wait_for(&c, w)) {
             fprintf(stderr,
                     "n3ctl: abandoned giving the deploy lock of %s back, after its release was "
@@ -361,8 +489,18 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             printf("%s: %s\n", env, w->msg);
             rc = EXIT_OK;
         } else if (w->r == LOCK_OK) {
-            printf("%s: released the lock on %s\n", env, lt->name);
+            printf("%s: %s the lock on %s\n", env,
+                   force && (holder.unreadable || holder.partial || strcmp(holder.who, c.who) != 0)
+                       ? "broke"
+                       : "released",
+                   lt->name);
             rc = EXIT_OK;
+            /* Broken: its holder may be at work still; the targets refuse it from now on. */
+            if (dlock_broken_fence(lock) > 0) {
+                fflush(stdout);
+                cJSON_AddNumberToObject(detail, "fence", (double)dlock_broken_fence(lock));
+                raise_fences(&c, dlock_broken_fence(lock));
+            }
         } else if (w->r == LOCK_HELD) {
             fprintf(stderr,
                     "n3ctl: the lock changed before it could be removed; not given back "

@@ -257,13 +257,17 @@ static void on_progress(void *arg, uint64_t sent, uint64_t total)
 
 static void fanout_pump(struct fanout *f)
 {
-    /* After a stop signal, nothing new starts; what runs finishes. */
-    while (f->running < f->parallel && f->next < f->n && f->c->signals == 0) {
+    /* After a stop signal, or once the lock is lost, nothing new starts; what runs finishes
+     * (and a lost lock's fence refuses its next change). */
+    bool stop = f->c->signals > 0 || change_lock_lost(f->c);
+
+    while (f->running < f->parallel && f->next < f->n && !stop) {
         f->running++;
         f->state[f->next] = 1;
         f->start(f, f->next++);
+        stop = change_lock_lost(f->c);
     }
-    if (f->finished == f->n || (f->c->signals > 0 && f->running == 0))
+    if (f->finished == f->n || (stop && f->running == 0))
         f->done = true;
 }
 
@@ -374,8 +378,9 @@ static void run_fanout(struct fanout *f)
             continue;
         f->res[i].outcome = PUSH_FAILED;
         snprintf(f->res[i].msg, sizeof f->res[i].msg, "%s",
-                 f->state[i] == 0 ? "not started: interrupted"
-                                  : "abandoned while in flight: interrupted");
+                 f->state[i] != 0         ? "abandoned while in flight: interrupted"
+                 : change_lock_lost(f->c) ? "not started: the deploy lock was lost"
+                                          : "not started: interrupted");
         fprintf(stderr, "  %s: FAILED: %s\n", f->c->fleet.names[i], f->res[i].msg);
     }
     if (!f->done) {

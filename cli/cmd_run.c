@@ -288,7 +288,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         opts.trace = trace;
     }
     if (fleet.inv != NULL) {
-        struct remote_opts ropts = {plan->kill_grace_ms, plan->output_limit};
+        struct remote_opts ropts = {plan->kill_grace_ms, plan->output_limit, fleet_notice, NULL};
 
         remote = remote_new(r.loop, fleet.inv, fleet.env, &ropts, &err);
         opts.remote = remote_runner(remote);

@@ -1,11 +1,14 @@
 /* The targets a command works on: n3.json, one of its environments, selectors. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/fleet.h"
+#include "cli/term.h"
+#include "core/err.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
 
@@ -74,4 +77,14 @@ void fleet_close(struct fleet *f)
     free(f->names);
     inventory_free(f->inv);
     memset(f, 0, sizeof *f);
+}
+
+void fleet_notice(void *arg, const char *msg)
+{
+    char shown[ERR_MSG_MAX];
+
+    (void)arg;
+    /* Over a status line, when one is drawn: it is drawn again on its next tick. */
+    fprintf(stderr, "%sn3ctl: warning: %s\n", term_is_tty(stderr) ? "\r\033[K" : "",
+            term_shown(shown, sizeof shown, msg));
 }

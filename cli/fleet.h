@@ -37,4 +37,7 @@ int fleet_open(struct fleet *f, const char *config, const char *env, const char 
                struct err *err);
 void fleet_close(struct fleet *f);
 
+/* A transport's notice about a target (remote_opts.notice): a warning on stderr. */
+void fleet_notice(void *arg, const char *msg);
+
 #endif

@@ -201,7 +201,9 @@ const struct cli_cmd cli_cmds[] = {
         .details = "Every command that changes targets takes the lock and gives it back. A lock\n"
                    "taken by hand is held until released. Someone else's lock refuses with exit\n"
                    "3 and says who holds it since when; --force takes over a lock whose lease ran\n"
-                   "out (its holder is gone), or, with release, breaks any lock. Recorded.",
+                   "out by the lock target's clock (its holder is gone), or, with release, breaks\n"
+                   "any lock. Recorded, and the targets' fences raised: a holder that lost the\n"
+                   "lock changes nothing more. The lock target needs flock(1).",
         .opts = lock_opts,
         .exec = cmd_lock,
     },

@@ -1,4 +1,4 @@
-/* Configuration documents: cJSON trees with the position of every key and value on the side. */
+/* Configuration documents: strict JSON trees (core/json), and where each key and value is. */
 #include "config.h"
 
 #include <errno.h>
@@ -16,26 +16,19 @@
 
 #include "core/buf.h"
 #include "core/cfg.h"
+#include "core/json.h"
 #include "core/xalloc.h"
 
-#define NO_OFF         UINT32_MAX
-#define NO_NODE        UINT32_MAX
-#define LINE_BLOCK     1024 /* bytes between two line-number marks */
-#define EXCERPT_MAX    20   /* bytes of text shown after "near" */
-#define KEY_SHOWN_MAX  64   /* bytes of one key shown in a path */
-#define NAME_SHOWN_MAX 200  /* bytes of the file name shown in a message */
-#define PATH_SHOWN_MAX 300  /* bytes of the key path shown in a message */
-#define LIST_SHOWN_MAX 400  /* bytes of "valid keys: ..." */
-#define SUGGEST_MAX    256  /* longer words are never compared */
-#define NUMBER_MAX     63   /* cJSON hands at most this many bytes to strtod */
-
-struct node_pos {
-    const cJSON *node;
-    uint32_t val_off;
-    uint32_t key_off; /* NO_OFF unless the node is an object member */
-    uint32_t parent;  /* index in cfg.nodes; NO_NODE for the root */
-    uint32_t index;   /* position among the parent's children */
-};
+#define NO_OFF           JSON_NO_OFF
+#define NO_NODE          JSON_NO_POS
+#define LINE_BLOCK       1024 /* bytes between two line-number marks */
+#define EXCERPT_MAX      20   /* bytes of text shown after "near" */
+#define KEY_SHOWN_MAX    64   /* bytes of one key shown in a path */
+#define NAME_SHOWN_MAX   200  /* bytes of the file name shown in a message */
+#define PATH_SHOWN_MAX   300  /* bytes of the key path shown in a message */
+#define LIST_SHOWN_MAX   400  /* bytes of "valid keys: ..." */
+#define SUGGEST_MAX      256  /* longer words are never compared */
+#define NUMBER_SHOWN_MAX 40   /* bytes of a number shown in a message */
 
 /* Where lines stand at the first byte of each LINE_BLOCK, so a position costs one block scan. */
 struct line_mark {
@@ -50,39 +43,9 @@ struct cfg {
     bool bom;
     cJSON *root;
     struct line_mark *marks;
-    struct node_pos *nodes; /* in document order; the root first */
-    uint32_t nnodes, nodes_cap;
-    uint32_t *slots; /* open addressing by node pointer: an index in nodes, or NO_NODE */
+    struct json_index ix; /* every node, in document order; the root first */
+    uint32_t *slots;      /* open addressing by node pointer: an index in ix.pos, or NO_NODE */
     size_t slot_mask;
-};
-
-/* Why the scanner stopped; the scanner follows cJSON's grammar, quirks included. */
-enum scan_why {
-    WHY_NONE,
-    WHY_EOF_STRING,
-    WHY_EOF_OBJECT,
-    WHY_EOF_ARRAY,
-    WHY_TRAILING_COMMA,
-    WHY_OBJECT_COMMA,
-    WHY_ARRAY_COMMA,
-    WHY_KEY,
-    WHY_COLON,
-    WHY_VALUE,
-    WHY_NUMBER,
-    WHY_ESCAPE,
-    WHY_AFTER,
-    WHY_DEPTH,
-    WHY_TREE,
-};
-
-struct scan {
-    struct cfg *c;
-    bool tree; /* walking a parsed tree to record positions, not looking for an error */
-    size_t p;
-    unsigned depth;
-    enum scan_why why;
-    size_t err_off;
-    size_t other_off; /* what opened the unclosed thing, or the trailing comma */
 };
 
 /* Text helpers. */
@@ -196,15 +159,15 @@ static size_t hash_ptr(const void *p)
     return (size_t)x;
 }
 
-static const struct node_pos *find_node(const struct cfg *c, const cJSON *node)
+static const struct json_pos *find_node(const struct cfg *c, const cJSON *node)
 {
     size_t i;
 
     if (c == NULL || node == NULL || c->slots == NULL)
         return NULL;
     for (i = hash_ptr(node) & c->slot_mask; c->slots[i] != NO_NODE; i = (i + 1) & c->slot_mask) {
-        if (c->nodes[c->slots[i]].node == node)
-            return &c->nodes[c->slots[i]];
+        if (c->ix.pos[c->slots[i]].node == node)
+            return &c->ix.pos[c->slots[i]];
     }
     return NULL;
 }
@@ -213,349 +176,17 @@ static void build_slots(struct cfg *c)
 {
     size_t cap = 16, i, j;
 
-    while (cap < (size_t)c->nnodes * 2)
+    while (cap < (size_t)c->ix.n * 2)
         cap *= 2;
     c->slots = xreallocarray(NULL, cap, sizeof *c->slots);
     memset(c->slots, 0xff, cap * sizeof *c->slots);
     c->slot_mask = cap - 1;
-    for (i = 0; i < c->nnodes; i++) {
-        for (j = hash_ptr(c->nodes[i].node) & c->slot_mask; c->slots[j] != NO_NODE;
+    for (i = 0; i < c->ix.n; i++) {
+        for (j = hash_ptr(c->ix.pos[i].node) & c->slot_mask; c->slots[j] != NO_NODE;
              j = (j + 1) & c->slot_mask)
             ;
         c->slots[j] = (uint32_t)i;
     }
-}
-
-static uint32_t add_node(struct cfg *c, const cJSON *node, size_t val_off, uint32_t key_off,
-                         uint32_t parent, uint32_t index)
-{
-    struct node_pos *np;
-
-    if (c->nnodes == c->nodes_cap) {
-        c->nodes_cap = c->nodes_cap ? c->nodes_cap * 2 : 64;
-        c->nodes = xreallocarray(c->nodes, c->nodes_cap, sizeof *c->nodes);
-    }
-    np = &c->nodes[c->nnodes];
-    np->node = node;
-    np->val_off = (uint32_t)val_off;
-    np->key_off = key_off;
-    np->parent = parent;
-    np->index = index;
-    return c->nnodes++;
-}
-
-/* The scanner: once over a parsed document to record positions, or over a rejected one to find
- * where and why cJSON stopped (cJSON's own error pointer is one byte late after strings). */
-
-static bool scan_fail(struct scan *s, enum scan_why why, size_t off, size_t other)
-{
-    s->why = why;
-    s->err_off = off;
-    s->other_off = other;
-    return false;
-}
-
-static bool scan_at_end(const struct scan *s)
-{
-    return s->p >= s->c->len;
-}
-
-static char scan_peek(const struct scan *s)
-{
-    return s->c->text[s->p]; /* the NUL at len when at the end */
-}
-
-/* cJSON takes every byte up to 32 for whitespace. */
-static void scan_ws(struct scan *s)
-{
-    const unsigned char *t = (const unsigned char *)s->c->text;
-
-    while (s->p < s->c->len && t[s->p] <= 32)
-        s->p++;
-}
-
-static unsigned hex4(const char *h)
-{
-    unsigned v = 0;
-    int i;
-
-    for (i = 0; i < 4; i++) {
-        char ch = h[i];
-
-        if (ch >= '0' && ch <= '9')
-            v = v * 16 + (unsigned)(ch - '0');
-        else if (ch >= 'a' && ch <= 'f')
-            v = v * 16 + (unsigned)(ch - 'a' + 10);
-        else if (ch >= 'A' && ch <= 'F')
-            v = v * 16 + (unsigned)(ch - 'A' + 10);
-        else
-            return 0; /* as cJSON: "\uZZZZ" is U+0000, not an error */
-    }
-    return v;
-}
-
-/* Length of the escape at t[p] (a backslash) inside a string closing at t[close], or 0. */
-static size_t escape_len(const char *t, size_t p, size_t close)
-{
-    unsigned first, second;
-
-    switch (t[p + 1]) {
-    case 'b':
-    case 'f':
-    case 'n':
-    case 'r':
-    case 't':
-    case '"':
-    case '\\':
-    case '/':
-        return 2;
-    case 'u':
-        if (close - p < 6)
-            return 0;
-        first = hex4(t + p + 2);
-        if (first >= 0xDC00 && first <= 0xDFFF)
-            return 0;
-        if (first < 0xD800 || first > 0xDBFF)
-            return 6;
-        if (close - (p + 6) < 6 || t[p + 6] != '\\' || t[p + 7] != 'u')
-            return 0;
-        second = hex4(t + p + 8);
-        return second >= 0xDC00 && second <= 0xDFFF ? 12 : 0;
-    default:
-        return 0;
-    }
-}
-
-static bool scan_string(struct scan *s)
-{
-    const char *t = s->c->text;
-    size_t len = s->c->len, open = s->p, p = open + 1, close, n;
-
-    while (p < len && t[p] != '"') {
-        if (t[p] == '\\')
-            p++;
-        p++;
-    }
-    if (p >= len)
-        return scan_fail(s, WHY_EOF_STRING, len, open);
-    close = p;
-    if (!s->tree) {
-        for (p = open + 1; p < close; p++) {
-            if (t[p] != '\\')
-                continue;
-            n = escape_len(t, p, close);
-            if (n == 0)
-                return scan_fail(s, WHY_ESCAPE, p, 0);
-            p += n - 1;
-        }
-    }
-    s->p = close + 1;
-    return true;
-}
-
-static bool is_digit(char ch)
-{
-    return ch >= '0' && ch <= '9';
-}
-
-static bool is_number_char(char ch)
-{
-    return is_digit(ch) || ch == '+' || ch == '-' || ch == 'e' || ch == 'E' || ch == '.';
-}
-
-/* As cJSON: the run of number characters (at most NUMBER_MAX) and as much of it as strtod takes. */
-static size_t number_len(const char *t, size_t len)
-{
-    size_t n = 0, i = 0, digits = 0, j;
-
-    while (n < len && n < NUMBER_MAX && is_number_char(t[n]))
-        n++;
-    if (i < n && (t[i] == '+' || t[i] == '-'))
-        i++;
-    for (; i < n && is_digit(t[i]); i++)
-        digits++;
-    if (i < n && t[i] == '.') {
-        for (i++; i < n && is_digit(t[i]); i++)
-            digits++;
-    }
-    if (digits == 0)
-        return 0;
-    if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-        j = i + 1;
-        if (j < n && (t[j] == '+' || t[j] == '-'))
-            j++;
-        if (j < n && is_digit(t[j])) {
-            while (j < n && is_digit(t[j]))
-                j++;
-            i = j;
-        }
-    }
-    return i;
-}
-
-static bool scan_value(struct scan *s, const cJSON *node, uint32_t parent, uint32_t key_off,
-                       uint32_t index);
-
-static bool scan_object(struct scan *s, const cJSON *node, uint32_t me)
-{
-    size_t open = s->p, comma = 0;
-    const cJSON *child = s->tree ? node->child : NULL;
-    uint32_t index = 0;
-    size_t key_off;
-
-    if (s->depth >= CJSON_NESTING_LIMIT)
-        return scan_fail(s, WHY_DEPTH, open, 0);
-    s->depth++;
-    s->p++;
-    scan_ws(s);
-    if (scan_peek(s) != '}') {
-        for (;;) {
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_OBJECT, s->c->len, open);
-            if (scan_peek(s) == '}' && index > 0)
-                return scan_fail(s, WHY_TRAILING_COMMA, s->p, comma);
-            if (scan_peek(s) != '"')
-                return scan_fail(s, WHY_KEY, s->p, 0);
-            key_off = s->p;
-            if (!scan_string(s))
-                return false;
-            scan_ws(s);
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_OBJECT, s->c->len, open);
-            if (scan_peek(s) != ':')
-                return scan_fail(s, WHY_COLON, s->p, 0);
-            s->p++;
-            scan_ws(s);
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_OBJECT, s->c->len, open);
-            if (s->tree && child == NULL)
-                return scan_fail(s, WHY_TREE, s->p, 0);
-            if (!scan_value(s, child, me, (uint32_t)key_off, index))
-                return false;
-            if (s->tree)
-                child = child->next;
-            index++;
-            scan_ws(s);
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_OBJECT, s->c->len, open);
-            if (scan_peek(s) == '}')
-                break;
-            if (scan_peek(s) != ',')
-                return scan_fail(s, WHY_OBJECT_COMMA, s->p, 0);
-            comma = s->p++;
-            scan_ws(s);
-        }
-    }
-    if (child != NULL)
-        return scan_fail(s, WHY_TREE, s->p, 0);
-    s->p++;
-    s->depth--;
-    return true;
-}
-
-static bool scan_array(struct scan *s, const cJSON *node, uint32_t me)
-{
-    size_t open = s->p, comma = 0;
-    const cJSON *child = s->tree ? node->child : NULL;
-    uint32_t index = 0;
-
-    if (s->depth >= CJSON_NESTING_LIMIT)
-        return scan_fail(s, WHY_DEPTH, open, 0);
-    s->depth++;
-    s->p++;
-    scan_ws(s);
-    if (scan_peek(s) != ']') {
-        for (;;) {
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_ARRAY, s->c->len, open);
-            if (scan_peek(s) == ']' && index > 0)
-                return scan_fail(s, WHY_TRAILING_COMMA, s->p, comma);
-            if (s->tree && child == NULL)
-                return scan_fail(s, WHY_TREE, s->p, 0);
-            if (!scan_value(s, child, me, NO_OFF, index))
-                return false;
-            if (s->tree)
-                child = child->next;
-            index++;
-            scan_ws(s);
-            if (scan_at_end(s))
-                return scan_fail(s, WHY_EOF_ARRAY, s->c->len, open);
-            if (scan_peek(s) == ']')
-                break;
-            if (scan_peek(s) != ',')
-                return scan_fail(s, WHY_ARRAY_COMMA, s->p, 0);
-            comma = s->p++;
-            scan_ws(s);
-        }
-    }
-    if (child != NULL)
-        return scan_fail(s, WHY_TREE, s->p, 0);
-    s->p++;
-    s->depth--;
-    return true;
-}
-
-static bool scan_value(struct scan *s, const cJSON *node, uint32_t parent, uint32_t key_off,
-                       uint32_t index)
-{
-    const char *t = s->c->text + s->p;
-    size_t left = s->c->len - s->p, n = 0;
-    uint32_t me = NO_NODE;
-    int want;
-
-    if (left >= 4 && memcmp(t, "null", 4) == 0) {
-        want = cJSON_NULL;
-        n = 4;
-    } else if (left >= 5 && memcmp(t, "false", 5) == 0) {
-        want = cJSON_False;
-        n = 5;
-    } else if (left >= 4 && memcmp(t, "true", 4) == 0) {
-        want = cJSON_True;
-        n = 4;
-    } else if (*t == '"') {
-        want = cJSON_String;
-    } else if (*t == '-' || is_digit(*t)) {
-        want = cJSON_Number;
-        n = number_len(t, left);
-        if (n == 0)
-            return scan_fail(s, WHY_NUMBER, s->p, 0);
-    } else if (*t == '[') {
-        want = cJSON_Array;
-    } else if (*t == '{') {
-        want = cJSON_Object;
-    } else {
-        return scan_fail(s, WHY_VALUE, s->p, 0);
-    }
-    if (s->tree) {
-        if ((node->type & 0xff) != want)
-            return scan_fail(s, WHY_TREE, s->p, 0);
-        me = add_node(s->c, node, s->p, key_off, parent, index);
-    }
-    switch (want) {
-    case cJSON_String:
-        return scan_string(s);
-    case cJSON_Array:
-        return scan_array(s, node, me);
-    case cJSON_Object:
-        return scan_object(s, node, me);
-    default:
-        s->p += n;
-        return true;
-    }
-}
-
-static bool scan_document(struct scan *s)
-{
-    s->p = s->c->bom ? 3 : 0;
-    s->depth = 0;
-    s->why = WHY_NONE;
-    scan_ws(s);
-    if (!scan_value(s, s->tree ? s->c->root : NULL, NO_NODE, NO_OFF, 0))
-        return false;
-    scan_ws(s);
-    if (!scan_at_end(s))
-        return scan_fail(s, WHY_AFTER, s->p, 0);
-    return true;
 }
 
 /* Messages. */
@@ -597,7 +228,7 @@ static int report(const struct cfg *c, struct err *err, size_t off, const struct
 static int report_node(const struct cfg *c, struct err *err, const cJSON *node, bool at_key,
                        const char *msg)
 {
-    const struct node_pos *np = find_node(c, node);
+    const struct json_pos *np = find_node(c, node);
     struct buf path;
     size_t off = SIZE_MAX;
     int rc;
@@ -669,134 +300,65 @@ static void add_text_excerpt(struct buf *b, const struct cfg *c, size_t off)
     }
 }
 
-/* Why cJSON refused the text, found again by the scanner (which knows the why). */
-static int syntax_error(struct cfg *c, const char *cjson_end, struct err *err)
+/* Why the text is not JSON, with the positions of what json_parse names. */
+static int syntax_error(const struct cfg *c, const struct json_error *je, struct err *err)
 {
-    struct scan s = {.c = c, .tree = false};
     struct buf m;
-    size_t off;
     unsigned line, col;
-    bool comment;
-    char ch;
     int rc;
 
     buf_init(&m);
-    if (scan_document(&s)) {
-        /* Only out of memory, as the scanner agrees with cJSON on what is valid. */
-        off = cjson_end != NULL ? (size_t)(cjson_end - c->text) : 0;
-        if (off > c->len)
-            off = c->len;
-        buf_adds(&m, "cannot parse the document (out of memory?)");
-        rc = report(c, err, off, NULL, m.data);
-        buf_done(&m);
-        return rc;
-    }
-    off = s.err_off;
-    if (s.why == WHY_EOF_STRING || s.why == WHY_EOF_OBJECT || s.why == WHY_EOF_ARRAY) {
-        /* Just after the last token: where an editor shows the text stops. */
-        while (off > 0 && (unsigned char)c->text[off - 1] <= 32)
-            off--;
-        offset_pos(c, s.other_off, &line, &col);
-        if (s.why == WHY_EOF_STRING)
-            buf_addf(&m, "not valid JSON: the file ends inside the string that starts at %u:%u",
-                     line, col);
-        else
-            buf_addf(
-                &m, "not valid JSON: the file ends inside the %s opened at %u:%u; is a %c missing?",
-                s.why == WHY_EOF_OBJECT ? "object" : "array", line, col,
-                s.why == WHY_EOF_OBJECT ? '}' : ']');
-    } else if (s.why == WHY_DEPTH) {
-        buf_addf(&m, "the document is nested more than %d levels deep", CJSON_NESTING_LIMIT);
-    } else {
-        ch = c->text[off];
+    switch (je->why) {
+    case JSON_NUL:
+        buf_addf(&m, "the file holds a NUL byte (at offset %zu); is it a binary file?", je->off);
+        break;
+    case JSON_UTF8:
+        buf_addf(&m, "not valid UTF-8 (byte 0x%02X at offset %zu); save the file as UTF-8",
+                 je->value, je->off);
+        break;
+    case JSON_EMPTY:
+        buf_adds(&m, "the file is empty; it should hold a JSON object");
+        break;
+    case JSON_EOF_STRING:
+        offset_pos(c, je->other, &line, &col);
+        buf_addf(&m, "not valid JSON: the file ends inside the string that starts at %u:%u", line,
+                 col);
+        break;
+    case JSON_EOF_OBJECT:
+    case JSON_EOF_ARRAY:
+        offset_pos(c, je->other, &line, &col);
+        buf_addf(&m,
+                 "not valid JSON: the file ends inside the %s opened at %u:%u; is a %c missing?",
+                 je->why == JSON_EOF_OBJECT ? "object" : "array", line, col,
+                 je->why == JSON_EOF_OBJECT ? '}' : ']');
+        break;
+    case JSON_DEPTH:
+        buf_addf(&m, "the document is nested more than %d levels deep", JSON_NESTING_MAX);
+        break;
+    case JSON_RAW_CONTROL:
+        /* The excerpt would start with the character itself, perhaps the line's end. */
+        buf_adds(&m, "not valid JSON: ");
+        json_error_what(je, &m);
+        break;
+    default:
         buf_adds(&m, "not valid JSON near ");
-        add_text_excerpt(&m, c, off);
-        /* A comment is the likely cause wherever it stands: say that, not what was expected. */
-        comment = ch == '/' && (c->text[off + 1] == '/' || c->text[off + 1] == '*');
-        switch (comment ? WHY_NONE : s.why) {
-        case WHY_TRAILING_COMMA:
-            offset_pos(c, s.other_off, &line, &col);
-            buf_addf(&m, "; remove the trailing comma at %u:%u", line, col);
-            break;
-        case WHY_OBJECT_COMMA:
-            buf_adds(&m, "; expected ',' or '}' after the member (a missing comma?)");
-            break;
-        case WHY_ARRAY_COMMA:
-            buf_adds(&m, "; expected ',' or ']' after the item (a missing comma?)");
-            break;
-        case WHY_KEY:
-            buf_adds(&m, "; expected a key in double quotes");
-            break;
-        case WHY_COLON:
-            buf_adds(&m, "; expected ':' after the key");
-            break;
-        case WHY_NUMBER:
-            buf_adds(&m, "; not a valid number");
-            break;
-        case WHY_ESCAPE:
-            buf_adds(&m, "; invalid escape sequence in a string");
-            break;
-        case WHY_AFTER:
-            buf_adds(&m, "; unexpected text after the end of the document");
-            break;
-        default: /* WHY_VALUE, or a comment */
-            if (comment)
-                buf_adds(&m, "; JSON does not allow comments");
-            else if (ch == '\'')
-                buf_adds(&m, "; strings need double quotes");
-            else if (s.depth == 0)
-                buf_adds(&m, "; expected a JSON object");
-            else
-                buf_adds(&m, "; expected a value");
+        add_text_excerpt(&m, c, je->off);
+        buf_adds(&m, "; ");
+        if (je->why == JSON_TRAILING_COMMA) {
+            offset_pos(c, je->other, &line, &col);
+            buf_addf(&m, "remove the trailing comma at %u:%u", line, col);
+        } else if (je->why == JSON_VALUE && je->depth == 0) {
+            buf_adds(&m, "expected a JSON object");
+        } else {
+            json_error_what(je, &m);
         }
     }
-    rc = report(c, err, off, NULL, m.data);
+    rc = report(c, err, je->off, NULL, m.data);
     buf_done(&m);
     return rc;
 }
 
 /* Loading. */
-
-/* Offset of the first NUL or invalid UTF-8 sequence, or len. */
-static size_t bad_byte(const char *text, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    size_t i = 0, n, k;
-    uint32_t cp, min;
-
-    while (i < len) {
-        if (s[i] != 0 && s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        if (s[i] >= 0xC2 && s[i] <= 0xDF) {
-            n = 1;
-            cp = s[i] & 0x1Fu;
-            min = 0x80;
-        } else if (s[i] >= 0xE0 && s[i] <= 0xEF) {
-            n = 2;
-            cp = s[i] & 0x0Fu;
-            min = 0x800;
-        } else if (s[i] >= 0xF0 && s[i] <= 0xF4) {
-            n = 3;
-            cp = s[i] & 0x07u;
-            min = 0x10000;
-        } else {
-            return i; /* NUL, a stray continuation byte, or a byte never in UTF-8 */
-        }
-        if (n >= len - i)
-            return i;
-        for (k = 1; k <= n; k++) {
-            if ((s[i + k] & 0xC0) != 0x80)
-                return i;
-            cp = cp << 6 | (s[i + k] & 0x3Fu);
-        }
-        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-            return i;
-        i += n + 1;
-    }
-    return len;
-}
 
 static bool only_whitespace(const char *t, size_t len)
 {
@@ -813,9 +375,7 @@ static bool only_whitespace(const char *t, size_t len)
 static int load_owned(const char *name, char *text, size_t len, struct cfg **out, struct err *err)
 {
     struct cfg *c = xcalloc(1, sizeof *c);
-    struct scan s = {.c = c, .tree = true};
-    const char *end = NULL;
-    size_t off;
+    struct json_error je;
 
     *out = NULL;
     c->name = xstrdup(name != NULL ? name : "(string)");
@@ -844,32 +404,13 @@ static int load_owned(const char *name, char *text, size_t len, struct cfg **out
                "the file is empty (only whitespace); it should hold a JSON object");
         goto fail;
     }
-    off = bad_byte(text, len);
-    if (off < len) {
-        char msg[128];
-
-        if (text[off] == '\0')
-            snprintf(msg, sizeof msg,
-                     "the file holds a NUL byte (at offset %zu); is it a binary file?", off);
-        else
-            snprintf(msg, sizeof msg,
-                     "not valid UTF-8 (byte 0x%02X at offset %zu); save the file as UTF-8",
-                     (unsigned char)text[off], off);
-        report(c, err, off, NULL, msg);
-        goto fail;
-    }
-    /* With require_null_terminated cJSON wants the NUL inside the length it is given. */
-    c->root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
+    /* One pass: the tree and the position of each of its nodes come from the same parser. */
+    c->root = json_parse(text, len, &c->ix, &je);
     if (c->root == NULL) {
-        syntax_error(c, end, err);
+        syntax_error(c, &je, err);
         goto fail;
     }
-    if (!scan_document(&s)) {
-        report(c, err, s.err_off, NULL,
-               "internal error: the position index disagrees with cJSON here; please report it");
-        goto fail;
-    }
-    c->nodes = xreallocarray(c->nodes, c->nnodes, sizeof *c->nodes);
+    c->ix.pos = xreallocarray(c->ix.pos, c->ix.n, sizeof *c->ix.pos);
     build_slots(c);
     if (!cJSON_IsObject(c->root)) {
         cfg_error(c, err, c->root, "expected a JSON object at the top level, got %s",
@@ -991,7 +532,7 @@ void cfg_free(struct cfg *c)
     free(c->name);
     free(c->text);
     free(c->marks);
-    free(c->nodes);
+    free(c->ix.pos);
     free(c->slots);
     free(c);
 }
@@ -1008,7 +549,7 @@ const char *cfg_name(const struct cfg *c)
 
 void cfg_pos(const struct cfg *c, const cJSON *node, unsigned *line, unsigned *col)
 {
-    const struct node_pos *np = find_node(c, node);
+    const struct json_pos *np = find_node(c, node);
 
     if (np == NULL) {
         *line = *col = 0;
@@ -1019,7 +560,7 @@ void cfg_pos(const struct cfg *c, const cJSON *node, unsigned *line, unsigned *c
 
 void cfg_key_pos(const struct cfg *c, const cJSON *node, unsigned *line, unsigned *col)
 {
-    const struct node_pos *np = find_node(c, node);
+    const struct json_pos *np = find_node(c, node);
 
     if (np == NULL) {
         *line = *col = 0;
@@ -1036,16 +577,16 @@ static bool is_identifier(const char *s)
         char ch = s[i];
 
         if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' ||
-              (i > 0 && is_digit(ch))))
+              (i > 0 && ch >= '0' && ch <= '9')))
             return false;
     }
     return i > 0;
 }
 
-/* Recursion is bounded by cJSON's nesting limit. */
+/* Recursion is bounded by JSON_NESTING_MAX. */
 static void add_path(const struct cfg *c, uint32_t idx, struct buf *out)
 {
-    const struct node_pos *np = &c->nodes[idx];
+    const struct json_pos *np = &c->ix.pos[idx];
     const char *key = np->node->string;
 
     if (np->parent == NO_NODE)
@@ -1056,7 +597,7 @@ static void add_path(const struct cfg *c, uint32_t idx, struct buf *out)
     } else if (key != NULL && is_identifier(key)) {
         size_t len = strlen(key);
 
-        if (c->nodes[np->parent].parent != NO_NODE)
+        if (c->ix.pos[np->parent].parent != NO_NODE)
             buf_addc(out, '.');
         buf_add(out, key, len > KEY_SHOWN_MAX ? KEY_SHOWN_MAX : len);
         if (len > KEY_SHOWN_MAX)
@@ -1070,10 +611,10 @@ static void add_path(const struct cfg *c, uint32_t idx, struct buf *out)
 
 void cfg_path(const struct cfg *c, const cJSON *node, struct buf *out)
 {
-    const struct node_pos *np = find_node(c, node);
+    const struct json_pos *np = find_node(c, node);
 
     if (np != NULL)
-        add_path(c, (uint32_t)(np - c->nodes), out);
+        add_path(c, (uint32_t)(np - c->ix.pos), out);
 }
 
 const char *cfg_type_name(const cJSON *node)
@@ -1160,7 +701,7 @@ static int member_cmp(const void *a, const void *b)
 static int check_unique(const struct cfg *c, const cJSON *node, struct err *err)
 {
     const cJSON **m, *child, *first = NULL, *second = NULL;
-    const struct node_pos *a, *b, *best = NULL;
+    const struct json_pos *a, *b, *best = NULL;
     size_t n = 0, i, j;
     int rc = 0;
 
@@ -1173,7 +714,7 @@ static int check_unique(const struct cfg *c, const cJSON *node, struct err *err)
         m[i++] = child;
     qsort(m, n, sizeof *m, member_cmp);
     for (i = 0; i < n; i = j) {
-        const struct node_pos *lo = NULL, *lo2 = NULL;
+        const struct json_pos *lo = NULL, *lo2 = NULL;
 
         for (j = i; j < n && strcmp(m[i]->string, m[j]->string) == 0; j++) {
             a = find_node(c, m[j]);
@@ -1291,18 +832,19 @@ int cfg_get_bool(const struct cfg *c, const cJSON *obj, const char *key, bool re
 /* The number as written in the file (bounded), for messages. */
 static void add_number_text(struct buf *b, const struct cfg *c, const cJSON *item)
 {
-    const struct node_pos *np = find_node(c, item);
+    const struct json_pos *np = find_node(c, item);
 
     if (np == NULL) {
         buf_addf(b, "%.17g", item->valuedouble);
         return;
     }
-    buf_add(b, c->text + np->val_off, number_len(c->text + np->val_off, c->len - np->val_off));
+    add_cut_middle(b, c->text + np->val_off,
+                   json_number_len(c->text + np->val_off, c->len - np->val_off), NUMBER_SHOWN_MAX);
 }
 
 static bool plain_integer(const char *t, size_t left)
 {
-    size_t n = number_len(t, left), i;
+    size_t n = json_number_len(t, left), i;
 
     for (i = 0; i < n; i++) {
         if (t[i] == '.' || t[i] == 'e' || t[i] == 'E')
@@ -1314,7 +856,7 @@ static bool plain_integer(const char *t, size_t left)
 int cfg_get_int(const struct cfg *c, const cJSON *obj, const char *key, bool required, int64_t min,
                 int64_t max, int64_t *out, struct err *err)
 {
-    const struct node_pos *np;
+    const struct json_pos *np;
     const cJSON *item;
     bool ok = false;
     int64_t v = 0;

@@ -1,10 +1,12 @@
 /*
- * Configuration documents (n3.json, plan files) parsed with cJSON, with the
- * position of every key and value kept on the side, so that every error
- * names file:line:column, the key path ("steps[2].timeout_seconds") and what
- * to do. Unknown keys are errors with a did-you-mean suggestion; duplicate
- * keys are errors; a file larger than the limit, empty, holding a NUL byte or
- * not valid UTF-8 JSON is refused with its position.
+ * Configuration documents (n3.json, plan files) read by core/json's strict
+ * RFC 8259 parser into cJSON trees, with the position of every key and value
+ * recorded by the same pass, so that every error names file:line:column, the
+ * key path ("steps[2].timeout_seconds") and what to do. Unknown keys are
+ * errors with a did-you-mean suggestion; duplicate keys are errors; a file
+ * larger than the limit, empty, holding a NUL byte, not valid UTF-8 or not
+ * exactly JSON (a leading zero, a raw tab in a string, \u0000, a lone
+ * surrogate: see core/json.h) is refused with its position and what is wrong.
  *
  * Error messages look like:
  *   plan.json:12:7: steps[1].max_concurency: unknown key; did you mean "max_concurrency"?

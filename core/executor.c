@@ -8,7 +8,9 @@
 
 #include "core/buf.h"
 #include "core/bus.h"
+#include "core/cfg.h"
 #include "core/executor.h"
+#include "core/json.h"
 #include "core/loop.h"
 #include "core/metrics.h"
 #include "core/retry.h"
@@ -76,6 +78,7 @@ struct exec_block {
     enum exec_status decided;
     char *reason;
     struct exec_step *winner;
+    bool ran;       /* it started (not the block of a step that ended before it began) */
     cJSON *reduced; /* map_reduce */
     uint64_t start_us, end_us;
     struct loop_timer *timer;
@@ -120,6 +123,8 @@ bool exec_status_final(enum exec_status s)
 }
 
 static void block_start(struct exec_block *b);
+static void block_end_unstarted(struct exec_step *parent);
+static void block_span_open(struct exec_block *b);
 static void block_decide(struct exec_block *b, enum exec_status status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void block_apply(struct exec_block *b, struct exec_step *s);
@@ -157,6 +162,13 @@ static void set_status(struct exec_step *s, enum exec_status st)
     b->counts.by_status[s->status]--;
     b->counts.by_status[st]++;
     s->status = st;
+}
+
+/* The number of processes running changed: n3_active_tasks follows it. */
+static void procs_changed(struct executor *ex)
+{
+    if (ex->opts.metrics != NULL)
+        metric_set(ex->m_active, NULL, ex->procs);
 }
 
 /* ---- the queue of steps waiting for a process slot ---- */
@@ -266,6 +278,8 @@ static void run_or_queue(struct exec_step *s)
         wait_push(ex, s);
 }
 
+static void step_end(struct exec_step *s, enum exec_status status, const char *reason);
+
 /* Mark dependents of a step that did not succeed as cancelled, iteratively (chains can be long). */
 static void cancel_dependents(struct exec_step *failed)
 {
@@ -287,10 +301,7 @@ static void cancel_dependents(struct exec_step *failed)
 
             if (d->status != EXEC_PENDING || d->begun)
                 continue;
-            set_status(d, EXEC_CANCELLED);
-            step_set_reason(d, why);
-            d->start_us = d->end_us = loop_now_us(b->ex->loop);
-            b->finished++;
+            step_end(d, EXEC_CANCELLED, why);
             block_apply(b, d);
             stack[top++] = d;
         }
@@ -300,11 +311,36 @@ static void cancel_dependents(struct exec_step *failed)
     free(stack);
 }
 
-static void step_finish(struct exec_step *s, enum exec_status status, const char *reason)
+/* Did the step run: a command that made an attempt, or a nested block that started? */
+static bool step_ran(const struct exec_step *s)
+{
+    return s->child != NULL ? s->child->ran : s->attempts > 0;
+}
+
+static void step_span_open(struct exec_step *s)
+{
+    struct exec_block *b = s->block;
+
+    s->span = trace_span_start(b->ex->opts.trace, b->span, s->ps->name);
+    span_set_attr(s->span, "block", b->path);
+    span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
+    if (s->ps->target != NULL)
+        span_set_attr(s->span, "target", s->ps->target);
+}
+
+/*
+ * The one place a step ends, whether it ran or not (its command ended, it was stopped, or it
+ * was cancelled before it began): its status, reason and times, its block's counts, and its
+ * report everywhere. n3_tasks_total counts every command (exec, shell, remote); the duration
+ * histogram only those that ran. A step that never began gets its span now, opened and ended as
+ * it is cancelled, with its reason, and a duration of 0. executor.step.finished is published for
+ * every step. The nested block of a step that never began ends here too, with each of its
+ * steps. What the end means for the block (strategy, dependents) is the caller's.
+ */
+static void step_end(struct exec_step *s, enum exec_status status, const char *reason)
 {
     struct exec_block *b = s->block;
     struct executor *ex = b->ex;
-    size_t i;
 
     if (exec_status_final(s->status))
         fatal("step %s finished twice", s->ps->name);
@@ -321,18 +357,22 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
         s->start_us = s->end_us;
     step_set_reason(s, status == EXEC_SUCCEEDED ? "" : reason);
     b->finished++;
+    if (s->span == NULL && ex->opts.trace != NULL)
+        step_span_open(s);
+    if (s->ps->kind == PLAN_STEP_PARALLEL && s->child == NULL)
+        block_end_unstarted(s);
 
-    /* n3_tasks_total counts commands; nested blocks are counted in n3_blocks_total. */
-    if (ex->opts.metrics != NULL && s->ps->kind == PLAN_STEP_EXEC) {
+    /* Nested blocks are counted in n3_blocks_total; n3_active_tasks follows the processes. */
+    if (ex->opts.metrics != NULL && s->ps->kind != PLAN_STEP_PARALLEL) {
         const char *labels[] = {status_names[status]};
 
         metric_inc(ex->m_tasks, labels, 1);
-        metric_observe(ex->m_duration, NULL, (double)(s->end_us - s->start_us) / 1e6);
-        metric_set(ex->m_active, NULL, ex->procs);
+        if (step_ran(s))
+            metric_observe(ex->m_duration, NULL, (double)(s->end_us - s->start_us) / 1e6);
     }
     if (s->span != NULL) {
         span_set_attrf(s->span, "attempts", "%u", s->attempts);
-        if (s->ps->kind == PLAN_STEP_EXEC && s->attempts > 0) {
+        if (s->ps->kind != PLAN_STEP_PARALLEL && s->attempts > 0) {
             if (s->term_signal != 0)
                 span_set_attrf(s->span, "signal", "%d", s->term_signal);
             else if (s->exit_code >= 0)
@@ -351,9 +391,18 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
             cJSON_AddStringToObject(p, "reason", s->reason);
         emit(ex, "executor.step.finished", p);
     }
+}
 
+/* A step has ended: report it, then what it means for its block. */
+static void step_finish(struct exec_step *s, enum exec_status status, const char *reason)
+{
+    struct exec_block *b = s->block;
+    size_t i;
+
+    step_end(s, status, reason);
     /* The strategy sees this step before its dependents are cancelled, so a fail_fast
-     * reason names the step that failed, not a dependent of it. */
+     * reason names the step that failed, not a dependent of it. Once the block has decided,
+     * its decision stops the dependents, with its own reason. */
     b->hold++;
     block_apply(b, s);
     if (status == EXEC_SUCCEEDED) {
@@ -363,7 +412,7 @@ static void step_finish(struct exec_step *s, enum exec_status status, const char
             if (--d->deps_left == 0 && d->status == EXEC_PENDING)
                 b->ready[b->rtail++] = d->index;
         }
-    } else if (s->ps->ndependents > 0) {
+    } else if (s->ps->ndependents > 0 && !b->deciding) {
         cancel_dependents(s);
     }
     b->hold--;
@@ -442,17 +491,13 @@ static bool trim_newline(const char *s, size_t *len)
     return false;
 }
 
-/* JSON that is the whole of text (cJSON alone would accept "1 apple" as 1). */
+/* JSON that is the whole of text, exactly (core/json): cJSON's parser would take "1 apple" as 1
+ * and 010 as 10, and cut "a\u0000b" to "a". */
 static cJSON *json_parse_exact(const char *text, size_t len)
 {
-    char *copy = xstrndup(text, len);
-    cJSON *v = NULL;
+    struct json_error je;
 
-    /* With require_null_terminated, cJSON wants the terminating NUL inside the length. */
-    if (strlen(copy) == len)
-        v = cJSON_ParseWithLengthOpts(copy, len + 1, NULL, true);
-    free(copy);
-    return v;
+    return json_parse(text, len, NULL, &je);
 }
 
 /* Keep the last n bytes of *data (of *len). */
@@ -501,6 +546,7 @@ void exec_attempt_done(struct exec_attempt *a, const struct exec_outcome *o)
     a->data = NULL;
     a->pid = 0;
     ex->procs--;
+    procs_changed(ex);
     if (s->timer != NULL && !s->in_backoff)
         loop_timer_stop(s->timer);
     s->term_signal = o->term_signal;
@@ -703,8 +749,7 @@ static void spawn_attempt(struct exec_step *s)
         attempt_failed(s, f, err.msg);
         return;
     }
-    if (ex->opts.metrics != NULL)
-        metric_set(ex->m_active, NULL, ex->procs);
+    procs_changed(ex);
     /* A remote step's timeout is its runner's: it counts from when the command starts on the
      * target, not from when the connection is still being made. */
     if (s->ps->timeout_ms > 0 && s->ps->kind == PLAN_STEP_EXEC) {
@@ -790,11 +835,8 @@ static void step_begin(struct exec_step *s)
     b->active++;
     s->start_us = loop_now_us(ex->loop);
     set_status(s, EXEC_RUNNING);
-    if (ex->opts.trace != NULL) {
-        s->span = trace_span_start(ex->opts.trace, b->span, s->ps->name);
-        span_set_attr(s->span, "block", b->path);
-        span_set_attr(s->span, "kind", s->ps->kind == PLAN_STEP_PARALLEL ? "parallel" : "exec");
-    }
+    if (ex->opts.trace != NULL)
+        step_span_open(s);
     if (s->ps->kind == PLAN_STEP_PARALLEL) {
         /* The step's own timeout covers its whole nested block. */
         if (s->ps->timeout_ms > 0) {
@@ -856,11 +898,22 @@ static cJSON *step_result(const struct exec_step *s)
     }
 }
 
-/* A value for a reduce: JSON results as they are, text results parsed as JSON when they can be. */
-static cJSON *reduce_value(const struct exec_step *s)
+/* A value for a reduce: JSON results as they are, text results parsed as JSON when they can be.
+ * NULL, with why, for a step whose output was cut (past output_limit_bytes, or the run's budget
+ * for kept output): a reduce never works on part of a result. */
+static cJSON *reduce_value(const struct exec_block *b, const struct exec_step *s, struct buf *why)
 {
-    cJSON *v = step_result(s);
+    cJSON *v;
 
+    if (s->child == NULL && s->out_total > s->out_len) {
+        buf_addf(why,
+                 "reduce %s: step \"%s\" printed %llu bytes and only the last %zu are kept "
+                 "(output_limit_bytes): its result would be cut short",
+                 plan_reduce_name(b->pb->reduce), s->ps->name, (unsigned long long)s->out_total,
+                 s->out_len);
+        return NULL;
+    }
+    v = step_result(s);
     if (cJSON_IsString(v)) {
         cJSON *parsed = json_parse_exact(v->valuestring, strlen(v->valuestring));
 
@@ -872,93 +925,199 @@ static cJSON *reduce_value(const struct exec_step *s)
     return v;
 }
 
+/* x as a person would write it: whole numbers in full, others in the shortest form that reads
+ * back as x. */
+static void format_number(char *out, size_t len, double x)
+{
+    int prec;
+
+    if (x == floor(x) && fabs(x) < 1e17) {
+        snprintf(out, len, "%.0f", x);
+        return;
+    }
+    for (prec = 15; prec < 17; prec++) {
+        snprintf(out, len, "%.*g", prec, x);
+        if (strtod(out, NULL) == x)
+            return;
+    }
+    snprintf(out, len, "%.17g", x);
+}
+
+/* Whole numbers are exact only up to 2^53 - 1 (RFC 8259, section 6). Past it a sum would be
+ * rounded, and past the range of a double it would be infinite (null in JSON): it fails. */
+#define REDUCE_SUM_MAX 9007199254740991.0
+
+static int reduce_sum(struct exec_block *b, struct buf *why)
+{
+    double sum = 0, x;
+    char a[40], c[40];
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const char *name = b->steps[i].ps->name;
+        cJSON *v = reduce_value(b, &b->steps[i], why);
+
+        if (v == NULL)
+            return -1;
+        if (!cJSON_IsNumber(v)) {
+            buf_addf(why, "reduce sum: step \"%s\" did not print a number", name);
+            cJSON_Delete(v);
+            return -1;
+        }
+        x = v->valuedouble;
+        cJSON_Delete(v);
+        if (!isfinite(x)) {
+            buf_addf(why,
+                     "reduce sum: step \"%s\" printed a number beyond the range of a double; a "
+                     "sum works within -9007199254740991..9007199254740991 (2^53 - 1)",
+                     name);
+            return -1;
+        }
+        format_number(c, sizeof c, x);
+        if (fabs(x) > REDUCE_SUM_MAX) {
+            buf_addf(
+                why,
+                "reduce sum: step \"%s\" printed %s, past 9007199254740991 (2^53 - 1) in size, "
+                "where whole numbers stop being exact",
+                name, c);
+            return -1;
+        }
+        format_number(a, sizeof a, sum);
+        sum += x;
+        if (fabs(sum) > REDUCE_SUM_MAX) {
+            buf_addf(why,
+                     "reduce sum: the total passes 9007199254740991 (2^53 - 1) in size at step "
+                     "\"%s\" (%s + %s), where whole numbers stop being exact",
+                     name, a, c);
+            return -1;
+        }
+    }
+    b->reduced = cJSON_CreateNumber(sum);
+    return 0;
+}
+
+/* All JSON arrays: one array with their items. All text: the texts joined with newlines. */
+static int reduce_concat(struct exec_block *b, struct buf *why)
+{
+    const struct exec_step *not_array = NULL, *not_text = NULL;
+    const char *array_kind = NULL, *text_kind = NULL;
+    cJSON *acc;
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const struct exec_step *s = &b->steps[i];
+        cJSON *v = reduce_value(b, s, why), *raw;
+
+        if (v == NULL)
+            return -1;
+        raw = step_result(s);
+        if (not_array == NULL && !cJSON_IsArray(v)) {
+            not_array = s;
+            array_kind = cJSON_IsString(v) ? "text" : cfg_type_name(v);
+        }
+        if (not_text == NULL && !cJSON_IsString(raw)) {
+            not_text = s;
+            text_kind = cfg_type_name(raw);
+        }
+        cJSON_Delete(v);
+        cJSON_Delete(raw);
+    }
+    if (not_array == NULL) {
+        acc = cJSON_CreateArray();
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = reduce_value(b, &b->steps[i], why), *item;
+
+            while ((item = cJSON_DetachItemFromArray(v, 0)) != NULL)
+                cJSON_AddItemToArray(acc, item);
+            cJSON_Delete(v);
+        }
+    } else if (not_text == NULL) {
+        struct buf all;
+
+        buf_init(&all);
+        for (i = 0; i < b->n; i++) {
+            cJSON *v = step_result(&b->steps[i]);
+
+            if (i > 0)
+                buf_addc(&all, '\n');
+            buf_adds(&all, v->valuestring);
+            cJSON_Delete(v);
+        }
+        acc = cJSON_CreateString(all.data);
+        buf_done(&all);
+    } else if (not_array == not_text) {
+        buf_addf(why,
+                 "reduce concat: step \"%s\" gave %s, neither a JSON array nor text; concat "
+                 "joins results that are all arrays or all text",
+                 not_array->ps->name, array_kind);
+        return -1;
+    } else {
+        buf_addf(why,
+                 "reduce concat: step \"%s\" gave %s, not a JSON array, and step \"%s\" gave %s, "
+                 "not text; concat joins results that are all arrays or all text",
+                 not_array->ps->name, array_kind, not_text->ps->name, text_kind);
+        return -1;
+    }
+    b->reduced = acc;
+    return 0;
+}
+
+/* JSON objects into one; a later step wins on a key, if its value is of the same kind. */
+static int reduce_merge(struct exec_block *b, struct buf *why)
+{
+    cJSON *acc = cJSON_CreateObject(), *from = cJSON_CreateObject();
+    size_t i;
+
+    for (i = 0; i < b->n; i++) {
+        const char *name = b->steps[i].ps->name;
+        cJSON *v = reduce_value(b, &b->steps[i], why), *item, *old;
+
+        if (v != NULL && !cJSON_IsObject(v))
+            buf_addf(why, "reduce merge: step \"%s\" did not print a JSON object", name);
+        while (v != NULL && cJSON_IsObject(v) && (item = v->child) != NULL) {
+            cJSON_DetachItemViaPointer(v, item);
+            old = cJSON_GetObjectItemCaseSensitive(acc, item->string);
+            if (old != NULL && strcmp(cfg_type_name(old), cfg_type_name(item)) != 0) {
+                buf_addf(why,
+                         "reduce merge: key \"%.60s\" is %s in step \"%s\" and %s in step \"%s\"; "
+                         "merge replaces a value only by one of the same kind",
+                         item->string, cfg_type_name(old),
+                         cJSON_GetObjectItemCaseSensitive(from, item->string)->valuestring,
+                         cfg_type_name(item), name);
+                cJSON_Delete(item);
+                break;
+            }
+            cJSON_DeleteItemFromObjectCaseSensitive(acc, item->string);
+            cJSON_DeleteItemFromObjectCaseSensitive(from, item->string);
+            cJSON_AddStringToObject(from, item->string, name);
+            cJSON_AddItemToObject(acc, item->string, item);
+        }
+        cJSON_Delete(v);
+        if (why->len > 0) {
+            cJSON_Delete(acc);
+            cJSON_Delete(from);
+            return -1;
+        }
+    }
+    cJSON_Delete(from);
+    b->reduced = acc;
+    return 0;
+}
+
+/* The reduce of a map_reduce block whose steps all succeeded; -1 with why when it cannot be
+ * done, naming the step whose value stops it. */
 static int block_reduce(struct exec_block *b, struct buf *why)
 {
-    size_t i;
-    double sum = 0;
-    bool arrays = true, texts = true;
-    cJSON *acc = NULL;
-
     switch (b->pb->reduce) {
     case PLAN_REDUCE_COUNT:
         b->reduced = cJSON_CreateNumber((double)b->counts.by_status[EXEC_SUCCEEDED]);
         return 0;
     case PLAN_REDUCE_SUM:
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = reduce_value(&b->steps[i]);
-
-            if (!cJSON_IsNumber(v)) {
-                buf_addf(why, "reduce sum: step \"%s\" did not print a number",
-                         b->steps[i].ps->name);
-                cJSON_Delete(v);
-                return -1;
-            }
-            sum += v->valuedouble;
-            cJSON_Delete(v);
-        }
-        b->reduced = cJSON_CreateNumber(sum);
-        return 0;
+        return reduce_sum(b, why);
     case PLAN_REDUCE_CONCAT:
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = step_result(&b->steps[i]);
-
-            texts = texts && cJSON_IsString(v);
-            cJSON_Delete(v);
-            v = reduce_value(&b->steps[i]);
-            arrays = arrays && cJSON_IsArray(v);
-            cJSON_Delete(v);
-        }
-        if (arrays) {
-            acc = cJSON_CreateArray();
-            for (i = 0; i < b->n; i++) {
-                cJSON *v = reduce_value(&b->steps[i]), *item;
-
-                while ((item = cJSON_DetachItemFromArray(v, 0)) != NULL)
-                    cJSON_AddItemToArray(acc, item);
-                cJSON_Delete(v);
-            }
-        } else if (texts) {
-            struct buf all;
-
-            buf_init(&all);
-            for (i = 0; i < b->n; i++) {
-                cJSON *v = step_result(&b->steps[i]);
-
-                if (i > 0)
-                    buf_addc(&all, '\n');
-                buf_adds(&all, v->valuestring);
-                cJSON_Delete(v);
-            }
-            acc = cJSON_CreateString(all.data);
-            buf_done(&all);
-        } else {
-            buf_adds(why, "reduce concat: the results are neither all JSON arrays nor all text");
-            return -1;
-        }
-        b->reduced = acc;
-        return 0;
+        return reduce_concat(b, why);
     case PLAN_REDUCE_MERGE:
-        acc = cJSON_CreateObject();
-        for (i = 0; i < b->n; i++) {
-            cJSON *v = reduce_value(&b->steps[i]), *item;
-
-            if (!cJSON_IsObject(v)) {
-                buf_addf(why, "reduce merge: step \"%s\" did not print a JSON object",
-                         b->steps[i].ps->name);
-                cJSON_Delete(v);
-                cJSON_Delete(acc);
-                return -1;
-            }
-            /* Later steps win on a key both have. */
-            while ((item = v->child) != NULL) {
-                cJSON_DetachItemViaPointer(v, item);
-                cJSON_DeleteItemFromObjectCaseSensitive(acc, item->string);
-                cJSON_AddItemToObject(acc, item->string, item);
-            }
-            cJSON_Delete(v);
-        }
-        b->reduced = acc;
-        return 0;
+        return reduce_merge(b, why);
     case PLAN_REDUCE_NONE:
         break;
     }
@@ -1006,10 +1165,11 @@ cJSON *exec_block_result(const struct exec_block *b)
 
 static void executor_finish(struct executor *ex);
 
-static void block_finish(struct exec_block *b)
+/* A block ends, whether it ran or not: its status and times, n3_blocks_total, its span and
+ * executor.block.finished. */
+static void block_end(struct exec_block *b)
 {
     struct executor *ex = b->ex;
-    struct exec_step *parent = b->parent;
 
     loop_timer_free(b->timer);
     b->timer = NULL;
@@ -1037,6 +1197,34 @@ static void block_finish(struct exec_block *b)
         cJSON_AddNumberToObject(p, "duration_ms", (double)(b->end_us - b->start_us) / 1000.0);
         emit(ex, "executor.block.finished", p);
     }
+}
+
+/* The block of a step that ends before it began: it ends with it, each of its steps cancelled
+ * for the same reason, so that the report, the metrics and the traces show every one. */
+static void block_end_unstarted(struct exec_step *parent)
+{
+    struct executor *ex = parent->block->ex;
+    struct exec_block *c = xcalloc(1, sizeof *c);
+    size_t i;
+
+    block_init(c, ex, parent->ps->block, parent);
+    parent->child = c;
+    c->start_us = loop_now_us(ex->loop);
+    block_span_open(c);
+    c->deciding = true;
+    c->decided = parent->status;
+    c->reason = xstrdup(parent->reason);
+    for (i = 0; i < c->n; i++)
+        step_end(&c->steps[i], EXEC_CANCELLED, parent->reason);
+    block_end(c);
+}
+
+static void block_finish(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+    struct exec_step *parent = b->parent;
+
+    block_end(b);
     if (parent == NULL) {
         executor_finish(ex);
         return;
@@ -1133,7 +1321,7 @@ static void block_apply(struct exec_block *b, struct exec_step *s)
             break;
         case PLAN_RACE:
             /* A step cancelled for a failed dependency never ran: it does not win a race. */
-            if (s->attempts > 0 || s->child != NULL) {
+            if (step_ran(s)) {
                 b->winner = s;
                 if (s->status == EXEC_SUCCEEDED)
                     block_decide(b, EXEC_SUCCEEDED, "step \"%s\" finished first", s->ps->name);
@@ -1206,22 +1394,30 @@ static void block_timer_cb(void *arg)
     block_decide(b, EXEC_TIMED_OUT, "the block ran past its timeout of %s", secs);
 }
 
+static void block_span_open(struct exec_block *b)
+{
+    struct executor *ex = b->ex;
+
+    if (ex->opts.trace == NULL)
+        return;
+    b->span =
+        trace_span_start(ex->opts.trace, b->parent != NULL ? b->parent->span : NULL, b->pb->name);
+    span_set_attr(b->span, "block", b->path);
+    span_set_attr(b->span, "strategy", plan_strategy_name(b->pb->strategy));
+    span_set_attrf(b->span, "steps", "%zu", b->n);
+    if (b->parent == NULL)
+        span_set_attr(b->span, "run_id", ex->run_id);
+}
+
 static void block_start(struct exec_block *b)
 {
     struct executor *ex = b->ex;
     size_t i;
 
     b->status = EXEC_RUNNING;
+    b->ran = true;
     b->start_us = loop_now_us(ex->loop);
-    if (ex->opts.trace != NULL) {
-        b->span = trace_span_start(ex->opts.trace, b->parent != NULL ? b->parent->span : NULL,
-                                   b->pb->name);
-        span_set_attr(b->span, "block", b->path);
-        span_set_attr(b->span, "strategy", plan_strategy_name(b->pb->strategy));
-        span_set_attrf(b->span, "steps", "%zu", b->n);
-        if (b->parent == NULL)
-            span_set_attr(b->span, "run_id", ex->run_id);
-    }
+    block_span_open(b);
     if (ex->opts.bus != NULL) {
         cJSON *p = cJSON_CreateObject();
 
@@ -1248,13 +1444,7 @@ static void step_stop(struct exec_step *s, enum exec_status status, const char *
     if (exec_status_final(s->status))
         return;
     if (!s->begun) {
-        /* Never started: it ends here, without having run. */
-        set_status(s, EXEC_CANCELLED);
-        step_set_reason(s, reason);
-        s->start_us = s->end_us = loop_now_us(ex->loop);
-        b->finished++;
-        block_apply(b, s);
-        block_settle(b);
+        step_finish(s, EXEC_CANCELLED, reason); /* it never began */
         return;
     }
     if (s->stop_requested)
@@ -1319,11 +1509,14 @@ struct executor *executor_new(struct loop *loop, const struct plan *plan,
         static const char *const block_labels[] = {"strategy", "status", NULL};
         struct metrics *m = ex->opts.metrics;
 
-        ex->m_tasks =
-            metrics_counter(m, "n3_tasks_total", "Steps finished, by final status.", status_label);
-        ex->m_duration = metrics_histogram(m, "n3_task_duration_seconds",
-                                           "Time from a step's start to its end, retries included.",
-                                           NULL, NULL, 0);
+        ex->m_tasks = metrics_counter(
+            m, "n3_tasks_total",
+            "Commands ended, by final status; those that never started count as cancelled.",
+            status_label);
+        ex->m_duration = metrics_histogram(
+            m, "n3_task_duration_seconds",
+            "Time from a command's start to its end, retries included; only commands that ran.",
+            NULL, NULL, 0);
         ex->m_active = metrics_gauge(m, "n3_active_tasks", "Processes running now.", NULL);
         ex->m_retries = metrics_counter(m, "n3_task_retries_total",
                                         "Attempts started again after a transient failure.", NULL);

@@ -9,6 +9,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
 #include "deploy/hoststate.h"
@@ -296,7 +297,9 @@ static const char *field_ok(const char *s, const char *allowed)
 int hoststate_parse(const char *target, const char *text, size_t len, struct hoststate **out,
                     struct err *err)
 {
-    cJSON *root = cJSON_ParseWithLength(text, len), *item;
+    struct json_error je;
+    /* Exactly JSON (core/json): cJSON's parser would cut "v1\u0000x" to "v1", silently. */
+    cJSON *root = json_parse(text, len, NULL, &je), *item;
     const cJSON *slots, *prev, *hist;
     struct hoststate *s;
     size_t nhist = 0, skip;

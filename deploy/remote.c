@@ -82,6 +82,8 @@ static struct transport *target_transport(struct remote *r, struct remote_target
     if (rt->t->transport == INV_SSH && ensure_pool(r, err) != 0)
         return NULL;
     rt->tr = transport_new(r->loop, rt->t, r->pool, inventory_ssh(r->inv)->command_timeout_ms);
+    rt->tr->notice = r->opts.notice;
+    rt->tr->notice_arg = r->opts.notice_arg;
     return rt->tr;
 }
 

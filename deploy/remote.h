@@ -22,6 +22,9 @@ struct transport;
 struct remote_opts {
     uint64_t grace_ms;   /* TERM -> KILL when a command is stopped */
     size_t output_limit; /* kept per stream */
+    /* What to tell the operator about a target, once (transport.h's notice); NULL: nothing. */
+    void (*notice)(void *arg, const char *msg);
+    void *notice_arg;
 };
 
 struct remote *remote_new(struct loop *loop, const struct inventory *inv, const struct inv_env *env,

@@ -109,6 +109,7 @@ struct ssh_chan {
     bool started_remote; /* the command may have started on the target: never replay it */
     bool retried;        /* already moved to a fresh connection once */
     bool abandoned;      /* done was delivered by ssh_chan_abandon */
+    uint64_t started_us; /* when it left the queue (its turn on the connection came); 0 */
     /* put */
     char *local, *path;
     unsigned mode;
@@ -881,6 +882,8 @@ static enum step chan_exec_step(struct ssh_chan *ch)
 
         if (!open_turn(ch))
             return STEP_WAIT;
+        if (ch->state == S_QUEUED)
+            ch->started_us = loop_now_us(c->pool->loop);
         ch->state = S_OPEN;
         ch->ch = libssh2_channel_open_session(c->session);
         st = open_result(ch, ch->ch != NULL, "cannot open a channel");
@@ -989,9 +992,13 @@ static enum step chan_put_step(struct ssh_chan *ch)
 
         if (!open_turn(ch))
             return STEP_WAIT;
+        if (ch->state == S_QUEUED)
+            ch->started_us = loop_now_us(c->pool->loop);
         ch->state = S_SFTP_INIT;
         ch->sftp = libssh2_sftp_init(c->session);
-        st = open_result(ch, ch->sftp != NULL, "cannot start SFTP (is the sftp subsystem on?)");
+        st = open_result(ch, ch->sftp != NULL,
+                         "SFTP is not available (n3ctl uploads releases over SFTP: the target "
+                         "needs \"Subsystem sftp\" in its sshd_config, run by any ForceCommand)");
         if (ch->sftp != NULL)
             ch->state = ch->abandoned ? S_SFTP_SHUTDOWN : S_SFTP_OPEN;
         return st;
@@ -1475,6 +1482,11 @@ void ssh_conn_drop(struct ssh_conn *c, struct ssh_chan *ch, const char *why)
 bool ssh_chan_queued(const struct ssh_chan *ch)
 {
     return ch->state == S_QUEUED;
+}
+
+uint64_t ssh_chan_started_us(const struct ssh_chan *ch)
+{
+    return ch->state == S_QUEUED ? 0 : ch->started_us;
 }
 
 bool ssh_conn_ready(const struct ssh_conn *c)

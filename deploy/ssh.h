@@ -92,6 +92,8 @@ void ssh_conn_drop(struct ssh_conn *c, struct ssh_chan *ch, const char *why);
 
 /* Still waiting for its turn on the connection (nothing sent for it yet)? */
 bool ssh_chan_queued(const struct ssh_chan *ch);
+/* When its turn on the connection came (loop time, us); 0 while it waits for it. */
+uint64_t ssh_chan_started_us(const struct ssh_chan *ch);
 
 bool ssh_conn_ready(const struct ssh_conn *c);
 /* How long the last successful connection took, from TCP connect to authenticated. */

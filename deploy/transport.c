@@ -14,6 +14,7 @@
 #include "core/loop.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
+#include "deploy/fence.h"
 #include "deploy/inventory.h"
 #include "deploy/transport.h"
 
@@ -56,11 +57,20 @@ struct transport *transport_new(struct loop *loop, const struct inv_target *t,
 void transport_free(struct transport *t)
 {
     if (t != NULL) {
-        char *where = t->where;
+        char *where = t->where, *fence_path = t->fence_path;
 
         t->ops->free(t);
         free(where);
+        free(fence_path);
     }
+}
+
+void transport_set_fence(struct transport *t, const struct transport_fence *f,
+                         const char *deploy_path)
+{
+    free(t->fence_path);
+    t->fence = f;
+    t->fence_path = f != NULL ? xstrdup(deploy_path) : NULL;
 }
 
 const char *transport_name(const struct transport *t)
@@ -68,8 +78,171 @@ const char *transport_name(const struct transport *t)
     return t->name;
 }
 
+/* ---- fenced commands: confirmed, then wrapped (deploy/fence.h) ---- */
+
+struct fenced_op {
+    struct transport_op op;   /* first: what callers hold */
+    struct transport_run run; /* the caller's, with the wrapped command and a copy of the input */
+    char *command;
+    char *input;
+    transport_output_fn on_output;
+    transport_done_fn done;
+    void *arg;
+    struct transport_op *inner;
+    bool waiting; /* for the fence's confirmation */
+    bool stopped;
+    struct transport_result early; /* not run: why */
+};
+
+static void fenced_free(struct fenced_op *f)
+{
+    free(f->command);
+    free(f->input);
+    free(f);
+}
+
+static void fenced_deliver_early(void *arg)
+{
+    struct fenced_op *f = arg;
+
+    f->done(f->arg, &f->early);
+    fenced_free(f);
+}
+
+static void fenced_output(void *arg, enum proc_stream stream, const char *data, size_t len)
+{
+    struct fenced_op *f = arg;
+
+    if (f->on_output != NULL)
+        f->on_output(f->arg, stream, data, len);
+}
+
+static void fenced_done(void *arg, const struct transport_result *r)
+{
+    struct fenced_op *f = arg;
+    struct transport *t = f->op.t;
+    const struct transport_fence *fence = t->fence;
+    struct transport_result out;
+    uint64_t theirs;
+
+    f->inner = NULL;
+    if (fence != NULL && fence_refused(r, &theirs)) {
+        out = *r;
+        transport_result_fail(&out, TRANSPORT_FENCED, RETRY_VALIDATION,
+                              "refused on %s: the deploy lock is not ours any more (%s has "
+                              "seen fence %llu, ours is %llu: someone took the lock over or "
+                              "broke it)",
+                              t->name, t->name, (unsigned long long)theirs,
+                              (unsigned long long)fence->number);
+        fence->refused(fence->arg, t->name, theirs);
+        f->done(f->arg, &out);
+    } else {
+        f->done(f->arg, r);
+    }
+    fenced_free(f);
+}
+
+static void fenced_ready(void *arg);
+
+/* Ask the fence; run the command when it says yes. */
+static void fenced_try(struct fenced_op *f)
+{
+    struct transport *t = f->op.t;
+    const struct transport_fence *fence = t->fence;
+    char why[ERR_MSG_MAX - 64];
+    int rc;
+
+    if (f->stopped) {
+        transport_result_init(&f->early, TRANSPORT_STOPPED);
+        snprintf(f->early.msg, sizeof f->early.msg, "the command on %s was stopped", t->name);
+        loop_defer(t->loop, fenced_deliver_early, f);
+        return;
+    }
+    why[0] = '\0';
+    rc = fence->confirm(fence->arg, fenced_ready, f, why, sizeof why);
+    if (rc > 0) {
+        f->waiting = true;
+        return;
+    }
+    if (rc < 0) {
+        transport_result_init(&f->early, TRANSPORT_FENCED);
+        transport_result_fail(&f->early, TRANSPORT_FENCED, RETRY_VALIDATION, "not run on %s: %s",
+                              t->name, why);
+        loop_defer(t->loop, fenced_deliver_early, f);
+        return;
+    }
+    f->inner = t->ops->run(t, &f->run);
+}
+
+static void fenced_ready(void *arg)
+{
+    struct fenced_op *f = arg;
+
+    f->waiting = false;
+    fenced_try(f);
+}
+
+static void fenced_stop(struct transport_op *op, uint64_t grace_ms)
+{
+    struct fenced_op *f = (struct fenced_op *)op;
+
+    if (f->inner != NULL) {
+        transport_stop(f->inner, grace_ms);
+        return;
+    }
+    if (f->waiting && !f->stopped) {
+        const struct transport_fence *fence = op->t->fence;
+
+        f->stopped = true;
+        f->waiting = false;
+        fence->forget(fence->arg, fenced_ready, f);
+        fenced_try(f);
+        return;
+    }
+    f->stopped = true;
+}
+
+static bool fenced_exited(const struct transport_op *op)
+{
+    const struct fenced_op *f = (const struct fenced_op *)op;
+
+    return f->inner == NULL || transport_exited(f->inner);
+}
+
+static struct transport_op *fenced_run(struct transport *t, const struct transport_run *r)
+{
+    struct fenced_op *f = xcalloc(1, sizeof *f);
+    struct buf cmd;
+
+    f->op.t = t;
+    f->op.stop = fenced_stop;
+    f->op.exited = fenced_exited;
+    f->done = r->on_done;
+    f->arg = r->arg;
+    f->on_output = r->on_output;
+    buf_init(&cmd);
+    fence_wrap(&cmd, t->fence_path, t->fence->number, r->command);
+    f->command = buf_detach(&cmd, NULL);
+    buf_done(&cmd);
+    f->run = *r;
+    f->run.command = f->command;
+    /* The command may start later than now: the caller's input need not live that long. */
+    if (r->input != NULL && r->input_len > 0) {
+        f->input = xmalloc(r->input_len);
+        memcpy(f->input, r->input, r->input_len);
+        f->run.input = f->input;
+    }
+    f->run.on_output = fenced_output;
+    f->run.on_done = fenced_done;
+    f->run.arg = f;
+    fenced_try(f);
+    return &f->op;
+}
+
 struct transport_op *transport_run(struct transport *t, const struct transport_run *r)
 {
+    if (t->fence != NULL && !r->unfenced)
+        return fenced_run(t, r);
     return t->ops->run(t, r);
 }
 

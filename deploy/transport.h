@@ -34,6 +34,7 @@ enum transport_status {
     TRANSPORT_REFUSED,     /* host key unknown or changed, authentication refused */
     TRANSPORT_TIMEOUT,     /* ran past its timeout; a command was stopped */
     TRANSPORT_STOPPED,     /* transport_stop */
+    TRANSPORT_FENCED,      /* not run: the deploy lock is not ours any more (see the fence) */
 };
 
 struct transport_result {
@@ -58,6 +59,7 @@ struct transport_run {
     uint64_t timeout_ms; /* 0: none */
     uint64_t grace_ms;   /* TERM -> KILL when stopping it; 0: 5 s */
     size_t output_limit; /* bytes kept per stream; 0: 64 KiB */
+    bool unfenced;       /* runs also on a fenced transport as it is (the lock's own commands) */
     transport_output_fn on_output;
     transport_done_fn on_done;
     void *arg;
@@ -89,6 +91,26 @@ struct transport_ops {
     void (*free)(struct transport *t);
 };
 
+/*
+ * A fence (deploy/lock.h, deploy/fence.h): what a holder of the deploy lock sets on the
+ * transports it changes targets through. Each command then waits until confirm says the lock is
+ * still the holder's (0; -1: it is not, why says so; 1: not known yet, ready(ready_arg) is
+ * called when to ask again, unless forget is called first), and runs wrapped by fence_wrap:
+ * the target refuses it when it has seen a higher number, and refused is told.
+ */
+struct transport_fence {
+    uint64_t number;
+    int (*confirm)(void *arg, void (*ready)(void *ready_arg), void *ready_arg, char *why,
+                   size_t len);
+    void (*forget)(void *arg, void (*ready)(void *ready_arg), void *ready_arg);
+    void (*refused)(void *arg, const char *target, uint64_t theirs);
+    void *arg;
+};
+
+/* What the operator should hear about a target, once, while commands go on (its login shell
+ * prints output of its own, ...): the command line shows it. msg names the target. */
+typedef void (*transport_notice_fn)(void *arg, const char *msg);
+
 /* Every transport starts with this. */
 struct transport {
     const struct transport_ops *ops;
@@ -96,6 +118,11 @@ struct transport {
     char *name;  /* the target's name, in messages */
     char *where; /* "local" or "ssh:HOST:PORT" (transport_new), else NULL: where it leads */
     uint64_t command_timeout_ms;
+    transport_notice_fn notice; /* NULL: nothing is said */
+    void *notice_arg;
+    bool noise_seen;                     /* its login shell's output was seen (and said) */
+    const struct transport_fence *fence; /* transport_set_fence; NULL: none */
+    char *fence_path;                    /* the deploy path its fence is kept in */
 };
 
 /* A transport for a target: local, or ssh through the pool (which must outlive it). */
@@ -105,6 +132,10 @@ struct transport *transport_local_new(struct loop *loop, const char *name);
 struct transport *transport_ssh_new(struct loop *loop, const struct inv_target *t,
                                     struct ssh_pool *pool);
 void transport_free(struct transport *t);
+/* From now on, every command (not uploads: they go to temporary names) runs under the fence f
+ * (which must outlive t), kept in deploy_path on the target. NULL: no fence any more. */
+void transport_set_fence(struct transport *t, const struct transport_fence *f,
+                         const char *deploy_path);
 const char *transport_name(const struct transport *t);
 
 struct transport_op *transport_run(struct transport *t, const struct transport_run *r);

@@ -1,10 +1,15 @@
 /*
  * The ssh transport: commands as channels on the pooled session of the target. A command
  * runs as `exec /bin/sh -c CMD` from the login shell that sshd started in a session of its
- * own, so its process ID is its process group's; it reports that ID first thing on stderr
- * (a marker this file removes), and stopping it is `kill -TERM -PGID` from a second channel
- * (a negative number, not "--": dash's kill does not take "--"):
- * TERM, then KILL when the grace period is over.
+ * own. Before it, that shell prints a marker on each stream, "\036n3ctl:NONCE:" (a random
+ * NONCE for each command): on stderr with its process ID and its process group (read from
+ * /proc: under a ForceCommand wrapper that forks, the shell is not the group's leader), on
+ * stdout alone. What a stream carries before its marker is the login shell's own output (a
+ * noisy profile, a banner in a wrapper): dropped, wherever the marker starts in it, and said
+ * once to the transport's notice function. A stream whose marker never comes means the
+ * command never started. Stopping a command is `kill -TERM -PGID` from a second channel (a
+ * negative number, not "--": dash's kill does not take "--"): TERM, then KILL when the grace
+ * period is over.
  */
 #include "config.h"
 
@@ -19,9 +24,29 @@
 #include "deploy/ssh.h"
 #include "deploy/transport.h"
 
-#define MARKER          "\036n3ctl:"
-#define MARKER_MAX      40
+#define MARKER_HEAD     "\036n3ctl:"
+#define NONCE_LEN       16
+#define MARKER_LEN      (sizeof MARKER_HEAD - 1 + NONCE_LEN + 1) /* head, nonce, ':' */
+#define PAYLOAD_MAX     48   /* "PID:PGID" after the marker, to its newline */
+#define SAMPLE_MAX      80   /* of the login shell's output, for the notice */
 #define GIVEUP_SLACK_MS 5000 /* after the grace period, how long the kill may take to show */
+/* How long the sftp subsystem may take to answer and open the file: a server that runs no
+ * SFTP (a ForceCommand that gives a shell instead, say) never answers at all. */
+#define SFTP_START_MS 5000
+
+/* One stream of a command: looking for its marker, reading what follows it, or passing the
+ * command's own output on. */
+enum frame_state { F_SEARCH, F_PAYLOAD, F_DONE };
+
+struct frame {
+    enum frame_state state;
+    size_t matched; /* bytes of the marker seen so far */
+    char payload[PAYLOAD_MAX];
+    size_t plen;
+    uint64_t noise; /* bytes before the marker */
+    char sample[SAMPLE_MAX];
+    size_t slen;
+};
 
 struct ssh_transport {
     struct transport t;
@@ -35,9 +60,8 @@ struct ssh_op {
     enum op_kind kind;
     struct ssh_chan *chan;
     struct tail out, err;
-    char marker[MARKER_MAX];
-    size_t marker_len;
-    bool marker_done;
+    char marker[MARKER_LEN + 1];
+    struct frame frames[2]; /* stdout, stderr */
     long pgid;
     transport_output_fn on_output;
     transport_progress_fn on_progress;
@@ -47,6 +71,7 @@ struct ssh_op {
     struct loop_timer *giveup;
     uint64_t timeout_ms, grace_ms;
     bool timed_out, stopped, finished;
+    bool put_open; /* put: the file is open on the target (SFTP answered) */
     unsigned refs; /* the main channel, and a kill in flight */
 };
 
@@ -73,37 +98,107 @@ static void deliver(struct ssh_op *o, enum proc_stream stream, const char *data,
         o->on_output(o->arg, stream, data, len);
 }
 
-/* stderr starts with the marker "\036n3ctl:PGID\n": take it out, keep the rest. */
+static void frame_noise(struct frame *f, const char *data, size_t len)
+{
+    size_t room = sizeof f->sample - 1 - f->slen;
+
+    f->noise += len;
+    if (len > room)
+        len = room;
+    memcpy(f->sample + f->slen, data, len);
+    f->slen += len;
+    f->sample[f->slen] = '\0';
+}
+
+/* A positive decimal number, all of s. */
+static long positive(const char *s, const char *end)
+{
+    long v = 0;
+
+    if (s == end)
+        return 0;
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9' || v > 100000000)
+            return 0;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* stderr's marker is followed by "PID:PGID": the group to signal (the PID when the group
+ * cannot be read). */
+static void marker_payload(struct ssh_op *o, const struct frame *f)
+{
+    const char *colon = memchr(f->payload, ':', f->plen);
+    long pid, pgid;
+
+    if (colon == NULL)
+        return;
+    pid = positive(f->payload, colon);
+    pgid = positive(colon + 1, f->payload + f->plen);
+    o->pgid = pgid > 1 ? pgid : pid;
+    /* The command has started: its timeout counts from now. */
+    if (o->timeout_ms > 0 && !o->timed_out && !o->stopped)
+        loop_timer_start(o->timeout, o->timeout_ms);
+}
+
+/* Say once a transport that its login shell prints output of its own. */
+static void noise_notice(struct ssh_op *o, const struct frame *f)
+{
+    struct transport *t = o->op.t;
+    char msg[ERR_MSG_MAX];
+
+    if (f->noise == 0 || t->noise_seen)
+        return;
+    t->noise_seen = true;
+    if (t->notice == NULL)
+        return;
+    snprintf(msg, sizeof msg,
+             "%s's login shell prints output before each command (%llu bytes, \"%s%s\"); fix "
+             "its profile (or ForceCommand): n3ctl ignores it",
+             t->name, (unsigned long long)f->noise, f->sample, f->noise > f->slen ? "..." : "");
+    t->notice(t->notice_arg, msg);
+}
+
+/* Each stream starts with its marker, maybe after the login shell's own output: drop that,
+ * read the marker's payload, pass the rest on. The marker's first byte (\036) is nowhere
+ * else in it, so a mismatch can only start a new match at that byte. */
 static void on_output(void *arg, enum proc_stream stream, const char *data, size_t len)
 {
     struct ssh_op *o = arg;
-    size_t i = 0, mlen = strlen(MARKER);
+    struct frame *f = &o->frames[stream == PROC_STDOUT ? 0 : 1];
+    size_t i = 0;
 
     if (o->finished)
         return;
-    if (stream == PROC_STDOUT || o->marker_done) {
-        deliver(o, stream, data, len);
-        return;
-    }
-    while (i < len && !o->marker_done) {
+    while (i < len && f->state != F_DONE) {
         char c = data[i++];
 
-        o->marker[o->marker_len++] = c;
-        if (c == '\n' || o->marker_len == MARKER_MAX - 1 ||
-            (o->marker_len <= mlen && c != MARKER[o->marker_len - 1])) {
-            o->marker_done = true;
-            o->marker[o->marker_len] = '\0';
-            if (o->marker_len > mlen && c == '\n' && strncmp(o->marker, MARKER, mlen) == 0) {
-                o->pgid = strtol(o->marker + mlen, NULL, 10);
-                /* The command has started: its timeout counts from now. */
-                if (o->timeout_ms > 0 && !o->timed_out && !o->stopped)
-                    loop_timer_start(o->timeout, o->timeout_ms);
-            } else
-                deliver(o, PROC_STDERR, o->marker, o->marker_len); /* it was not the marker */
+        if (f->state == F_SEARCH) {
+            if (c == o->marker[f->matched]) {
+                if (++f->matched == MARKER_LEN)
+                    f->state = F_PAYLOAD;
+                continue;
+            }
+            frame_noise(f, o->marker, f->matched);
+            f->matched = 0;
+            if (c == o->marker[0])
+                f->matched = 1;
+            else
+                frame_noise(f, &c, 1);
+            continue;
         }
+        if (c != '\n' && f->plen < sizeof f->payload) {
+            f->payload[f->plen++] = c;
+            continue;
+        }
+        f->state = F_DONE;
+        if (stream == PROC_STDERR)
+            marker_payload(o, f);
+        noise_notice(o, f);
     }
     if (i < len)
-        deliver(o, PROC_STDERR, data + i, len - i);
+        deliver(o, stream, data + i, len - i);
 }
 
 static void put_progress(void *arg, uint64_t sent)
@@ -112,12 +207,23 @@ static void put_progress(void *arg, uint64_t sent)
 
     if (o->stopped || o->timed_out)
         return;
+    o->put_open = true;
     /* An upload's timeout is for a stall: it counts from the last data that went out, so a
      * big release on a slow link is not cut off while it moves. */
     if (o->timeout_ms > 0)
         loop_timer_start(o->timeout, o->timeout_ms);
+    else
+        loop_timer_stop(o->timeout); /* SFTP answered; no stall timer */
     if (o->on_progress != NULL)
         o->on_progress(o->arg, sent);
+}
+
+/* An upload's timer: for SFTP to answer until the file is open, then for a stall. */
+static uint64_t put_wait_ms(const struct ssh_op *o)
+{
+    if (o->put_open || (o->timeout_ms > 0 && o->timeout_ms < SFTP_START_MS))
+        return o->timeout_ms;
+    return SFTP_START_MS;
 }
 
 static void main_done(void *arg, const struct ssh_result *sr)
@@ -141,6 +247,17 @@ static void main_done(void *arg, const struct ssh_result *sr)
         r.err = sr->err;
     }
     snprintf(secs, sizeof secs, "%.3g", (double)o->timeout_ms / 1000.0);
+    if (o->timed_out && o->kind == OP_PUT && !o->put_open) {
+        transport_result_fail(&r, TRANSPORT_FAILED, RETRY_VALIDATION,
+                              "SFTP is not available on %s: its sftp subsystem did not answer "
+                              "within %gs (a ForceCommand that does not run it?). n3ctl "
+                              "uploads releases over SFTP: the target needs \"Subsystem sftp\" "
+                              "in its sshd_config, run by any ForceCommand",
+                              o->op.t->name, (double)put_wait_ms(o) / 1000.0);
+        o->done(o->arg, &r);
+        op_unref(o);
+        return;
+    }
     if (o->timed_out && o->kind == OP_PUT) {
         transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
                               "the upload to %s made no progress for %ss and was stopped (the "
@@ -152,7 +269,15 @@ static void main_done(void *arg, const struct ssh_result *sr)
     }
     switch (sr->status) {
     case SSH_DONE:
-        if (o->timed_out)
+        if (o->kind == OP_RUN && o->frames[1].state != F_DONE && !o->timed_out && !o->stopped) {
+            const struct frame *f = o->frames[1].noise > 0 ? &o->frames[1] : &o->frames[0];
+
+            transport_result_fail(&r, TRANSPORT_FAILED, RETRY_VALIDATION,
+                                  "the command did not start on %s: its login shell (or a "
+                                  "ForceCommand) did not run it%s%s%s",
+                                  o->op.t->name, f->noise > 0 ? "; it printed \"" : "",
+                                  f->noise > 0 ? f->sample : "", f->noise > 0 ? "\"" : "");
+        } else if (o->timed_out)
             transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
                                   "the command on %s ran past its timeout of %ss and was stopped",
                                   o->op.t->name, secs);
@@ -252,8 +377,17 @@ static void timeout_cb(void *arg)
         /* Still connecting (that has deadlines of its own), or waiting for its turn on the
          * connection (what runs before it has its own timeout): not a stall. */
         if (!ssh_conn_ready(conn_of(o->op.t)) || (o->chan != NULL && ssh_chan_queued(o->chan))) {
-            loop_timer_start(o->timeout, o->timeout_ms);
+            loop_timer_start(o->timeout, put_wait_ms(o));
             return;
+        }
+        /* SFTP's window counts from when its turn came, not from when it was queued. */
+        if (!o->put_open && o->chan != NULL) {
+            uint64_t waited = (loop_now_us(o->op.t->loop) - ssh_chan_started_us(o->chan)) / 1000;
+
+            if (waited < put_wait_ms(o)) {
+                loop_timer_start(o->timeout, put_wait_ms(o) - waited);
+                return;
+            }
         }
         /* A stalled transfer leaves the session in the middle of a packet: nothing else can
          * go on it. Drop the connection; the next operation makes a new one. */
@@ -289,15 +423,23 @@ static struct transport_op *ssh_run(struct transport *t, const struct transport_
     struct ssh_exec_spec spec;
     struct buf cmd;
     size_t limit = r->output_limit ? r->output_limit : 64u * 1024u;
+    char nonce[NONCE_LEN + 1];
 
     o->on_output = r->on_output;
     o->timeout_ms = r->timeout_ms;
     o->grace_ms = r->grace_ms ? r->grace_ms : 5000;
     tail_init(&o->out, limit);
     tail_init(&o->err, limit);
+    snprintf(nonce, sizeof nonce, "%08x%08x", loop_random(t->loop), loop_random(t->loop));
+    snprintf(o->marker, sizeof o->marker, "%s%s:", MARKER_HEAD, nonce);
     buf_init(&cmd);
-    /* sshd made the login shell a session leader: its PID is the group to stop. */
-    buf_adds(&cmd, "printf '\\036n3ctl:%s\\n' \"$$\" >&2; exec /bin/sh -c ");
+    /* sshd made the login shell a session leader; under a wrapper that forks, this shell is
+     * not it: the group (field 5 of /proc/PID/stat) is what to stop. */
+    buf_addf(&cmd,
+             "g=$$; [ -r /proc/$$/stat ] && read -r _ _ _ _ g _ </proc/$$/stat; "
+             "printf '\\036n3ctl:%s:%%s:%%s\\n' \"$$\" \"$g\" >&2; printf '\\036n3ctl:%s:\\n'; "
+             "exec /bin/sh -c ",
+             nonce, nonce);
     shell_quote(&cmd, r->command);
     memset(&spec, 0, sizeof spec);
     spec.command = cmd.data;
@@ -327,8 +469,7 @@ static struct transport_op *ssh_put_op(struct transport *t, const char *local, c
     tail_init(&o->out, 1);
     tail_init(&o->err, 1);
     o->chan = ssh_put(conn_of(t), local, path, mode, put_progress, main_done, o);
-    if (o->timeout_ms > 0)
-        loop_timer_start(o->timeout, o->timeout_ms);
+    loop_timer_start(o->timeout, put_wait_ms(o)); /* SFTP must answer, timeout or not */
     return &o->op;
 }
 

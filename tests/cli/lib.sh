@@ -313,6 +313,53 @@ wait_lines() {
 $(show "$1")"
 }
 
+# expect_reported_everywhere REPORT METRICS SPANS: what `n3ctl run --json --metrics --traces`
+# wrote agrees on every step, whether it ran or not: each step and block of the report has a
+# span with its status and reason, n3_tasks_total{status} counts the report's commands,
+# n3_task_duration_seconds only those that made an attempt, and nothing is left running.
+expect_reported_everywhere() {
+    local report=$1 prom=$2 spans=$3 st want got
+    # shellcheck disable=SC2016 # jq filters in single quotes
+    local steps='[.block | recurse(.steps[] | .block // empty) | .path as $p | .steps[]
+        | "\($p) \(.name) \(.status) \(.reason // "")"] | sort | join("\n")'
+    # shellcheck disable=SC2016
+    local blocks='[.block | recurse(.steps[] | .block // empty)
+        | "\(.path) \(.status) \(.reason)"] | sort | join("\n")'
+    jq -s . "$spans" >"$spans.all" || fail "$spans is not JSON lines:
+$(show "$spans")"
+    want=$(jq -r "$steps" "$report")
+    got=$(jq -r '[.[] | select(.attributes.kind)
+        | "\(.attributes.block) \(.name) \(.status) \(.attributes.reason // "")"]
+        | sort | join("\n")' "$spans.all")
+    [ "$want" = "$got" ] || fail "$spans: the step spans are not the steps of $report; the difference:
+$(diff <(echo "$want") <(echo "$got") | sed -n '1,40s/^/    | /p')"
+    ok
+    want=$(jq -r "$blocks" "$report")
+    got=$(jq -r '[.[] | select(.attributes.strategy)
+        | "\(.attributes.block) \(.status) \(.attributes.reason // "")"] | sort | join("\n")' \
+        "$spans.all")
+    [ "$want" = "$got" ] || fail "$spans: the block spans are not the blocks of $report; the difference:
+$(diff <(echo "$want") <(echo "$got") | sed -n '1,40s/^/    | /p')"
+    ok
+    for st in succeeded failed timed_out cancelled; do
+        want=$(jq "[.block | recurse(.steps[] | .block // empty) | .steps[]
+            | select(.kind == \"exec\" and .status == \"$st\")] | length" "$report")
+        got=$(sed -n "s/^n3_tasks_total{status=\"$st\"} //p" "$prom")
+        [ "${got:-0}" = "$want" ] || fail "$prom: n3_tasks_total{status=\"$st\"} is ${got:-absent}, $report has $want such commands:
+$(show "$prom")"
+        ok
+    done
+    want=$(jq '[.block | recurse(.steps[] | .block // empty) | .steps[]
+        | select(.kind == "exec" and .attempts > 0)] | length' "$report")
+    got=$(sed -n 's/^n3_task_duration_seconds_count //p' "$prom")
+    [ "${got:-0}" = "$want" ] || fail "$prom: n3_task_duration_seconds_count is ${got:-absent}, $want commands of $report ran:
+$(show "$prom")"
+    ok
+    grep -qxF 'n3_active_tasks 0' "$prom" || fail "$prom: expected n3_active_tasks 0 at the end:
+$(show "$prom")"
+    ok
+}
+
 # ---- a fleet of real sshd on 127.0.0.1 (scripts/sshd-fleet) ----
 
 FLEET_SCRIPT="$TOP_SRCDIR/scripts/sshd-fleet"

@@ -75,6 +75,35 @@ new_case comment.json
 printf '{\n  // the plan\n  "steps": [{"name": "marker", "shell": "touch ran-marker"}]\n}\n' >"$W/comment.json"
 check_refused comment.json '^n3ctl: comment\.json:2:3: not valid JSON near "// the plan"; JSON does not allow comments$'
 
+# ---- not exactly JSON (RFC 8259): refused where it stands, never read as something else ----
+
+# An exec argument with \u0000 or \uZZZZ was cut to "abc" and run (touch made ran-marker).
+new_case nul-escape.json
+printf '{\n  "steps": [\n    {"name": "marker", "exec": ["touch", "ran-marker", "abc\\u0000def"]}\n  ]\n}\n' >"$W/nul-escape.json"
+check_refused nul-escape.json '^n3ctl: nul-escape\.json:3:60: not valid JSON near ".*"; \\u0000 cannot be carried in this value'
+new_case bad-escape.json
+printf '{\n  "steps": [\n    {"name": "marker", "exec": ["touch", "ran-marker", "abc\\uZZZZdef"]}\n  ]\n}\n' >"$W/bad-escape.json"
+check_refused bad-escape.json '^n3ctl: bad-escape\.json:3:60: not valid JSON near ".*"; invalid \\u escape: \\u takes four hex digits$'
+new_case surrogate.json
+printf '{\n  "steps": [\n    {"name": "marker", "exec": ["touch", "ran-marker", "x\\ud800"]}\n  ]\n}\n' >"$W/surrogate.json"
+check_refused surrogate.json '^n3ctl: surrogate\.json:3:58: not valid JSON near ".*"; lone surrogate \\ud800: '
+# A raw tab in a command (an editor's), a leading zero (read as 10), a control byte as space.
+new_case raw-tab.json
+printf '{\n  "steps": [\n    {"name": "marker", "shell": "touch ran-marker\tx"}\n  ]\n}\n' >"$W/raw-tab.json"
+check_refused raw-tab.json '^n3ctl: raw-tab\.json:3:50: not valid JSON: raw tab inside a string: write \\t$'
+new_case zero.json
+printf '{\n  "max_concurrency": 010,\n  "steps": [{"name": "marker", "shell": "touch ran-marker"}]\n}\n' >"$W/zero.json"
+check_refused zero.json '^n3ctl: zero\.json:2:22: not valid JSON near "010,"; leading zero in a number$'
+new_case vtab.json
+printf '{\n  "steps":\v[{"name": "marker", "shell": "touch ran-marker"}]\n}\n' >"$W/vtab.json"
+check_refused vtab.json '^n3ctl: vtab\.json:2:11: not valid JSON near .*; control character 0x0B between tokens'
+# A number longer than 63 bytes is read whole (it once ended in "internal error: the
+# position index disagrees with cJSON").
+new_case long-number.json
+printf '{\n  "max_concurrency": 1%s,\n  "steps": [{"name": "marker", "shell": "touch ran-marker"}]\n}\n' \
+    "$(printf '0%.0s' $(seq 70))" >"$W/long-number.json"
+check_refused long-number.json '^n3ctl: long-number\.json:2:22: max_concurrency: expected an integer from 1 to 10000, got 1000000000000\.\.\.0{24}$'
+
 # ---- valid JSON, not a valid plan: the position and the key path ----
 
 bad_plan wrong-type.json 3:22 'max_concurrency: expected an integer, got a string$'

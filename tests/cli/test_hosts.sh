@@ -246,6 +246,17 @@ cfg_error agnet 's/"agent": false/"agnet": false/' agnet 'did you mean "agent"'
 cfg_error pth '0,/"deploy_path"/s//"deploy_pth"/' deploy_pth 'did you mean "deploy_path"'
 cfg_error zzz 's/"version": 1,/"version": 1, "zzzzzzqq": 3,/' zzzzzzqq 'unknown key'
 
+# Not exactly JSON: a host with \u0000 was cut to "127.0.0.1" and reached; refused at the
+# escape (as every JSON error, see test_bad_plans.sh and test_cfg.c).
+sed '0,/"host": "127.0.0.1"/s//"host": "127.0.0.1\\u0000.example"/' "$CFG" >nulhost.json
+where=$(awk '{ i = index($0, "\\u0000"); if (i) { print NR ":" i; exit } }' nulhost.json)
+[ -n "$where" ] || fail "sed did not put \\u0000 in nulhost.json"
+run_n3 nulhost hosts -c "$T/nulhost.json"
+expect_rc 2
+expect_fgrep err "$T/nulhost.json:$where: not valid JSON near" "the file, line and column of the \\u0000"
+expect_fgrep err '\u0000 cannot be carried in this value'
+expect_empty out
+
 # The same for exec: refused before anything runs.
 run_n3 execbad exec -c "$T/agnet.json" -- true
 expect_rc 2

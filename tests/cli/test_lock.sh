@@ -42,12 +42,12 @@ run_n3 status lock -c "$CFG" status --json
 expect_rc 0
 jq_eq status.out .locked true "status --json: locked"
 jq_eq status.out .who "$ME" "status --json: who"
-jq_eq status.out .lease_until 0 "a lock taken by hand has no lease"
+jq_eq status.out .lease_seconds 0 "a lock taken by hand has no lease"
 
 # Another operator is refused, with who and since, and nothing changes.
 N3CTL_OPERATOR=bob run_n3 bob_take lock -c "$CFG" acquire -m "hotfix"
 expect_rc 3
-expect_grep err "^n3ctl: refused: prod: locked on t1 by $ME \\(pid [0-9]+\\) since [0-9-]+ [0-9:]+ UTC: migrating the db\$" "who holds it since when"
+expect_grep err "^n3ctl: refused: prod: locked on t1 by $ME \\(pid [0-9]+\\) since [0-9-]+ [0-9:]+ UTC, [0-9]+s ago: migrating the db\$" "who holds it since when"
 N3CTL_OPERATOR=bob run_n3 bob_push release -c "$CFG" push v1.0.0
 expect_rc 3
 expect_grep err "held by $ME \\(pid [0-9]+\\) since .*, [0-9]+s ago: migrating the db; not changing anything" "the push is refused with who and since"
@@ -121,18 +121,18 @@ wait_until "the after_unpack hook to start" test -e "$T/hook-running"
 "$N3CTL" lock -c "$T/slow.json" status --json >"$T/lease1.json"
 jq_eq "$T/lease1.json" .who "$ME" "the push holds the lock"
 jq_eq "$T/lease1.json" .pid "$SLOW" "the push's pid"
-jq_eq "$T/lease1.json" '.lease_until > .since' true "a command's lock has a lease"
-L0=$(jq -r .lease_until "$T/lease1.json")
-lease_renewed() {
+jq_eq "$T/lease1.json" .lease_seconds 3 "a command's lock has a lease"
+# Held longer than its lease (by the lock target's clock), and still not stale: renewed.
+held_past_lease() {
     "$N3CTL" lock -c "$T/slow.json" status --json >"$T/lease2.json" &&
-        [ "$(jq -r .lease_until "$T/lease2.json")" -gt "$L0" ]
+        [ "$(jq -r .held_seconds "$T/lease2.json")" -gt 4 ]
 }
-wait_until "the lease to be renewed" lease_renewed
-after_first_lease() { [ "$(date +%s)" -gt "$((L0 + 1))" ]; }
-wait_until "the first lease to have run out" after_first_lease
+wait_until "the lock to be held past its first lease" held_past_lease
+jq_eq "$T/lease2.json" .stale false "a renewed lease has not run out"
+jq_eq "$T/lease2.json" '.renewed_seconds_ago < .held_seconds' true "the lease was renewed"
 N3CTL_OPERATOR=bob run_n3 renewed_force lock -c "$T/slow.json" acquire --force -m "steal"
 expect_rc 3
-expect_grep err 'lease until' "a renewed lease is not taken over, even with --force"
+expect_grep err 'runs out in' "a renewed lease is not taken over, even with --force"
 touch "$T/go"
 wait_exit "$SLOW" "the slow push"
 expect_eq "the slow push's exit status" 0 "$rc"
@@ -183,7 +183,8 @@ expect_rc 3
 expect_grep err 'ran out' "without --force, a stale lock is only described"
 N3CTL_OPERATOR=bob run_n3 takeover lock -c "$T/slow.json" acquire --force -m "after the crash"
 expect_rc 0
-expect_grep err "^n3ctl: took the lock over from $ME \\(its lease had run out\\)\$" "the takeover is said"
+expect_grep err "^n3ctl: took the lock over from $ME \\(pid $DOOMED\\) since .*: release push v2\\.0\\.0-alpha\\.1: its lease had run out\$" \
+    "the takeover is said"
 jq_eq "$LOCKDIR/info.json" .who "bob@$HOST" "bob holds it now"
 N3CTL_OPERATOR=bob run_n3 bob_done lock -c "$CFG" release
 expect_rc 0

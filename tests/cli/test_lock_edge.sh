@@ -5,7 +5,7 @@
 # release records whose lock it broke, on the lock target before the lock goes; the longest
 # user@host there can be; a holder's who and message with terminal escapes shown as '?'; a
 # release while a renewal of the lease is in flight.
-# Slow steps on the target come from fakes of mkdir, mv and rm first on n3ctl's PATH: they
+# Slow steps on the target come from fakes of mkdir, mv and touch first on n3ctl's PATH: they
 # wait for a file the test makes, or note what they see, and run the real program.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -29,14 +29,14 @@ FAKE=$T/fakebin
 mkdir -p "$FAKE"
 REAL_MKDIR=$(command -v mkdir)
 REAL_MV=$(command -v mv)
-REAL_RM=$(command -v rm)
-# The lock's mkdir (the last argument .../.n3/lock): while gate-mkdir exists, it writes its
-# shell's pid and waits for go-mkdir.
+REAL_TOUCH=$(command -v touch)
+# The mkdir of a new lock (made beside the lock, .../.n3/lock.new.PID, then renamed into
+# place): while gate-mkdir exists, it writes its shell's pid and waits for go-mkdir.
 cat >"$FAKE/mkdir" <<EOF
 #!/bin/sh
 for a; do last=\$a; done
 case \$last in
-*/.n3/lock)
+*/.n3/lock.new.*)
     if [ -e $T/gate-mkdir ]; then
         echo "\$PPID" >$T/mkdir-shell
         : >$T/mkdir-waiting
@@ -45,35 +45,35 @@ case \$last in
 esac
 exec $REAL_MKDIR "\$@"
 EOF
-# The mv that puts the lock's info.json in place: while gate-mv exists, it waits for go-mv,
-# then notes whether the lock directory is still there.
+# The touch that renews the lease (.../.n3/lock/lease): while gate-touch exists, it waits for
+# go-touch, then notes whether the lock directory is still there.
+cat >"$FAKE/touch" <<EOF
+#!/bin/sh
+for a; do last=\$a; done
+case \$last in
+*/.n3/lock/lease)
+    if [ -e $T/gate-touch ]; then
+        : >$T/touch-waiting
+        while [ ! -e $T/go-touch ]; do sleep 0.05; done
+        if [ -d "\${last%/lease}" ]; then echo present; else echo gone; fi >>$T/touch-saw
+    fi ;;
+esac
+exec $REAL_TOUCH "\$@"
+EOF
+# The mv that takes the lock away (to .../.n3/lock.gone.PID): while watch-mv exists, it notes
+# the last record of the lock target's audit log at that moment.
 cat >"$FAKE/mv" <<EOF
 #!/bin/sh
 for a; do last=\$a; done
 case \$last in
-*/.n3/lock/info.json)
-    if [ -e $T/gate-mv ]; then
-        : >$T/mv-waiting
-        while [ ! -e $T/go-mv ]; do sleep 0.05; done
-        if [ -d "\${last%/info.json}" ]; then echo present; else echo gone; fi >>$T/mv-saw
-    fi ;;
+*/.n3/lock.gone.*)
+    if [ -e $T/watch-mv ]; then tail -n 1 "\${last%/lock.gone.*}/audit.log" >>$T/mv-saw; fi ;;
 esac
 exec $REAL_MV "\$@"
 EOF
-# The rm that removes the lock: while watch-rm exists, it notes the last record of the lock
-# target's audit log at that moment.
-cat >"$FAKE/rm" <<EOF
-#!/bin/sh
-for a; do last=\$a; done
-case \$last in
-*/.n3/lock)
-    if [ -e $T/watch-rm ]; then tail -n 1 "\${last%/lock}/audit.log" >>$T/rm-saw; fi ;;
-esac
-exec $REAL_RM "\$@"
-EOF
-chmod +x "$FAKE/mkdir" "$FAKE/mv" "$FAKE/rm"
+chmod +x "$FAKE/mkdir" "$FAKE/mv" "$FAKE/touch"
 FPATH=$FAKE:$PATH
-on_exit "touch '$T/go-mkdir' '$T/go-mv' '$T/go-hook'"
+on_exit "touch '$T/go-mkdir' '$T/go-touch' '$T/go-hook'"
 
 lease_ran_out() {
     "$N3CTL" lock -c "$SHORT" status >"$T/stale.out" && grep -q 'ran out' "$T/stale.out"
@@ -102,7 +102,7 @@ abandon_acquire() {
 
 abandon_acquire abandon release -c "$SHORT" push v1.0.0
 expect_eq "the abandoned push's exit status" 130 "$rc"
-expect_grep err '^n3ctl: taking the deploy lock of prod \(on t1\) was abandoned before its answer came; nothing was changed\. If it was taken all the same, no one holds it: its lease \(lock\.lease_seconds, 3\.00s\) runs out at [0-9:]+ UTC, and `n3ctl lock acquire --force` takes it then' \
+expect_grep err '^n3ctl: taking the deploy lock of prod \(on t1\) was abandoned before its answer came; nothing was changed\. If it was taken all the same, no one holds it: its lease \(lock\.lease_seconds, 3\.00s\) runs out that long after, by t1.s clock, and `n3ctl lock acquire --force` takes it then' \
     "what became of the lock, and what to do"
 expect_no_grep err '^pushing ' "the push went on without the lock"
 expect_no_grep err 'working under' "the push thought it held the lock"
@@ -120,11 +120,12 @@ if grep -q 'not locked' "$T/after_abandon.out"; then
 else
     expect_grep out "^prod: locked on t1 by $ME \\(pid $ABANDONED_PID\\) since .*: release push v1\\.0\\.0\$" \
         "the lock left behind names the abandoned push"
-    expect_grep out '^  lease until ' "the lock left behind has a lease"
+    expect_grep out '^  lease of 3s, renewed ' "the lock left behind has a lease"
     wait_until "the left lock's lease to run out" lease_ran_out
     N3CTL_OPERATOR=bob run_n3 after_abandon_force lock -c "$SHORT" acquire --force -m "after the abandoned push"
     expect_rc 0
-    expect_grep err "^n3ctl: took the lock over from $ME \\(its lease had run out\\)\$" "the left lock is taken over"
+    expect_grep err "^n3ctl: took the lock over from $ME \\(pid $ABANDONED_PID\\) since .*: release push v1\\.0\\.0: its lease had run out\$" \
+        "the left lock is taken over"
     N3CTL_OPERATOR=bob run_n3 after_abandon_release lock -c "$SHORT" release
     expect_rc 0
 fi
@@ -163,14 +164,14 @@ N3CTL_OPERATOR=bob run_n3 bob_hand lock -c "$CFG" acquire -m "bob's maintenance"
 expect_rc 0
 BOB_PID=$(jq -r .pid "$LOCKDIR/info.json")
 BOB_SINCE=$(jq -r .since "$LOCKDIR/info.json")
-: >"$T/watch-rm"
+: >"$T/watch-mv"
 PATH=$FPATH run_n3 break lock -c "$CFG" release --force
 expect_rc 0
-expect_grep out '^prod: released the lock on t1$' "the lock is broken"
+expect_grep out '^prod: broke the lock on t1$' "the lock is broken"
 expect_absent "$LOCKDIR"
-rm -f "$T/watch-rm"
+rm -f "$T/watch-mv"
 BROKEN="bob@$HOST|bob's maintenance|$BOB_PID|$BOB_SINCE|0"
-HOLDER='.detail.holder | [.who, .message, .pid, .since, .lease_until] | map(tostring) | join("|")'
+HOLDER='.detail.holder | [.who, .message, .pid, .since, .lease_seconds] | map(tostring) | join("|")'
 run_n3 audit2 audit -c "$CFG" --json -n 0
 expect_rc 0
 jq_eq audit2.out '[.[] | select(.action == "lock.release" and .detail.force == true)] | last | '"$HOLDER" "$BROKEN" \
@@ -178,7 +179,7 @@ jq_eq audit2.out '[.[] | select(.action == "lock.release" and .detail.force == t
 jq -s . "$T/t1/.n3/audit.log" >"$T/t1-audit.json"
 jq_eq "$T/t1-audit.json" '[.[] | select(.action == "lock.release" and .detail.force == true)] | last | '"$HOLDER" "$BROKEN" \
     "the lock target's record names the broken lock's holder"
-jq_eq "$T/rm-saw" '.action + " " + (.detail.force | tostring) + " " + .detail.holder.who' "lock.release true bob@$HOST" \
+jq_eq "$T/mv-saw" '.action + " " + (.detail.force | tostring) + " " + .detail.holder.who' "lock.release true bob@$HOST" \
     "the release was recorded on the lock target before the lock was removed"
 
 # ---- the longest user@host: the longest N3CTL_OPERATOR and, where a host name can be set
@@ -277,15 +278,15 @@ jq '.lock.lease_seconds = 3
 PATH=$FPATH bg_n3 renew release -c "$T/slow.json" push v2.0.0 -H t2
 RENEW=$BG_PID
 wait_until "the after_unpack hook to start" test -e "$T/hook-running"
-: >"$T/gate-mv"
-wait_until "a renewal of the lease to be in flight" test -e "$T/mv-waiting"
+: >"$T/gate-touch"
+wait_until "a renewal of the lease to be in flight" test -e "$T/touch-waiting"
 : >"$T/go-hook"
 wait_lines "$T/renew.err" '^1 target: 1 done' 1 "the push to be done"
-: >"$T/go-mv"
+: >"$T/go-touch"
 wait_exit "$RENEW" "the push whose lease was being renewed"
 expect_eq "the push's exit status" 0 "$rc"
-rm -f "$T/gate-mv"
+rm -f "$T/gate-touch"
 expect_no_grep err 'could not give the deploy lock back' "the lock was given back"
 expect_absent "$LOCKDIR" "the lock was left behind by a release beside a renewal"
 expect_eq "the lock directory when the renewal finished" present \
-    "$(cat "$T/mv-saw" 2>/dev/null || echo "(the renewal never finished: the push ended before it)")"
+    "$(cat "$T/touch-saw" 2>/dev/null || echo "(the renewal never finished: the push ended before it)")"

@@ -107,3 +107,38 @@ cp badtarget.json nocfg/
 LAST=nocfg LAST_CMD="n3ctl run badtarget.json (no n3.json anywhere above)"
 expect_rc 2
 expect_grep err 'no n3\.json here or in a parent directory'
+
+# ---- remote steps that never ran are reported like any other step ----
+
+# deploy never starts (gate failed); on serial, t1 runs past the block's second while t2..t4
+# wait for their turn. check runs everywhere: remote commands count in n3_tasks_total.
+fleet restart 2 # killed above
+cat >never.json <<EOF2
+{"name": "never", "steps": [
+  {"name": "gate", "shell": "exit 1"},
+  {"name": "deploy", "depends_on": ["gate"],
+   "remote": {"targets": "all", "command": $(json_str "$WHO touch \$d/deploy-ran")}},
+  {"name": "check", "remote": {"targets": "all", "command": "true"}},
+  {"name": "serial", "parallel": {"timeout_seconds": 1, "steps": [
+    {"name": "slow", "remote": {"targets": "all", "max_concurrency": 1, "command": "exec sleep 1000"}}]}}
+]}
+EOF2
+run_n3 never run --json --metrics never.prom --traces never.jsonl -c "$FLEET/n3.json" never.json
+expect_rc 1
+for k in 1 2 3 4; do
+    expect_absent "$FLEET/deploy/t$k/deploy-ran" "deploy ran on t$k although gate failed"
+done
+jq_eq never.out '.block.steps[1].block.steps | map("\(.name)=\(.status)/\(.attempts)") | join(" ")' \
+    "t1=cancelled/0 t2=cancelled/0 t3=cancelled/0 t4=cancelled/0"
+jq_eq never.out '.block.steps[3].block.steps[0].block.steps | map("\(.name)=\(.status)/\(.attempts)") | join(" ")' \
+    "t1=timed_out/1 t2=cancelled/0 t3=cancelled/0 t4=cancelled/0"
+for want in 'n3_tasks_total{status="succeeded"} 4' 'n3_tasks_total{status="cancelled"} 7' \
+    'n3_tasks_total{status="timed_out"} 1' 'n3_tasks_total{status="failed"} 1'; do
+    grep -qxF "$want" never.prom || fail "never.prom: expected the line '$want', got:
+$(show never.prom)"
+    ok
+done
+expect_reported_everywhere never.out never.prom never.jsonl
+jq_eq never.jsonl.all '[.[] | select(.attributes.block == "never/deploy" and .attributes.kind)
+    | "\(.attributes.target) \(.status) \(.attributes.reason)"] | join(",")' \
+    "$(printf 't%s cancelled cancelled: depends on "gate", which failed,' 1 2 3 | sed 's/,$//'),t4 cancelled cancelled: depends on \"gate\", which failed"

@@ -135,6 +135,18 @@ jq_eq strat.out '.block.steps[] | select(.name == "gather") | .block.result | "\
 jq_eq strat.out '.block.result.doc | tojson' '{"k":[1,2]}'
 jq_eq strat.out '.block.result.sum' 42
 
+# A sum past the range where whole numbers are exact fails and says which step (it was
+# "result": null and "succeeded" when the total overflowed to infinity).
+cat >overflow.json <<'EOF'
+{"name": "overflow", "strategy": "map_reduce", "reduce": "sum", "steps": [
+  {"name": "a", "shell": "echo 9007199254740000"}, {"name": "b", "shell": "echo 1e308"}]}
+EOF
+run_n3 overflow run --json overflow.json
+expect_rc 1
+jq_eq overflow.out '"\(.status) \(.block.result)"' "failed null"
+jq_eq overflow.out .block.reason \
+    'reduce sum: step "b" printed 1e+308, past 9007199254740991 (2^53 - 1) in size, where whole numbers stop being exact'
+
 run_n3 retry run --json retry.json
 expect_rc 1
 jq_eq retry.out '[.block.steps[] | "\(.name)=\(.status)/\(.attempts)"] | join(" ")' \
@@ -252,6 +264,47 @@ jq_eq spans.json '
     | .[] | select(.attributes.block == "traced/inner" and .attributes.strategy) | .parent_id == $step' true
 jq_eq spans.json '.[] | select(.parent_id == "") | .attributes.run_id' "$(jq -r .run_id traces.out)" \
     "t.jsonl: the run_id of the top span against the run_id of --json"
+
+# ---- steps that never ran are in the metrics and the traces, as in the report ----
+
+# b never starts (a failed), nor does the block of nest, nor never1 (fail_fast), never2
+# (any_success already has its result) or never3 (its block's time is up while stuck runs).
+cat >neverran.json <<'EOF'
+{"name": "neverran", "steps": [
+  {"name": "a", "shell": "exit 1"},
+  {"name": "b", "depends_on": ["a"], "shell": "touch ran.b"},
+  {"name": "nest", "depends_on": ["b"], "parallel": {"steps": [
+    {"name": "x", "shell": "touch ran.x"}, {"name": "y", "shell": "touch ran.y"}]}},
+  {"name": "ff", "parallel": {"fail_fast": true, "max_concurrency": 1, "steps": [
+    {"name": "bad", "shell": "exit 2"}, {"name": "never1", "shell": "touch ran.never1"}]}},
+  {"name": "first", "parallel": {"strategy": "any_success", "max_concurrency": 1, "steps": [
+    {"name": "win", "shell": "echo won"}, {"name": "never2", "shell": "touch ran.never2"}]}},
+  {"name": "late", "parallel": {"timeout_seconds": 0.2, "max_concurrency": 1, "steps": [
+    {"name": "stuck", "shell": "exec sleep 1000"}, {"name": "never3", "shell": "touch ran.never3"}]}}
+]}
+EOF
+run_n3 never run --json --metrics never.prom --traces never.jsonl neverran.json
+expect_rc 1
+for f in ran.*; do
+    [ ! -e "$f" ] || fail "a step that must not run did: $f exists"
+done
+ok
+jq_eq never.out '[.block | recurse(.steps[] | .block // empty) | .steps[] | select(.kind == "exec")
+    | "\(.name)=\(.status)"] | join(" ")' \
+    "a=failed b=cancelled x=cancelled y=cancelled bad=failed never1=cancelled win=succeeded never2=cancelled stuck=timed_out never3=cancelled"
+jq_eq never.out '.block.steps[] | select(.name == "nest") | .block.steps[0].reason' \
+    'cancelled: depends on "b", which was cancelled'
+for want in 'n3_tasks_total{status="cancelled"} 6' 'n3_tasks_total{status="failed"} 2' \
+    'n3_tasks_total{status="succeeded"} 1' 'n3_tasks_total{status="timed_out"} 1' \
+    'n3_task_duration_seconds_count 4' 'n3_blocks_total{strategy="all",status="cancelled"} 1'; do
+    grep -qxF "$want" never.prom || fail "never.prom: expected the line '$want', got:
+$(show never.prom)"
+    ok
+done
+expect_reported_everywhere never.out never.prom never.jsonl
+jq_eq never.jsonl.all '.[] | select(.name == "b" and .attributes.kind)
+    | "\(.status) \(.attributes.attempts) \(.attributes.reason)"' \
+    'cancelled 0 cancelled: depends on "a", which failed'
 
 # ---- output files that cannot be written: exit 2 before anything runs ----
 

@@ -28,8 +28,12 @@ struct fixture {
     struct plan *plan;
     struct executor *ex;
     struct bus *bus;
+    struct metrics *metrics;
+    struct trace *trace;
     char *dir;
     bool done;
+    /* executor.step.finished events by status, executor.block.finished events */
+    unsigned step_events[EXEC_NSTATUS], block_events;
 };
 
 static void on_done(struct executor *ex, void *arg)
@@ -67,8 +71,26 @@ static char *subst(const char *text, const char *from, const char *to)
     return out;
 }
 
-/* Load a plan whose text may use @D@ for a scratch directory. */
-static void fx_init(struct fixture *f, unsigned max_procs, const char *plan_text)
+static int on_finished_event(const struct bus_event *ev, void *arg, struct err *err)
+{
+    struct fixture *f = arg;
+    const char *status = cJSON_GetObjectItem(ev->payload, "status")->valuestring;
+    int st;
+
+    if (strcmp(ev->name, "executor.block.finished") == 0) {
+        f->block_events++;
+        return 0;
+    }
+    for (st = 0; st < EXEC_NSTATUS; st++) {
+        if (strcmp(exec_status_name(st), status) == 0)
+            f->step_events[st]++;
+    }
+    return 0;
+}
+
+/* Load a plan whose text may use @D@ for a scratch directory; a remote runner is optional. */
+static void fx_init_remote(struct fixture *f, unsigned max_procs, const char *plan_text,
+                           plan_resolve_fn resolve, const struct exec_runner *remote)
 {
     struct err err;
     struct exec_opts opts;
@@ -78,14 +100,28 @@ static void fx_init(struct fixture *f, unsigned max_procs, const char *plan_text
     f->dir = tu_mkdtemp();
     f->loop = loop_new_fake(1700000000000u, 42);
     f->bus = bus_new(f->loop);
+    f->metrics = metrics_new();
+    f->trace = trace_new(f->loop, 10000);
+    bus_subscribe(f->bus, "executor.step.finished", on_finished_event, f);
+    bus_subscribe(f->bus, "executor.block.finished", on_finished_event, f);
     text = subst(plan_text, "@D@", f->dir);
     if (plan_load_string("test.json", text, strlen(text), &f->plan, &err) != 0)
         ck_abort_msg("plan did not load: %s", err.msg);
     free(text);
+    if (resolve != NULL && plan_expand_remote(f->plan, resolve, NULL, &err) != 0)
+        ck_abort_msg("remote steps did not expand: %s", err.msg);
     memset(&opts, 0, sizeof opts);
     opts.max_procs = max_procs;
     opts.bus = f->bus;
+    opts.metrics = f->metrics;
+    opts.trace = f->trace;
+    opts.remote = remote;
     f->ex = executor_new(f->loop, f->plan, &opts);
+}
+
+static void fx_init(struct fixture *f, unsigned max_procs, const char *plan_text)
+{
+    fx_init_remote(f, max_procs, plan_text, NULL, NULL);
 }
 
 static void fx_start(struct fixture *f)
@@ -103,6 +139,8 @@ static void fx_done(struct fixture *f)
 {
     executor_free(f->ex);
     proc_flush_all(f->loop);
+    trace_free(f->trace);
+    metrics_free(f->metrics);
     bus_free(f->bus);
     loop_free(f->loop);
     plan_free(f->plan);
@@ -911,6 +949,37 @@ START_TEST(json_result_must_parse)
 }
 END_TEST
 
+/* Exactly JSON: cJSON's parser read 010 as 10 and "a\u0000b" as "a", and the step succeeded. */
+START_TEST(json_result_is_exactly_json)
+{
+    static const char *const bad[] = {"zero", "nul", "tab", "escape"};
+    struct fixture f;
+    size_t i;
+
+    fx_init(&f, 0,
+            "{\"steps\": ["
+            "{\"name\": \"zero\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"n\\\": 010}\"]},"
+            "{\"name\": \"nul\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"a\\\\u0000b\\\"}\"]},"
+            "{\"name\": \"tab\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"a\\tb\\\"}\"]},"
+            "{\"name\": \"escape\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"[\\\"\\\\uZZZZ\\\"]\"]},"
+            "{\"name\": \"ok\", \"result\": \"json\", \"exec\": [\"printf\", \"%s\", "
+            "\"{\\\"s\\\": \\\"\\\\u00e9\\\", \\\"n\\\": [1, -0.5e3]}\"]}"
+            "]}");
+    fx_run(&f);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(exec_step_status(step(&f, bad[i])) == EXEC_FAILED, "step %s did not fail",
+                      bad[i]);
+        ck_assert_ptr_nonnull(strstr(exec_step_reason(step(&f, bad[i])), "not valid JSON"));
+    }
+    ck_assert_int_eq(exec_step_status(step(&f, "ok")), EXEC_SUCCEEDED);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(metrics_and_traces)
 {
     struct fixture f;
@@ -979,31 +1048,6 @@ START_TEST(json_results_are_whole_documents)
     fx_run(&f);
     ck_assert_int_eq(exec_block_status(root(&f)), EXEC_FAILED);
     ck_assert_str_eq(exec_block_reason(root(&f)), "reduce sum: step \"a\" did not print a number");
-    fx_done(&f);
-}
-END_TEST
-
-START_TEST(queued_steps_are_cancelled_not_timed_out)
-{
-    struct fixture f;
-    char *marker;
-
-    /* One process at a time: b and c wait for a slot when the block's time is up. */
-    fx_init(&f, 1,
-            "{\"timeout_seconds\": 1, \"steps\": ["
-            " {\"name\": \"a\", \"shell\": \"touch @D@/a; exec sleep 1000\"},"
-            " {\"name\": \"b\", \"exec\": [\"true\"]}, {\"name\": \"c\", \"exec\": [\"true\"]}]}");
-    marker = xasprintf("%s/a", f.dir);
-    fx_start(&f);
-    ck_assert(tu_run_until(f.loop, file_exists_pred, marker, REAL_WAIT_MS));
-    loop_fake_advance(f.loop, 1000);
-    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
-    ck_assert_int_eq(exec_block_status(root(&f)), EXEC_TIMED_OUT);
-    ck_assert_int_eq(exec_step_status(step(&f, "a")), EXEC_TIMED_OUT);
-    ck_assert_int_eq(exec_step_status(step(&f, "b")), EXEC_CANCELLED);
-    ck_assert_int_eq(exec_step_status(step(&f, "c")), EXEC_CANCELLED);
-    ck_assert_uint_eq(exec_step_attempts(step(&f, "b")), 0);
-    free(marker);
     fx_done(&f);
 }
 END_TEST
@@ -1120,6 +1164,513 @@ START_TEST(output_is_valid_utf8_in_json)
 }
 END_TEST
 
+/* ---- steps that never ran: the report, the metrics, the spans and the events agree ---- */
+
+/* What the report says, tallied for the metrics and the events. */
+struct tally {
+    unsigned tasks[EXEC_NSTATUS]; /* commands (exec, shell, remote), by status */
+    unsigned steps[EXEC_NSTATUS]; /* every step, nested blocks included, by status */
+    unsigned ran;                 /* commands that made at least one attempt */
+    unsigned blocks;
+    unsigned spans;
+};
+
+static const struct span *find_span(struct fixture *f, const char *key, const char *path,
+                                    const char *name)
+{
+    const struct span *found = NULL;
+    size_t i;
+
+    for (i = 0; i < trace_count(f->trace); i++) {
+        const struct span *s = trace_get(f->trace, i);
+        const char *block = span_attr(s, "block");
+
+        if (span_attr(s, key) == NULL || block == NULL || strcmp(block, path) != 0 ||
+            strcmp(span_name(s), name) != 0)
+            continue;
+        ck_assert_msg(found == NULL, "two spans for %s in %s", name, path);
+        found = s;
+    }
+    ck_assert_msg(found != NULL, "no span for %s in %s", name, path);
+    return found;
+}
+
+static int status_index(const char *name)
+{
+    int st;
+
+    for (st = 0; st < EXEC_NSTATUS; st++) {
+        if (strcmp(exec_status_name(st), name) == 0)
+            return st;
+    }
+    ck_abort_msg("no status %s", name);
+    return -1;
+}
+
+/* Every step and block of the report has its span, with the same status and reason, under the
+ * span of its block; tally what the metrics and events must say. */
+static void agree_block(struct fixture *f, const cJSON *block, const char *parent_span,
+                        struct tally *t)
+{
+    const char *path = cJSON_GetObjectItem(block, "path")->valuestring;
+    const char *status = cJSON_GetObjectItem(block, "status")->valuestring;
+    const char *reason = cJSON_GetObjectItem(block, "reason")->valuestring;
+    const struct span *bs =
+        find_span(f, "strategy", path, cJSON_GetObjectItem(block, "name")->valuestring);
+    const cJSON *st;
+
+    ck_assert_str_eq(span_status(bs), status);
+    ck_assert_str_eq(span_parent_id(bs), parent_span);
+    if (reason[0] != '\0')
+        ck_assert_str_eq(span_attr(bs, "reason"), reason);
+    t->blocks++;
+    t->spans++;
+    cJSON_ArrayForEach(st, cJSON_GetObjectItem(block, "steps"))
+    {
+        const char *name = cJSON_GetObjectItem(st, "name")->valuestring;
+        const char *sstatus = cJSON_GetObjectItem(st, "status")->valuestring;
+        const cJSON *sreason = cJSON_GetObjectItem(st, "reason");
+        const cJSON *child = cJSON_GetObjectItem(st, "block");
+        const struct span *ss = find_span(f, "kind", path, name);
+        int k = status_index(sstatus);
+
+        ck_assert_msg(strcmp(span_status(ss), sstatus) == 0,
+                      "%s/%s: the span says %s, the report %s", path, name, span_status(ss),
+                      sstatus);
+        ck_assert_str_eq(span_parent_id(ss), span_id(bs));
+        if (sreason != NULL)
+            ck_assert_str_eq(span_attr(ss, "reason"), sreason->valuestring);
+        else
+            ck_assert_ptr_null(span_attr(ss, "reason"));
+        t->spans++;
+        t->steps[k]++;
+        if (strcmp(cJSON_GetObjectItem(st, "kind")->valuestring, "parallel") == 0) {
+            ck_assert_msg(child != NULL, "%s/%s: a nested block that is not in the report", path,
+                          name);
+            agree_block(f, child, span_id(ss), t);
+            continue;
+        }
+        t->tasks[k]++;
+        if (cJSON_GetObjectItem(st, "attempts")->valueint > 0)
+            t->ran++;
+    }
+}
+
+/* The report, the metrics, the spans and the events say the same about every step. */
+static void assert_reported_everywhere(struct fixture *f)
+{
+    struct metric_family *tasks = metrics_find(f->metrics, "n3_tasks_total");
+    struct tally t;
+    cJSON *doc = executor_report(f->ex);
+    int st;
+
+    memset(&t, 0, sizeof t);
+    agree_block(f, cJSON_GetObjectItem(doc, "block"), "", &t);
+    cJSON_Delete(doc);
+    ck_assert_uint_eq(trace_count(f->trace), t.spans);
+    for (st = EXEC_SUCCEEDED; st < EXEC_NSTATUS; st++) {
+        const char *labels[] = {exec_status_name(st)};
+
+        ck_assert_msg(metric_value(tasks, labels) == t.tasks[st],
+                      "n3_tasks_total{status=\"%s\"} is %g, the report has %u", labels[0],
+                      metric_value(tasks, labels), t.tasks[st]);
+        ck_assert_msg(f->step_events[st] == t.steps[st],
+                      "%u executor.step.finished events with status %s, the report has %u",
+                      f->step_events[st], labels[0], t.steps[st]);
+    }
+    ck_assert_msg(metric_value(metrics_find(f->metrics, "n3_task_duration_seconds"), NULL) == t.ran,
+                  "n3_task_duration_seconds has %g observations, %u commands ran",
+                  metric_value(metrics_find(f->metrics, "n3_task_duration_seconds"), NULL), t.ran);
+    ck_assert(metric_value(metrics_find(f->metrics, "n3_active_tasks"), NULL) == 0);
+    ck_assert_uint_eq(f->block_events, t.blocks);
+}
+
+static double tasks_total(struct fixture *f, const char *status)
+{
+    const char *labels[] = {status};
+
+    return metric_value(metrics_find(f->metrics, "n3_tasks_total"), labels);
+}
+
+static const struct span *step_span(struct fixture *f, const char *path, const char *name)
+{
+    return find_span(f, "kind", path, name);
+}
+
+/* a runs until it is stopped; b and c wait for a slot: of their block (max_concurrency 1) when
+ * procs is 0, of the process cap (-p 1) when it is 1. block_keys: more keys of the block. */
+static void queued_start(struct fixture *f, unsigned procs, const char *block_keys)
+{
+    char *text = xasprintf("{%s\"max_concurrency\": %u, \"steps\": ["
+                           " {\"name\": \"a\", \"shell\": \"touch @D@/a; exec sleep 1000\"},"
+                           " {\"name\": \"b\", \"exec\": [\"true\"]},"
+                           " {\"name\": \"c\", \"exec\": [\"true\"]}]}",
+                           block_keys, procs == 0 ? 1 : 10);
+    char *marker;
+
+    fx_init(f, procs, text);
+    free(text);
+    marker = xasprintf("%s/a", f->dir);
+    fx_start(f);
+    ck_assert(tu_run_until(f->loop, file_exists_pred, marker, REAL_WAIT_MS));
+    free(marker);
+}
+
+START_TEST(queued_steps_are_cancelled_not_timed_out)
+{
+    struct fixture f;
+    unsigned procs;
+
+    /* The block's time is up while b and c wait for a slot. */
+    for (procs = 0; procs < 2; procs++) {
+        queued_start(&f, procs, "\"timeout_seconds\": 1, ");
+        loop_fake_advance(f.loop, 1000);
+        ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+        ck_assert_int_eq(exec_block_status(root(&f)), EXEC_TIMED_OUT);
+        ck_assert_int_eq(exec_step_status(step(&f, "a")), EXEC_TIMED_OUT);
+        ck_assert_int_eq(exec_step_status(step(&f, "b")), EXEC_CANCELLED);
+        ck_assert_int_eq(exec_step_status(step(&f, "c")), EXEC_CANCELLED);
+        ck_assert_uint_eq(exec_step_attempts(step(&f, "b")), 0);
+        /* Steps that never ran are in the metrics and the traces too. */
+        assert_reported_everywhere(&f);
+        ck_assert(tasks_total(&f, "timed_out") == 1);
+        ck_assert(tasks_total(&f, "cancelled") == 2);
+        ck_assert_str_eq(span_attr(step_span(&f, "test", "b"), "reason"),
+                         "timed out: the block ran past its timeout of 1s");
+        fx_done(&f);
+    }
+}
+END_TEST
+
+START_TEST(never_ran_dependency_failed)
+{
+    struct fixture f;
+    const struct span *sp;
+
+    fx_init(&f, 0,
+            "{\"steps\": [{\"name\": \"a\", \"exec\": [\"false\"]},"
+            " {\"name\": \"b\", \"depends_on\": [\"a\"], \"exec\": [\"true\"]},"
+            " {\"name\": \"nest\", \"depends_on\": [\"b\"], \"parallel\": {\"strategy\": "
+            "\"collect\", \"steps\": [{\"name\": \"x\", \"exec\": [\"true\"]},"
+            "   {\"name\": \"y\", \"exec\": [\"true\"]}]}},"
+            " {\"name\": \"free\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    assert_reported_everywhere(&f);
+    /* b, and x and y of the block that never started. */
+    ck_assert(tasks_total(&f, "cancelled") == 3);
+    ck_assert(tasks_total(&f, "failed") == 1);
+    ck_assert(tasks_total(&f, "succeeded") == 1);
+    sp = step_span(&f, "test", "b");
+    ck_assert_str_eq(span_status(sp), "cancelled");
+    ck_assert_str_eq(span_attr(sp, "reason"), "cancelled: depends on \"a\", which failed");
+    ck_assert_str_eq(span_attr(sp, "attempts"), "0");
+    ck_assert_uint_eq(span_end_us(sp), span_start_us(sp));
+    ck_assert_uint_eq(exec_step_duration_us(step(&f, "b")), 0);
+    sp = step_span(&f, "test/nest", "x");
+    ck_assert_str_eq(span_status(sp), "cancelled");
+    ck_assert_str_eq(span_attr(sp, "reason"), "cancelled: depends on \"b\", which was cancelled");
+    ck_assert_int_eq(exec_block_status(exec_step_child(step(&f, "nest"))), EXEC_CANCELLED);
+    {
+        const char *labels[] = {"collect", "cancelled"};
+
+        ck_assert(metric_value(metrics_find(f.metrics, "n3_blocks_total"), labels) == 1);
+    }
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(never_ran_fail_fast)
+{
+    struct fixture f;
+
+    fx_init(&f, 0,
+            "{\"fail_fast\": true, \"max_concurrency\": 1, \"steps\": ["
+            " {\"name\": \"a\", \"exec\": [\"false\"]}, {\"name\": \"b\", \"exec\": [\"true\"]},"
+            " {\"name\": \"c\", \"exec\": [\"true\"]}]}");
+    fx_run(&f);
+    assert_reported_everywhere(&f);
+    ck_assert(tasks_total(&f, "cancelled") == 2);
+    ck_assert_uint_eq(exec_step_attempts(step(&f, "c")), 0);
+    ck_assert_str_eq(span_attr(step_span(&f, "test", "c"), "reason"),
+                     "cancelled: the block \"test\" has failed");
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(never_ran_any_success_and_race)
+{
+    static const char *const strategies[] = {"any_success", "race"};
+    struct fixture f;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        char *text = xasprintf("{\"strategy\": \"%s\", \"max_concurrency\": 1, \"steps\": ["
+                               " {\"name\": \"a\", \"exec\": [\"echo\", \"won\"]},"
+                               " {\"name\": \"b\", \"exec\": [\"true\"]},"
+                               " {\"name\": \"c\", \"parallel\": {\"steps\": ["
+                               "   {\"name\": \"x\", \"exec\": [\"true\"]}]}}]}",
+                               strategies[i]);
+
+        fx_init(&f, 0, text);
+        fx_run(&f);
+        assert_reported_everywhere(&f);
+        ck_assert_int_eq(exec_block_status(root(&f)), EXEC_SUCCEEDED);
+        ck_assert(tasks_total(&f, "succeeded") == 1);
+        ck_assert(tasks_total(&f, "cancelled") == 2); /* b, and x in c */
+        ck_assert_str_eq(span_attr(step_span(&f, "test/c", "x"), "reason"),
+                         "cancelled: the block \"test\" already has its result");
+        fx_done(&f);
+        free(text);
+    }
+}
+END_TEST
+
+START_TEST(never_ran_queued_when_cancelled)
+{
+    struct fixture f;
+    unsigned procs;
+
+    /* The run is interrupted while b and c wait for a slot. */
+    for (procs = 0; procs < 2; procs++) {
+        queued_start(&f, procs, "");
+        executor_cancel(f.ex, "interrupted");
+        ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+        assert_reported_everywhere(&f);
+        ck_assert(tasks_total(&f, "cancelled") == 3);
+        ck_assert_uint_eq(exec_step_attempts(step(&f, "b")), 0);
+        ck_assert_str_eq(span_attr(step_span(&f, "test", "c"), "reason"), "cancelled: interrupted");
+        /* Only a ran: the time the others waited is not a run time. */
+        ck_assert(metric_value(metrics_find(f.metrics, "n3_task_duration_seconds"), NULL) == 1);
+        fx_done(&f);
+    }
+}
+END_TEST
+
+/* A remote runner on the loop: "true" succeeds at once, anything else runs until stopped. */
+struct fake_attempt {
+    struct loop *loop;
+    struct exec_attempt *a;
+    bool ok, ending;
+};
+
+static void fake_end(void *arg)
+{
+    struct fake_attempt *fa = arg;
+    struct exec_outcome o;
+
+    memset(&o, 0, sizeof o);
+    o.exit_code = fa->ok ? 0 : -1;
+    o.term_signal = fa->ok ? 0 : SIGTERM;
+    exec_attempt_done(fa->a, &o);
+    free(fa);
+}
+
+static int fake_start(void *arg, struct exec_attempt *a, const struct plan_step *ps,
+                      struct retry_failure *f, struct err *err)
+{
+    struct fake_attempt *fa = xcalloc(1, sizeof *fa);
+
+    fa->loop = arg;
+    fa->a = a;
+    fa->ok = strcmp(ps->command, "true") == 0;
+    exec_attempt_set_data(a, fa, 0);
+    if (fa->ok) {
+        fa->ending = true;
+        loop_defer(fa->loop, fake_end, fa);
+    }
+    return 0;
+}
+
+static void fake_stop(void *arg, struct exec_attempt *a, uint64_t grace_ms)
+{
+    struct fake_attempt *fa = exec_attempt_data(a);
+
+    if (!fa->ending) {
+        fa->ending = true;
+        loop_defer(fa->loop, fake_end, fa);
+    }
+}
+
+static bool fake_exited(void *arg, struct exec_attempt *a)
+{
+    return ((struct fake_attempt *)exec_attempt_data(a))->ending;
+}
+
+/* Every selector names the targets t1, t2, t3. */
+static int three_targets(void *arg, const char *selector, char ***names, size_t *n, struct err *err)
+{
+    size_t i;
+
+    for (i = 1; i <= 3; i++) {
+        *names = xrealloc(*names, (*n + 2) * sizeof **names);
+        (*names)[(*n)++] = xasprintf("t%zu", i);
+        (*names)[*n] = NULL;
+    }
+    return 0;
+}
+
+static bool step_final(void *arg)
+{
+    return exec_status_final(exec_step_status(arg));
+}
+
+START_TEST(never_ran_remote)
+{
+    struct fixture f;
+    struct exec_runner runner = {
+        .name = "fake", .start = fake_start, .stop = fake_stop, .exited = fake_exited};
+
+    /* web never starts (a failed); on db, t1 hangs while t2 and t3 wait for their turn. */
+    runner.arg = NULL;
+    memset(&f, 0, sizeof f);
+    fx_init_remote(&f, 0,
+                   "{\"steps\": [{\"name\": \"a\", \"exec\": [\"false\"]},"
+                   " {\"name\": \"web\", \"depends_on\": [\"a\"],"
+                   "  \"remote\": {\"targets\": \"all\", \"command\": \"true\"}},"
+                   " {\"name\": \"ok\", \"remote\": {\"targets\": \"all\", \"command\": \"true\"}},"
+                   " {\"name\": \"db\", \"remote\": {\"targets\": \"all\", \"max_concurrency\": 1,"
+                   "  \"command\": \"hang\"}}]}",
+                   three_targets, &runner);
+    runner.arg = f.loop;
+    fx_start(&f);
+    ck_assert(tu_run_until(f.loop, step_final, (void *)step(&f, "a"), REAL_WAIT_MS));
+    ck_assert(tu_run_until(f.loop, step_final, (void *)step(&f, "ok"), REAL_WAIT_MS));
+    executor_cancel(f.ex, "interrupted");
+    ck_assert(tu_run_until(f.loop, is_done, &f, REAL_WAIT_MS));
+    assert_reported_everywhere(&f);
+    /* ok's three targets ran; web's three never started, nor did db's t2 and t3. */
+    ck_assert(tasks_total(&f, "succeeded") == 3);
+    ck_assert(tasks_total(&f, "cancelled") == 6);
+    ck_assert_str_eq(span_attr(step_span(&f, "test/web", "t2"), "reason"),
+                     "cancelled: depends on \"a\", which failed");
+    ck_assert_str_eq(span_attr(step_span(&f, "test/db", "t3"), "reason"), "cancelled: interrupted");
+    fx_done(&f);
+}
+END_TEST
+
+/* ---- reduces that cannot give a true result fail, and say which step and why ---- */
+
+/* Run a map_reduce block of the given reduce over steps; return its status, *reason its reason. */
+static enum exec_status reduce_run(const char *reduce, const char *steps, char **reason,
+                                   char **result)
+{
+    struct fixture f;
+    enum exec_status st;
+    char *text = xasprintf("{\"output_limit_bytes\": 1024, \"strategy\": \"map_reduce\", "
+                           "\"reduce\": \"%s\", \"steps\": [%s]}",
+                           reduce, steps);
+
+    fx_init(&f, 0, text);
+    fx_run(&f);
+    st = exec_block_status(root(&f));
+    *reason = xstrdup(exec_block_reason(root(&f)));
+    if (result != NULL)
+        *result = result_text(&f);
+    fx_done(&f);
+    free(text);
+    return st;
+}
+
+static void assert_reduce_fails(const char *reduce, const char *steps, const char *want)
+{
+    char *reason;
+
+    ck_assert_int_eq(reduce_run(reduce, steps, &reason, NULL), EXEC_FAILED);
+    ck_assert_str_eq(reason, want);
+    free(reason);
+}
+
+START_TEST(reduce_sum_out_of_range_fails)
+{
+    char *reason, *result;
+
+    /* Each is finite, the total is not: it was "result": null and succeeded. Values that large
+     * are past the range where whole numbers are exact, so the first one stops the sum. */
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"1e308\"]},"
+                        " {\"name\": \"b\", \"exec\": [\"echo\", \"1e308\"]}",
+                        "reduce sum: step \"a\" printed 1e+308, past 9007199254740991 (2^53 - 1) "
+                        "in size, where whole numbers stop being exact");
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"5\"]},"
+                        " {\"name\": \"big\", \"exec\": [\"echo\", \"-1e999\"]}",
+                        "reduce sum: step \"big\" printed a number beyond the range of a double; "
+                        "a sum works within -9007199254740991..9007199254740991 (2^53 - 1)");
+    /* Past 2^53 a whole number is rounded: 9007199254740993 would be added as ...992. */
+    assert_reduce_fails("sum", "{\"name\": \"a\", \"exec\": [\"echo\", \"9007199254740993\"]}",
+                        "reduce sum: step \"a\" printed 9007199254740992, past 9007199254740991 "
+                        "(2^53 - 1) in size, where whole numbers stop being exact");
+    assert_reduce_fails("sum",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"9007199254740000\"]},"
+                        " {\"name\": \"b\", \"exec\": [\"echo\", \"1000\"]}",
+                        "reduce sum: the total passes 9007199254740991 (2^53 - 1) in size at step "
+                        "\"b\" (9007199254740000 + 1000), where whole numbers stop being exact");
+    /* Up to the bound the total is exact. */
+    ck_assert_int_eq(reduce_run("sum",
+                                "{\"name\": \"a\", \"exec\": [\"echo\", \"-4503599627370000\"]},"
+                                " {\"name\": \"b\", \"exec\": [\"echo\", \"-495\"]}",
+                                &reason, &result),
+                     EXEC_SUCCEEDED);
+    ck_assert_str_eq(result, "-4503599627370495");
+    free(reason);
+    free(result);
+}
+END_TEST
+
+START_TEST(reduce_of_a_cut_result_fails)
+{
+    /* 1500 x's: the kept tail (1024 bytes) is text too, and was joined as if it were all. */
+    assert_reduce_fails("concat",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"first\"]},"
+                        " {\"name\": \"b\", \"shell\": \"head -c 1500 /dev/zero | tr '\\\\0' x\"}",
+                        "reduce concat: step \"b\" printed 1500 bytes and only the last 1024 are "
+                        "kept (output_limit_bytes): its result would be cut short");
+    /* Spaces, then a number: the tail still reads as 42. */
+    assert_reduce_fails("sum", "{\"name\": \"n\", \"shell\": \"printf '%1500s42' ''\"}",
+                        "reduce sum: step \"n\" printed 1502 bytes and only the last 1024 are kept "
+                        "(output_limit_bytes): its result would be cut short");
+}
+END_TEST
+
+START_TEST(reduce_merge_of_conflicting_kinds_fails)
+{
+    char *reason, *result;
+
+    assert_reduce_fails(
+        "merge",
+        "{\"name\": \"a\", \"shell\": \"echo '{\\\"port\\\": 8080, \\\"x\\\": 1}'\"},"
+        " {\"name\": \"b\", \"shell\": \"echo '{\\\"port\\\": \\\"eighty\\\"}'\"}",
+        "reduce merge: key \"port\" is a number in step \"a\" and a string in step "
+        "\"b\"; merge replaces a value only by one of the same kind");
+    /* The same kind: the later step wins, true and false are both booleans. */
+    ck_assert_int_eq(
+        reduce_run("merge",
+                   "{\"name\": \"a\", \"shell\": \"echo '{\\\"on\\\": true, \\\"n\\\": 1}'\"},"
+                   " {\"name\": \"b\", \"shell\": \"echo '{\\\"on\\\": false, \\\"n\\\": 2}'\"}",
+                   &reason, &result),
+        EXEC_SUCCEEDED);
+    ck_assert_str_eq(result, "{\"on\":false,\"n\":2}");
+    free(reason);
+    free(result);
+}
+END_TEST
+
+START_TEST(reduce_concat_names_the_step_that_does_not_fit)
+{
+    assert_reduce_fails("concat",
+                        "{\"name\": \"a\", \"exec\": [\"echo\", \"[1]\"]},"
+                        " {\"name\": \"b\", \"result\": \"json\", \"exec\": [\"echo\", \"5\"]}",
+                        "reduce concat: step \"b\" gave a number, neither a JSON array nor text; "
+                        "concat joins results that are all arrays or all text");
+    assert_reduce_fails(
+        "concat",
+        "{\"name\": \"a\", \"exec\": [\"echo\", \"hello\"]},"
+        " {\"name\": \"b\", \"result\": \"json\", \"exec\": [\"echo\", \"[2]\"]}",
+        "reduce concat: step \"a\" gave text, not a JSON array, and step \"b\" gave "
+        "an array, not text; concat joins results that are all arrays or all text");
+}
+END_TEST
+
 static Suite *executor_suite(void)
 {
     Suite *s = suite_create("executor");
@@ -1175,6 +1726,7 @@ static Suite *executor_suite(void)
     tcase_add_test(t, output_is_bounded);
     tcase_add_test(t, env_and_cwd);
     tcase_add_test(t, json_result_must_parse);
+    tcase_add_test(t, json_result_is_exactly_json);
     tcase_add_test(t, metrics_and_traces);
     suite_add_tcase(s, t);
 
@@ -1187,6 +1739,23 @@ static Suite *executor_suite(void)
     tcase_add_test(t, exit_in_time_is_not_a_timeout);
     tcase_add_test(t, process_slots_are_first_come_first_served);
     tcase_add_test(t, output_is_valid_utf8_in_json);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("never_ran");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, never_ran_dependency_failed);
+    tcase_add_test(t, never_ran_fail_fast);
+    tcase_add_test(t, never_ran_any_success_and_race);
+    tcase_add_test(t, never_ran_queued_when_cancelled);
+    tcase_add_test(t, never_ran_remote);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("reduce");
+    tcase_set_timeout(t, 60);
+    tcase_add_test(t, reduce_sum_out_of_range_fails);
+    tcase_add_test(t, reduce_of_a_cut_result_fails);
+    tcase_add_test(t, reduce_merge_of_conflicting_kinds_fails);
+    tcase_add_test(t, reduce_concat_names_the_step_that_does_not_fit);
     suite_add_tcase(s, t);
     return s;
 }

@@ -462,6 +462,9 @@ START_TEST(parse_refuses_what_is_not_a_state_file)
         {"\"version\"", "not JSON"},
         {"1", "not JSON"},
         {"null", "not JSON"},
+        /* Exactly JSON: cJSON's parser read these as "1.0.0" and 1. */
+        {"{\"version\": 1, \"releases\": [{\"version\": \"1.0.0\\u0000x\"}]}", "not JSON"},
+        {"{\"version\": 01}", "not JSON"},
         {"{}", "not a version 1 state file"},
         {"{\"version\": 2, \"releases\": []}", "not a version 1 state file"},
         {"{\"version\": 0}", "not a version 1 state file"},

@@ -20,6 +20,7 @@
 #include "core/loop.h"
 #include "core/shell.h"
 #include "core/xalloc.h"
+#include "deploy/fence.h"
 #include "deploy/inventory.h"
 #include "deploy/ssh.h"
 #include "deploy/transport.h"
@@ -605,6 +606,261 @@ START_TEST(connect_and_latency)
 }
 END_TEST
 
+/* ---- fences (deploy/fence.h): what a holder of the deploy lock runs its commands under ---- */
+
+/* A fence whose confirmation the test answers: 0 yes, -1 no, 1 later (ready is kept). */
+struct test_fence {
+    struct transport_fence f;
+    int answer;
+    unsigned asked, forgotten;
+    void (*ready)(void *);
+    void *ready_arg;
+    uint64_t refused_with;
+};
+
+static int tf_confirm(void *arg, void (*ready)(void *), void *ready_arg, char *why, size_t len)
+{
+    struct test_fence *tf = arg;
+
+    tf->asked++;
+    if (tf->answer > 0) {
+        tf->ready = ready;
+        tf->ready_arg = ready_arg;
+    }
+    if (tf->answer < 0)
+        snprintf(why, len, "the test says the lock is lost");
+    return tf->answer;
+}
+
+static void tf_forget(void *arg, void (*ready)(void *), void *ready_arg)
+{
+    struct test_fence *tf = arg;
+
+    ck_assert_ptr_eq(tf->ready_arg, ready_arg);
+    tf->forgotten++;
+    tf->ready = NULL;
+}
+
+static void tf_refused(void *arg, const char *target, uint64_t theirs)
+{
+    ((struct test_fence *)arg)->refused_with = theirs;
+}
+
+static void tf_init(struct test_fence *tf, uint64_t number)
+{
+    memset(tf, 0, sizeof *tf);
+    tf->f.number = number;
+    tf->f.confirm = tf_confirm;
+    tf->f.forget = tf_forget;
+    tf->f.refused = tf_refused;
+    tf->f.arg = tf;
+}
+
+/* Start a command; its waiter is w (not waited for). */
+static struct transport_op *start(struct fx *f, struct waiter *w, const char *cmd)
+{
+    struct transport_run r;
+
+    waiter_init(w);
+    memset(&r, 0, sizeof r);
+    r.command = cmd;
+    r.grace_ms = 2000;
+    r.on_done = waiter_done;
+    r.arg = w;
+    return transport_run(f->t, &r);
+}
+
+static char *fence_file(struct fx *f)
+{
+    char *path = path_in(f, ".n3/fence"), *text = tu_read_file(path);
+
+    free(path);
+    return text;
+}
+
+START_TEST(fenced_commands_refused_after_a_higher_fence)
+{
+    struct fx f;
+    struct waiter w, rw;
+    struct test_fence tf;
+    char *cmd, *mark, *text;
+
+    if (!fx_init(&f, _i))
+        return;
+    tf_init(&tf, 5);
+    transport_set_fence(f.t, &tf.f, f.dir);
+    /* Under fence 5: it runs, with its output and status as they are, and the target has
+     * seen fence 5. */
+    run(&f, &w, "echo out; echo err >&2; exit 3", NULL, 0, 0);
+    ck_assert_int_eq(w.r.status, TRANSPORT_OK);
+    ck_assert_int_eq(w.r.exit_code, 3);
+    ck_assert_str_eq(w.out, "out\n");
+    ck_assert_str_eq(w.err, "err\n");
+    waiter_done_free(&w);
+    text = fence_file(&f);
+    ck_assert_str_eq(text, "5\n");
+    free(text);
+    ck_assert_uint_eq(tf.asked, 1);
+    /* A newer holder raises the fence to 7 (unfenced: the raise is the lock's own). */
+    waiter_init(&rw);
+    fence_raise(f.t, f.dir, 7, waiter_done, &rw);
+    wait_for(&f, &rw);
+    ck_assert_msg(rw.r.status == TRANSPORT_OK && rw.r.exit_code == 0, "raise: %s %s", rw.r.msg,
+                  rw.err);
+    waiter_done_free(&rw);
+    /* Fence 5's commands are refused there now, and do not run. */
+    mark = path_in(&f, "ran");
+    cmd = xasprintf("touch %s", mark);
+    run(&f, &w, cmd, NULL, 0, 0);
+    ck_assert_int_eq(w.r.status, TRANSPORT_FENCED);
+    ck_assert_ptr_nonnull(strstr(w.r.msg, "has seen fence 7, ours is 5"));
+    ck_assert_uint_eq(tf.refused_with, 7);
+    ck_assert_int_ne(access(mark, F_OK), 0);
+    waiter_done_free(&w);
+    /* A raise never lowers it. */
+    waiter_init(&rw);
+    fence_raise(f.t, f.dir, 6, waiter_done, &rw);
+    wait_for(&f, &rw);
+    waiter_done_free(&rw);
+    text = fence_file(&f);
+    ck_assert_str_eq(text, "7\n");
+    free(text);
+    /* Fence 7 runs. */
+    tf.f.number = 7;
+    run(&f, &w, cmd, NULL, 0, 0);
+    ck_assert_int_eq(w.r.status, TRANSPORT_OK);
+    ck_assert_int_eq(access(mark, F_OK), 0);
+    waiter_done_free(&w);
+    transport_set_fence(f.t, NULL, NULL);
+    free(cmd);
+    free(mark);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(fenced_commands_wait_for_the_confirmation)
+{
+    struct fx f;
+    struct waiter w;
+    struct test_fence tf;
+    struct transport_op *op;
+    char *cmd, *mark, *input;
+
+    if (!fx_init(&f, _i))
+        return;
+    tf_init(&tf, 1);
+    transport_set_fence(f.t, &tf.f, f.dir);
+    mark = path_in(&f, "ran");
+    cmd = xasprintf("cat > %s", mark);
+    /* Not confirmed yet: nothing runs until the fence says so; the input is the command's
+     * even if the caller's buffer is gone meanwhile. */
+    tf.answer = 1;
+    input = xstrdup("the input\n");
+    waiter_init(&w);
+    {
+        struct transport_run r;
+
+        memset(&r, 0, sizeof r);
+        r.command = cmd;
+        r.input = input;
+        r.input_len = strlen(input);
+        r.on_done = waiter_done;
+        r.arg = &w;
+        transport_run(f.t, &r);
+    }
+    memset(input, 'X', strlen(input));
+    free(input);
+    ck_assert_ptr_nonnull(tf.ready);
+    ck_assert(!w.done);
+    ck_assert_int_ne(access(mark, F_OK), 0);
+    tf.answer = 0;
+    tf.ready(tf.ready_arg);
+    wait_for(&f, &w);
+    ck_assert_int_eq(w.r.status, TRANSPORT_OK);
+    input = tu_read_file(mark);
+    ck_assert_str_eq(input, "the input\n");
+    free(input);
+    waiter_done_free(&w);
+    unlink(mark);
+    /* Lost while waiting: not run, and said. */
+    tf.answer = 1;
+    start(&f, &w, cmd);
+    tf.answer = -1;
+    tf.ready(tf.ready_arg);
+    wait_for(&f, &w);
+    ck_assert_int_eq(w.r.status, TRANSPORT_FENCED);
+    ck_assert_ptr_nonnull(strstr(w.r.msg, "the test says the lock is lost"));
+    ck_assert_int_ne(access(mark, F_OK), 0);
+    waiter_done_free(&w);
+    /* Stopped while waiting: it forgets the wait, and is stopped. */
+    tf.answer = 1;
+    op = start(&f, &w, cmd);
+    transport_stop(op, 0);
+    ck_assert_uint_eq(tf.forgotten, 1);
+    wait_for(&f, &w);
+    ck_assert_int_eq(w.r.status, TRANSPORT_STOPPED);
+    ck_assert_int_ne(access(mark, F_OK), 0);
+    waiter_done_free(&w);
+    /* The lock's own commands go as they are. */
+    tf.answer = -1;
+    {
+        struct transport_run r;
+
+        waiter_init(&w);
+        memset(&r, 0, sizeof r);
+        r.command = "echo unfenced";
+        r.unfenced = true;
+        r.on_done = waiter_done;
+        r.arg = &w;
+        transport_run(f.t, &r);
+        wait_for(&f, &w);
+        ck_assert_int_eq(w.r.status, TRANSPORT_OK);
+        ck_assert_str_eq(w.out, "unfenced\n");
+        waiter_done_free(&w);
+    }
+    transport_set_fence(f.t, NULL, NULL);
+    free(cmd);
+    free(mark);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(fence_raise_waits_for_commands_in_flight)
+{
+    struct fx f;
+    struct waiter w, rw;
+    struct test_fence tf;
+    char *cmd, *started, *go;
+
+    if (!fx_init(&f, _i))
+        return;
+    tf_init(&tf, 2);
+    transport_set_fence(f.t, &tf.f, f.dir);
+    started = path_in(&f, "started");
+    go = path_in(&f, "go");
+    /* Its output also is what the command prints after it was let go. */
+    cmd = xasprintf("touch %s; while [ ! -e %s ]; do sleep 0.02; done; echo finished", started, go);
+    start(&f, &w, cmd);
+    ck_assert(tu_run_until(f.loop, file_exists, started, WAIT_MS));
+    /* A new holder's raise, while the old holder's command runs: it waits for the command. */
+    waiter_init(&rw);
+    fence_raise(f.t, f.dir, 3, waiter_done, &rw);
+    tu_write_file(go, "");
+    ck_assert(tu_run_until(f.loop, waiter_is_done, &rw, WAIT_MS));
+    ck_assert_msg(w.done, "the fence went up while a command of the old fence still ran");
+    ck_assert_int_eq(w.r.status, TRANSPORT_OK);
+    ck_assert_str_eq(w.out, "finished\n");
+    ck_assert_int_eq(rw.r.exit_code, 0);
+    waiter_done_free(&w);
+    waiter_done_free(&rw);
+    transport_set_fence(f.t, NULL, NULL);
+    free(cmd);
+    free(started);
+    free(go);
+    fx_done(&f);
+}
+END_TEST
+
 static Suite *transport_suite(void)
 {
     Suite *s = suite_create("transport");
@@ -622,6 +878,9 @@ static Suite *transport_suite(void)
     tcase_add_loop_test(t, upload_checksum_mismatch, 0, 2);
     tcase_add_loop_test(t, big_output_is_bounded, 0, 2);
     tcase_add_loop_test(t, connect_and_latency, 0, 2);
+    tcase_add_loop_test(t, fenced_commands_refused_after_a_higher_fence, 0, 2);
+    tcase_add_loop_test(t, fenced_commands_wait_for_the_confirmation, 0, 2);
+    tcase_add_loop_test(t, fence_raise_waits_for_commands_in_flight, 0, 2);
     suite_add_tcase(s, t);
     return s;
 }
