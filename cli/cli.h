@@ -15,6 +15,7 @@
 #define EXIT_INTERRUPTED 130 /* Ctrl-C */
 
 #define CLI_OPT_HELP 'h'
+#define CLI_OPT_RAW  256 /* exec --raw (long only) */
 
 struct cli_opt {
     int key;          /* the short letter, or a value >= 256 for long-only options */

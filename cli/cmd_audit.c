@@ -111,14 +111,14 @@ static void add_detail(struct buf *b, const cJSON *detail)
     }
 }
 
-/* Column f of a record, for a terminal. */
-static void add_field(struct buf *b, const cJSON *r, const char *key, int width)
+/* Column f of a record, for a terminal: padded to width columns (not bytes: a name in UTF-8
+ * lines up too), longer values kept up to 64. */
+static void add_field(struct buf *b, const cJSON *r, const char *key, size_t width)
 {
-    size_t before = b->len;
     const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r, key));
+    size_t cols = term_add_shown(b, v != NULL ? v : "-", 64);
 
-    term_add_shown(b, v != NULL ? v : "-", 64);
-    while ((int)(b->len - before) < width)
+    for (; cols < width; cols++)
         buf_addc(b, ' ');
     buf_adds(b, "  ");
 }
@@ -127,7 +127,7 @@ static void print_record(const cJSON *r)
 {
     const cJSON *tg = cJSON_GetObjectItemCaseSensitive(r, "targets"), *t;
     struct buf line, detail;
-    size_t before;
+    size_t cols = 0;
     int n = cJSON_GetArraySize(tg), k = 0;
 
     buf_init(&line);
@@ -136,22 +136,26 @@ static void print_record(const cJSON *r)
     add_field(&line, r, "actor", 20);
     add_field(&line, r, "action", 14);
     add_field(&line, r, "result", 8);
-    before = line.len;
     cJSON_ArrayForEach(t, tg)
     {
         if (!cJSON_IsString(t))
             continue;
         if (k++ == 3) {
             buf_addf(&line, ",+%d", n - 3);
+            cols += (size_t)snprintf(NULL, 0, ",+%d", n - 3);
             break;
         }
-        if (line.len > before)
+        if (k > 1) {
             buf_addc(&line, ',');
-        term_add_shown(&line, t->valuestring, 40);
+            cols++;
+        }
+        cols += term_add_shown(&line, t->valuestring, 40);
     }
-    if (line.len == before)
+    if (k == 0) {
         buf_addc(&line, '-');
-    while (line.len - before < 16)
+        cols++;
+    }
+    for (; cols < 16; cols++)
         buf_addc(&line, ' ');
     buf_adds(&line, "  ");
     buf_init(&detail);
@@ -161,10 +165,12 @@ static void print_record(const cJSON *r)
     buf_done(&line);
 }
 
-/* One line a record: seq, time, actor, action, result, targets, and the detail in short. */
-static void print_records(const char *text, size_t len, bool json, unsigned last)
+/* One line a record: seq, time, actor, action, result, targets, and the detail in short.
+ * Returns the lines of the last `last` that are not records (not shown). */
+static unsigned long print_records(const char *text, size_t len, bool json, unsigned last)
 {
     size_t nlines = 0, i = 0, start;
+    unsigned long skipped = 0;
     cJSON *arr = json ? cJSON_CreateArray() : NULL;
 
     for (start = 0; start < len; start++)
@@ -180,7 +186,9 @@ static void print_records(const char *text, size_t len, bool json, unsigned last
 
         if (last == 0 || i + last >= nlines) {
             r = audit_parse(text + start, n);
-            if (r != NULL && json) {
+            if (r == NULL)
+                skipped++;
+            else if (json) {
                 cJSON_AddItemToArray(arr, r);
                 r = NULL;
             } else if (r != NULL) {
@@ -192,12 +200,28 @@ static void print_records(const char *text, size_t len, bool json, unsigned last
         start += n + 1;
     }
     if (json) {
-        char *out = cJSON_Print(arr);
-
-        puts(out);
-        cJSON_free(out);
+        term_put_json(stdout, arr);
         cJSON_Delete(arr);
     }
+    return skipped;
+}
+
+/* Records are listed, lines that are not are counted: a log with such lines was written by
+ * something else, or torn, and listing it is not a success (exit 1). */
+static int list_records(const char *what, const char *verify, const char *text, size_t len,
+                        bool json, unsigned last)
+{
+    unsigned long skipped = print_records(text, len, json, last);
+
+    if (skipped == 0)
+        return EXIT_OK;
+    fflush(stdout);
+    fprintf(stderr,
+            "n3ctl: %s: %lu line%s %s not an audit record, not listed; `%s` says what is wrong "
+            "with %s\n",
+            what, skipped, skipped == 1 ? "" : "s", skipped == 1 ? "is" : "are", verify,
+            skipped == 1 ? "it" : "them");
+    return EXIT_FAILED;
 }
 
 struct fetch {
@@ -247,7 +271,7 @@ static int fetch_target_log(struct change *c, const char *name, char **text, siz
         *len = 0;
         return 0;
     }
-    fprintf(stderr, "n3ctl: %s: cannot read its audit log: %s\n", name, f.r.msg);
+    term_printf(stderr, "n3ctl: %s: cannot read its audit log: %s\n", name, f.r.msg);
     return -1;
 }
 
@@ -324,16 +348,16 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
 
         text = read_all(path, &len, &err);
         if (text == NULL) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             free(path);
             return EXIT_FAILED;
         }
         if (!json && len == 0)
             fprintf(stderr, "n3ctl: no changes recorded yet in %s\n", path);
-        print_records(text, len, json, last);
+        rc = list_records(path, "n3ctl audit verify", text, len, json, last);
         free(text);
         free(path);
-        return EXIT_OK;
+        return rc;
     }
     {
         struct change c;
@@ -349,11 +373,15 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
         if (rc != 0)
             return rc;
         if (first == argc) { /* a target's records */
+            char what[300], verify[200];
+
             if (fetch_target_log(&c, c.fleet.names[0], &text, &len) != 0)
                 return change_end(&c, EXIT_FAILED, NULL, NULL);
-            print_records(text, len, json, last);
+            snprintf(what, sizeof what, "%s:%s", c.fleet.names[0], AUDITLOG_FILE);
+            snprintf(verify, sizeof verify, "n3ctl audit verify -t %s", c.fleet.names[0]);
+            rc = list_records(what, verify, text, len, json, last);
             free(text);
-            return change_end(&c, EXIT_OK, NULL, NULL);
+            return change_end(&c, rc, NULL, NULL);
         }
         /* verify: the local log, and with --targets (or -t) the targets' logs. */
         if (target == NULL) {
@@ -361,7 +389,7 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
 
             text = read_all(path, &len, &err);
             if (text == NULL) {
-                fprintf(stderr, "n3ctl: %s\n", err.msg);
+                term_printf(stderr, "n3ctl: %s\n", err.msg);
                 rc = EXIT_FAILED;
             } else {
                 char *head = audit_head_path(path);

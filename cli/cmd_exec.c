@@ -10,6 +10,7 @@
 #include "cli/fleet.h"
 #include "cli/progress.h"
 #include "cli/stop.h"
+#include "cli/term.h"
 #include "core/buf.h"
 #include "core/executor.h"
 #include "core/loop.h"
@@ -33,6 +34,10 @@ struct exec_cli {
     struct executor *ex;
     struct stop *stop;
     bool json;
+    /* On a terminal (and without --raw), output is shown with the sequences that would take
+     * over the terminal escaped (term_add_output); into a pipe or a file it goes as it is. */
+    bool escape[2]; /* PROC_STDOUT, PROC_STDERR */
+    struct buf shown;
     struct pending *pend;
     size_t npend;
 };
@@ -56,13 +61,20 @@ static struct pending *pending_for(struct exec_cli *x, const struct exec_step *s
     return &x->pend[x->npend++];
 }
 
-static void print_line(const struct exec_step *s, enum proc_stream stream, const char *line,
-                       size_t len)
+static void print_line(struct exec_cli *x, const struct exec_step *s, enum proc_stream stream,
+                       const char *line, size_t len)
 {
     FILE *f = stream == PROC_STDOUT ? stdout : stderr;
 
     /* pdsh's format, so dshbak and grep keep working: "target: line". */
-    fprintf(f, "%s: %.*s\n", exec_step_name(s), (int)len, line);
+    if (!x->escape[stream == PROC_STDOUT ? 0 : 1]) {
+        fprintf(f, "%s: %.*s\n", exec_step_name(s), (int)len, line);
+        return;
+    }
+    buf_reset(&x->shown);
+    if (term_add_output(&x->shown, line, len))
+        buf_adds(&x->shown, "\033[0m"); /* its colours end with it, not in the next line */
+    fprintf(f, "%s: %s\n", exec_step_name(s), x->shown.data);
 }
 
 static void on_output(void *arg, const struct exec_step *s, enum proc_stream stream,
@@ -80,7 +92,7 @@ static void on_output(void *arg, const struct exec_step *s, enum proc_stream str
     b = stream == PROC_STDOUT ? &p->out : &p->err;
     buf_add(b, data, len);
     while ((nl = memchr(b->data + start, '\n', b->len - start)) != NULL) {
-        print_line(s, stream, b->data + start, (size_t)(nl - b->data) - start);
+        print_line(x, s, stream, b->data + start, (size_t)(nl - b->data) - start);
         start = (size_t)(nl - b->data) + 1;
     }
     if (start > 0) {
@@ -90,7 +102,7 @@ static void on_output(void *arg, const struct exec_step *s, enum proc_stream str
     }
     /* A line longer than this is printed in pieces rather than held without bound. */
     if (b->len > 64 * 1024) {
-        print_line(s, stream, b->data, b->len);
+        print_line(x, s, stream, b->data, b->len);
         buf_reset(b);
     }
 }
@@ -101,9 +113,9 @@ static void flush_pending(struct exec_cli *x)
 
     for (i = 0; i < x->npend; i++) {
         if (x->pend[i].out.len > 0)
-            print_line(x->pend[i].step, PROC_STDOUT, x->pend[i].out.data, x->pend[i].out.len);
+            print_line(x, x->pend[i].step, PROC_STDOUT, x->pend[i].out.data, x->pend[i].out.len);
         if (x->pend[i].err.len > 0)
-            print_line(x->pend[i].step, PROC_STDERR, x->pend[i].err.data, x->pend[i].err.len);
+            print_line(x, x->pend[i].step, PROC_STDERR, x->pend[i].err.data, x->pend[i].err.len);
         buf_done(&x->pend[i].out);
         buf_done(&x->pend[i].err);
     }
@@ -163,7 +175,6 @@ static void json_report(const struct executor *ex, const char *command, const ch
     const struct exec_block *b = targets_block(ex);
     cJSON *doc = cJSON_CreateObject(), *targets, *sum, *rs;
     size_t i;
-    char *text;
 
     cJSON_AddStringToObject(doc, "command", command);
     cJSON_AddStringToObject(doc, "environment", env);
@@ -213,9 +224,7 @@ static void json_report(const struct executor *ex, const char *command, const ch
         cJSON_AddNumberToObject(r, "duration_ms", rounds[i]);
         cJSON_AddItemToArray(rs, r);
     }
-    text = cJSON_Print(doc);
-    puts(text);
-    cJSON_free(text);
+    term_put_json(stdout, doc);
     cJSON_Delete(doc);
 }
 
@@ -244,11 +253,12 @@ static void text_report(const struct executor *ex, const unsigned *counts, doubl
 
         if (o == O_OK)
             continue;
-        /* "cancelled: interrupted", not "cancelled: cancelled: interrupted" */
+        /* "cancelled: interrupted", not "cancelled: cancelled: interrupted". The reason may
+         * quote the target (an SSH server's message). */
         if (strncmp(why, outcome_names[o], olen) == 0 && why[olen] == ':')
-            fprintf(stderr, "  %s: %s\n", exec_step_name(s), why);
+            term_printf(stderr, "  %s: %s\n", exec_step_name(s), why);
         else
-            fprintf(stderr, "  %s: %s: %s\n", exec_step_name(s), outcome_names[o], why);
+            term_printf(stderr, "  %s: %s: %s\n", exec_step_name(s), outcome_names[o], why);
     }
 }
 
@@ -268,6 +278,7 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     struct buf command;
     double *rounds;
     int opt, first, rc = EXIT_OK;
+    bool raw = false;
 
     memset(&x, 0, sizeof x);
     memset(&fa, 0, sizeof fa);
@@ -294,6 +305,9 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
             if (!cli_parse_uint(cmd, "--repeat", arg, 1, 1000, &repeat))
                 return EXIT_USAGE;
             break;
+        case CLI_OPT_RAW:
+            raw = true;
+            break;
         default:
             return opt == CLI_OPT_HELP ? EXIT_OK : EXIT_USAGE;
         }
@@ -305,6 +319,8 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     /* Lines go out as they come, also into a pipe (| tee, | grep): the operator is watching. */
     if (!x.json)
         setvbuf(stdout, NULL, _IOLBF, 0);
+    x.escape[0] = !raw && term_is_tty(stdout);
+    x.escape[1] = !raw && term_is_tty(stderr);
     buf_init(&command);
     /* One word is a shell command as it is (like ssh); several are quoted one by one. */
     if (first + 1 == argc)
@@ -313,20 +329,21 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
         shell_join(&command, (const char *const *)argv + first);
 
     if (fleet_open(&fleet, fa.config, fa.env, fa.selectors, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         buf_done(&command);
         return EXIT_USAGE;
     }
     plan = plan_new_remote("exec", (const char *const *)fleet.names, command.data, fanout,
                            (uint64_t)timeout_s * 1000u);
     if (plan_expand_remote(plan, inv_env_select, (void *)fleet.env, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         plan_free(plan);
         fleet_close(&fleet);
         buf_done(&command);
         return EXIT_USAGE;
     }
 
+    buf_init(&x.shown);
     x.loop = loop_new();
     ropts.grace_ms = plan->kill_grace_ms;
     ropts.output_limit = plan->output_limit;
@@ -386,5 +403,6 @@ int cmd_exec(const struct cli_cmd *cmd, int argc, char **argv)
     plan_free(plan);
     fleet_close(&fleet);
     buf_done(&command);
+    buf_done(&x.shown);
     return rc;
 }

@@ -81,9 +81,11 @@ static void facts_command(struct buf *cmd, const char *deploy_path)
                   "echo \"stat1 $(head -n1 /proc/stat)\"; sleep 0.2; "
                   "echo \"stat2 $(head -n1 /proc/stat)\"; "
                   "df -Pk -- \"$p\" | awk 'NR==2{print \"disk\", $2, $4, $6}'; "
-                  /* Last: the host state, as it is (JSON over several lines). */
-                  "[ -f \"$d/.n3/state.json\" ] && echo " STATE_MARK " && "
-                  "cat -- \"$d/.n3/state.json\"; exit 0");
+                  /* Last: the host state, as it is (JSON over several lines), read no
+                   * further than a state can be: a bigger one is not n3ctl's, and would push
+                   * the facts out of the output's tail. */
+                  "[ -f \"$d/.n3/state.json\" ] && echo " STATE_MARK " && ");
+    buf_addf(cmd, "head -c %d -- \"$d/.n3/state.json\"; exit 0", HOSTSTATE_MAX_BYTES + 1);
 }
 
 /* The live version and the releases, from the state file after STATE_MARK. */
@@ -256,7 +258,10 @@ static void print_table(const struct hosts_cli *x, bool color)
 {
     size_t i, wname = 6, waddr = 7, wrun = 7;
     char addr[300], lat[32], flags[64], run[VERSION_NAME_MAX + 16];
+    struct buf line;
 
+    /* Names, users and hosts are checked when n3.json loads (ASCII without controls):
+     * strlen is their width. What the targets said goes through term_add_*. */
     for (i = 0; i < x->n; i++) {
         address_of(x->hosts[i].t, addr, sizeof addr);
         if (strlen(x->hosts[i].t->name) > wname)
@@ -273,51 +278,58 @@ static void print_table(const struct hosts_cli *x, bool color)
            term_sgr(color, TERM_BOLD), (int)wname, "TARGET", (int)waddr, "ADDRESS", "STATE",
            "LATENCY", (int)wrun, "RUNNING", "OS", "CPUS", "LOAD", "CPU%", "MEM%", "IOWAIT",
            "DISK FREE", "FLAGS", term_sgr(color, TERM_RESET));
+    buf_init(&line);
     for (i = 0; i < x->n; i++) {
         const struct host *h = &x->hosts[i];
         const struct facts *f = &h->f;
         bool ok = h->status == TRANSPORT_OK;
 
+        buf_reset(&line);
         address_of(h->t, addr, sizeof addr);
         if (h->t->transport == INV_LOCAL)
             snprintf(lat, sizeof lat, "-");
         else
             progress_format_duration(lat, sizeof lat, h->latency_us);
         flags_of(f, flags, sizeof flags);
-        printf("%-*s  %-*s  %s%-11s%s  %7s  ", (int)wname, h->t->name, (int)waddr, addr,
-               term_sgr(color, ok ? TERM_GREEN : TERM_RED), state_name(h),
-               term_sgr(color, TERM_RESET), ok ? lat : "-");
+        buf_addf(&line, "%-*s  %-*s  %s%-11s%s  %7s  ", (int)wname, h->t->name, (int)waddr, addr,
+                 term_sgr(color, ok ? TERM_GREEN : TERM_RED), state_name(h),
+                 term_sgr(color, TERM_RESET), ok ? lat : "-");
         if (!ok) {
-            printf("%s\n", h->error);
+            term_add_shown(&line, h->error, sizeof h->error);
+            printf("%s\n", line.data);
             continue;
         }
         running_of(f, run, sizeof run);
-        printf("%-*s  %-24.24s  %4u  %5.2f  ", (int)wrun, run, f->os, f->cpus, f->load1);
+        buf_addf(&line, "%-*s  ", (int)wrun, run);
+        term_add_cell(&line, f->os, 24);
+        buf_addf(&line, "  %4u  %5.2f  ", f->cpus, f->load1);
         if (f->have_cpu)
-            printf("%5.1f  ", f->cpu_pct);
+            buf_addf(&line, "%5.1f  ", f->cpu_pct);
         else
-            printf("%5s  ", "-");
+            buf_addf(&line, "%5s  ", "-");
         if (f->have_mem)
-            printf("%5.1f  ", f->mem_pct);
+            buf_addf(&line, "%5.1f  ", f->mem_pct);
         else
-            printf("%5s  ", "-");
+            buf_addf(&line, "%5s  ", "-");
         if (f->have_cpu)
-            printf("%6.1f  ", f->iowait_pct);
+            buf_addf(&line, "%6.1f  ", f->iowait_pct);
         else
-            printf("%6s  ", "-");
+            buf_addf(&line, "%6s  ", "-");
         if (f->have_disk)
-            printf("%8.1fG  ", (double)f->disk_free_kb / (1024.0 * 1024.0));
+            buf_addf(&line, "%8.1fG  ", (double)f->disk_free_kb / (1024.0 * 1024.0));
         else
-            printf("%9s  ", "-");
-        printf("%s%s%s\n", term_sgr(color && flags[0], TERM_YELLOW), flags,
-               term_sgr(color && flags[0], TERM_RESET));
+            buf_addf(&line, "%9s  ", "-");
+        buf_addf(&line, "%s%s%s", term_sgr(color && flags[0], TERM_YELLOW), flags,
+                 term_sgr(color && flags[0], TERM_RESET));
+        printf("%s\n", line.data);
     }
+    buf_done(&line);
 }
 
 static void print_json(const struct hosts_cli *x)
 {
     cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "targets");
-    char *text, flags[64];
+    char flags[64];
     size_t i;
 
     for (i = 0; i < x->n; i++) {
@@ -376,9 +388,7 @@ static void print_json(const struct hosts_cli *x)
         }
         cJSON_AddItemToArray(arr, o);
     }
-    text = cJSON_Print(doc);
-    puts(text);
-    cJSON_free(text);
+    term_put_json(stdout, doc);
     cJSON_Delete(doc);
 }
 
@@ -509,7 +519,7 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
     set.keepalive_ms = 0;
     pool = ssh_pool_new(loop, &set, &err);
     if (pool == NULL) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         loop_free(loop);
         return EXIT_USAGE;
     }
@@ -519,13 +529,14 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
         loop_run_once(loop, true);
     key = ssh_conn_hostkey(conn, &type, &keylen);
     if (key == NULL) {
-        fprintf(stderr, "n3ctl: %s\n", tr.r.msg);
+        /* The message may quote the server (its banner, its reason for disconnecting). */
+        term_printf(stderr, "n3ctl: %s\n", tr.r.msg);
         rc = EXIT_FAILED;
         goto out;
     }
     knownhosts_fingerprint(key, keylen, fp, sizeof fp);
     if (knownhosts_load(s->known_hosts, &kh, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         rc = EXIT_USAGE;
         goto out;
     }
@@ -565,8 +576,16 @@ static int trust_host(struct fleet *fleet, const char *name, bool yes)
             break;
         }
         entry = knownhosts_line(t->host, t->port, type, key, keylen);
-        if (knownhosts_append(s->known_hosts, entry, &err) != 0) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+        if (entry == NULL) {
+            /* n3.json refuses hosts a line cannot name; what is left is a key without a
+             * usable type. */
+            fprintf(stderr,
+                    "n3ctl: cannot write a known_hosts line for %s (%s:%u) with its %s key; "
+                    "nothing was written\n",
+                    name, t->host, t->port, type);
+            rc = EXIT_FAILED;
+        } else if (knownhosts_append(s->known_hosts, entry, &err) != 0) {
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             rc = EXIT_FAILED;
         } else {
             const char *targets[] = {name, NULL};
@@ -631,7 +650,7 @@ int cmd_hosts(const struct cli_cmd *cmd, int argc, char **argv)
         return EXIT_USAGE;
     }
     if (fleet_open(&fleet, fa.config, fa.env, first < argc ? NULL : fa.selectors, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
     if (first < argc)

@@ -16,6 +16,7 @@
 #include "cli/fleet.h"
 #include "cli/progress.h"
 #include "cli/term.h"
+#include "core/buf.h"
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/hoststate.h"
@@ -123,7 +124,7 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
         return change_exit_code(c, EXIT_FAILED);
     }
     if (j.rc != 0) {
-        fprintf(stderr, "n3ctl: %s\n", j.err.msg);
+        term_printf(stderr, "n3ctl: %s\n", j.err.msg);
         return j.rc == RELEASE_EUSAGE ? EXIT_USAGE : EXIT_FAILED;
     }
     *out = j.a;
@@ -272,16 +273,21 @@ static void fanout_pump(struct fanout *f)
 
 static void start_push(struct fanout *f, size_t i);
 
-/* A message of several lines (a hook's output), its lines after the first indented. */
+/* A message of several lines (a hook's output, a target's stderr), shown, its lines after the
+ * first indented. */
 static void print_indented(FILE *out, const char *msg, const char *indent)
 {
+    struct buf shown;
     const char *p;
 
-    for (p = msg; *p != '\0'; p++) {
+    buf_init(&shown);
+    term_add_text(&shown, msg, strlen(msg));
+    for (p = shown.data; *p != '\0'; p++) {
         fputc(*p, out);
         if (*p == '\n' && p[1] != '\0')
             fputs(indent, out);
     }
+    buf_done(&shown);
 }
 
 static void one_done(void *arg, const struct target_result *r)
@@ -518,7 +524,7 @@ static void list_state(void *arg, struct hoststate *s, const char *warning, cons
     if (s == NULL)
         l->errors[ls->i] = xstrdup(msg != NULL ? msg : "unknown error");
     else if (warning != NULL)
-        fprintf(stderr, "n3ctl: %s: %s\n", l->c->fleet.names[ls->i], warning);
+        term_printf(stderr, "n3ctl: %s: %s\n", l->c->fleet.names[ls->i], warning);
     if (--l->left == 0)
         l->done = true;
     free(ls);
@@ -588,7 +594,6 @@ static int do_list(const struct fleet_args *fa, bool json)
     read_states(&c, &l);
     if (json) {
         cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "targets");
-        char *text;
 
         for (i = 0; i < c.fleet.n; i++) {
             cJSON *t = cJSON_CreateObject(), *rels;
@@ -616,15 +621,13 @@ static int do_list(const struct fleet_args *fa, bool json)
             }
             cJSON_AddItemToArray(arr, t);
         }
-        text = cJSON_Print(doc);
-        puts(text);
-        cJSON_free(text);
+        term_put_json(stdout, doc);
         cJSON_Delete(doc);
     } else {
         printf("%-16s  %-24s  %-9s  %-20s  %s\n", "TARGET", "VERSION", "COMMIT", "PUSHED", "SLOTS");
         for (i = 0; i < c.fleet.n; i++) {
             if (l.states[i] == NULL) {
-                printf("%-16s  (cannot read: %s)\n", c.fleet.names[i], l.errors[i]);
+                term_printf(stdout, "%-16s  (cannot read: %s)\n", c.fleet.names[i], l.errors[i]);
                 rc = EXIT_FAILED;
                 continue;
             }
@@ -696,7 +699,7 @@ int cmd_release(const struct cli_cmd *cmd, int argc, char **argv)
             return EXIT_USAGE;
         }
         if (!version_name_ok(argv[first + 1], &err)) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             return EXIT_USAGE;
         }
         if (strcmp(sub, "push") == 0)

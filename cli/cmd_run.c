@@ -245,7 +245,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
         return EXIT_USAGE;
     }
     if (plan_load_file(argv[first], &plan, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
     /* Remote steps run on targets of n3.json: resolve them before anything runs. */
@@ -254,7 +254,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 
         if (fleet_open(&fleet, config, envname, none, &err) != 0 ||
             plan_expand_remote(plan, inv_env_select, (void *)fleet.env, &err) != 0) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             fleet_close(&fleet);
             plan_free(plan);
             return EXIT_USAGE;
@@ -302,10 +302,8 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
 
     if (json) {
         cJSON *doc = executor_report(r.ex);
-        char *text = cJSON_Print(doc);
 
-        puts(text);
-        cJSON_free(text);
+        term_put_json(stdout, doc);
         cJSON_Delete(doc);
     } else {
         report_table(stdout, r.ex, verbose, term_color(stdout),

@@ -12,6 +12,7 @@
 #include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
+#include "core/buf.h"
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/hoststate.h"
@@ -155,7 +156,7 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
         return change_end(&c, EXIT_FAILED, NULL, NULL);
     vs = job.vs;
     if (job.rc != 0) {
-        fprintf(stderr, "n3ctl: %s\n", job.err.msg);
+        term_printf(stderr, "n3ctl: %s\n", job.err.msg);
         for (i = 0; i < c.fleet.n; i++) {
             hoststate_free(st.s[i]);
             free(st.err[i]);
@@ -168,7 +169,6 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
     if (json) {
         cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "versions");
         cJSON *ign = cJSON_AddArrayToObject(doc, "ignored"), *unk;
-        char *text;
 
         for (i = 0; i < vs.n; i++) {
             const struct version_info *v = &vs.v[i];
@@ -229,43 +229,53 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
                 cJSON_AddItemToArray(unk, o);
             }
         }
-        text = cJSON_Print(doc);
-        puts(text);
-        cJSON_free(text);
+        term_put_json(stdout, doc);
         cJSON_Delete(doc);
     } else {
+        struct buf line;
+
         printf("%-20s  %-8s  %-10s  %-20s  %-32s  %-9s  %s\n", "VERSION", "COMMIT", "DATE",
                "AUTHOR", "SUBJECT", "RELEASED", "RUNNING");
+        buf_init(&line);
         for (i = 0; i < vs.n; i++) {
             const struct version_info *v = &vs.v[i];
-            char date[16], where[512], rel[16], author[64], subject[256], *lt;
+            char date[16], where[512], rel[16], *author, *lt;
             unsigned released;
 
             date_of(v->time, date, sizeof date);
             running(&c, &st, v->name, where, sizeof where, &released);
-            /* From the repository: shown with control characters as '?'. */
-            term_shown(author, sizeof author, v->author);
-            term_shown(subject, sizeof subject, v->subject);
-            lt = strchr(author, '<'); /* the name, without the address */
-            if (lt != NULL && lt > author)
-                lt[-1] = '\0';
             if (local)
                 snprintf(rel, sizeof rel, "-");
             else
                 snprintf(rel, sizeof rel, "%u/%zu", released, c.fleet.n);
-            printf("%-20s  %-8.7s  %-10s  %-20.20s  %-32.32s  %-9s  %s\n", v->name, v->commit, date,
-                   author, subject, rel, where);
+            /* The name, without the address. */
+            author = xstrdup(v->author);
+            lt = strchr(author, '<');
+            if (lt != NULL && lt > author)
+                lt[lt[-1] == ' ' ? -1 : 0] = '\0';
+            /* Version names are checked (ASCII); author and subject are from the repository:
+             * shown, in cells of their width in columns. */
+            buf_reset(&line);
+            buf_addf(&line, "%-20s  %-8.7s  %-10s  ", v->name, v->commit, date);
+            term_add_cell(&line, author, 20);
+            buf_adds(&line, "  ");
+            term_add_cell(&line, v->subject, 32);
+            buf_addf(&line, "  %-9s  %s", rel, where);
+            puts(line.data);
+            free(author);
         }
+        buf_done(&line);
         if (vs.n == 0)
             printf("(no tags of %s match \"%s\" and are versions)\n", app->repository,
                    app->tag_pattern);
+        /* Ignored tags are those that are not version names: anything git allows. */
         for (i = 0; i < vs.nignored; i++)
-            printf("ignored tag %s: %s\n", vs.ignored[i].name, vs.ignored[i].reason);
+            term_printf(stdout, "ignored tag %s: %s\n", vs.ignored[i].name, vs.ignored[i].reason);
     }
     for (i = 0; i < c.fleet.n; i++) {
         if (st.err[i] != NULL) {
-            fprintf(stderr, "n3ctl: %s: what runs there is unknown: %s\n", c.fleet.names[i],
-                    st.err[i]);
+            term_printf(stderr, "n3ctl: %s: what runs there is unknown: %s\n", c.fleet.names[i],
+                        st.err[i]);
             rc = EXIT_FAILED;
         }
         hoststate_free(st.s[i]);
@@ -304,16 +314,16 @@ int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv)
         return EXIT_USAGE;
     }
     if (!version_name_ok(argv[first], &err) || !version_name_ok(argv[first + 1], &err)) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
     if (fleet_open(&fleet, fa.config, fa.env, NULL, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
     app = inventory_app(fleet.inv);
     if (versions_list(app->repository, app->tag_pattern, &vs, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         fleet_close(&fleet);
         return EXIT_USAGE;
     }
@@ -325,15 +335,19 @@ int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv)
         rc = EXIT_USAGE;
     } else if (versions_changelog(app->repository, from->commit, to->commit, &lines, &n, &err) !=
                0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         rc = EXIT_FAILED;
     } else {
-        for (i = 0; i < n; i++) {
-            char shown[1024];
+        struct buf line;
 
-            puts(term_shown(shown, sizeof shown, lines[i]));
+        buf_init(&line);
+        for (i = 0; i < n; i++) {
+            buf_reset(&line);
+            term_add_shown(&line, lines[i], 1024);
+            puts(line.data);
             free(lines[i]);
         }
+        buf_done(&line);
         free(lines);
         if (n == 0)
             fprintf(stderr, "n3ctl: no commits in %s that are not in %s\n", to->name, from->name);

@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include "cli/cli.h"
+#include "cli/term.h"
 #include "deploy/lock.h"
 #include "core/cfg.h"
 #include "core/xalloc.h"
@@ -37,6 +38,7 @@ static const struct cli_opt exec_opts[] = {
     {'t', "timeout", "SECONDS", "stop the command on a target after this long"},
     {'j', "json", NULL, "one JSON document with every target's result, no streamed output"},
     {'r', "repeat", "N", "run the command N times over the same connections (timing)"},
+    {CLI_OPT_RAW, "raw", NULL, "on a terminal too, pass the output as it is (escape sequences)"},
     {0, NULL, NULL, NULL},
 };
 
@@ -131,6 +133,11 @@ const struct cli_cmd cli_cmds[] = {
                    "Each output line comes as \"target: line\" (stderr on stderr), then a\n"
                    "summary: ok, failed, unreachable, refused. One COMMAND word is a shell\n"
                    "command as it is; several are quoted one by one.\n"
+                   "\n"
+                   "Output goes as it is into a pipe or a file. On a terminal, what would take\n"
+                   "it over (cursor moves, clearing the screen, the title, the clipboard: every\n"
+                   "escape sequence but colours, and control characters but tab) is shown\n"
+                   "escaped, as ^[ and \\x9b; --raw passes it all.\n"
                    "\n"
                    "Exit status: 0 every target succeeded, 1 one failed or was unreachable,\n"
                    "2 usage or configuration error, 3 refused (host key, authentication).",
@@ -289,12 +296,15 @@ void cli_print_help(const struct cli_cmd *cmd)
 void cli_usage_error(const struct cli_cmd *cmd, const char *fmt, ...)
 {
     va_list ap;
+    char *what;
 
-    fprintf(stderr, "n3ctl %s: ", cmd->name);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    what = xvasprintf(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nusage: n3ctl %s [OPTIONS]%s%s (see 'n3ctl %s --help')\n", cmd->name,
+    /* The message quotes the command line, which may hold anything. */
+    term_printf(stderr, "n3ctl %s: %s\n", cmd->name, what);
+    free(what);
+    fprintf(stderr, "usage: n3ctl %s [OPTIONS]%s%s (see 'n3ctl %s --help')\n", cmd->name,
             cmd->args ? " " : "", cmd->args ? cmd->args : "", cmd->name);
 }
 
@@ -426,16 +436,18 @@ int main(int argc, char **argv)
         const char *hint = suggest_cmd(argv[1]);
 
         if (hint != NULL)
-            fprintf(stderr, "n3ctl: no command \"%.40s\"; did you mean \"%s\"?\n", argv[1], hint);
+            term_printf(stderr, "n3ctl: no command \"%.40s\"; did you mean \"%s\"?\n", argv[1],
+                        hint);
         else
-            fprintf(stderr, "n3ctl: no command \"%.40s\"; 'n3ctl --help' lists them\n", argv[1]);
+            term_printf(stderr, "n3ctl: no command \"%.40s\"; 'n3ctl --help' lists them\n",
+                        argv[1]);
         return EXIT_USAGE;
     }
     {
         struct err err;
 
         if (dlock_check_operator(&err) != 0) {
-            fprintf(stderr, "n3ctl: %s\n", err.msg);
+            term_printf(stderr, "n3ctl: %s\n", err.msg);
             return EXIT_USAGE;
         }
     }

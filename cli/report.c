@@ -2,12 +2,14 @@
 #include "config.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/term.h"
+#include "core/buf.h"
 #include "core/executor.h"
 #include "core/xalloc.h"
 
@@ -122,10 +124,15 @@ static void show_output(FILE *out, const struct row *r, bool color)
     {
         const char *tail = last_lines(err, len, FAILED_LINES);
         size_t n = len - (size_t)(tail - err);
+        struct buf shown;
 
-        fwrite(tail, 1, n, out);
+        /* What the step printed (on a target, maybe): its lines, never its escapes. */
+        buf_init(&shown);
+        term_add_text(&shown, tail, n);
+        fwrite(shown.data, 1, shown.len, out);
         if (n > 0 && tail[n - 1] != '\n')
             fputc('\n', out);
+        buf_done(&shown);
     }
 }
 
@@ -154,7 +161,9 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
     size_t i, wname = 4, hidden, shown_failed = 0;
     char dur[32], code[32], elapsed[32], attempts[16];
     enum exec_status st = exec_block_status(root);
+    struct buf line;
 
+    buf_init(&line);
     collect(root, &r, true);
     if (!verbose && r.total > REPORT_ALL_ROWS_UP_TO) {
         free(r.v);
@@ -187,15 +196,16 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
                 term_sgr(color, status_color(sst)), exec_status_name(sst),
                 term_sgr(color, TERM_RESET), attempts, sst == EXEC_PENDING ? "-" : dur, code);
         if (exec_step_reason(s)[0] != '\0') {
-            const char *reason = exec_step_reason(s);
             /* STEP, STATUS, ATTEMPTS, DURATION, EXIT and the spaces between them */
             size_t used = wname + 2 + 9 + 2 + 8 + 2 + 9 + 2 + 7 + 2, room;
 
+            /* A reason may quote a target (an SSH server's message): shown, cut to the
+             * terminal's width (not into a pipe). */
             room = width > used + 4 ? width - used - 1 : 0;
-            if (width == 0 || strlen(reason) <= room)
-                fprintf(out, "  %s", reason);
-            else
-                fprintf(out, "  %.*s...", (int)(room - 3), reason);
+            buf_reset(&line);
+            buf_adds(&line, "  ");
+            term_add_fit(&line, exec_step_reason(s), width == 0 ? SIZE_MAX : room);
+            fputs(line.data, out);
         }
         fputc('\n', out);
     }
@@ -226,8 +236,12 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
                 fprintf(out, ", %u %s", c.by_status[k], exec_status_name((enum exec_status)k));
         }
     }
-    if (exec_block_reason(root)[0] != '\0')
-        fprintf(out, " (%s)", exec_block_reason(root));
+    if (exec_block_reason(root)[0] != '\0') {
+        buf_reset(&line);
+        term_add_shown(&line, exec_block_reason(root), SIZE_MAX);
+        fprintf(out, " (%s)", line.data);
+    }
     fputc('\n', out);
+    buf_done(&line);
     free(r.v);
 }

@@ -134,14 +134,18 @@ char *buf_detach(struct buf *b, size_t *len)
     return p;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t utf8_decode(const char *str, size_t n, uint32_t *cp_out)
 {
+    const unsigned char *s = (const unsigned char *)str;
     size_t len, i;
-    unsigned cp;
+    uint32_t cp;
 
-    if (s[0] < 0x80)
+    if (n == 0)
+        return 0;
+    if (s[0] < 0x80) {
+        *cp_out = s[0];
         return s[0] != 0;
+    }
     if (s[0] >= 0xc2 && s[0] <= 0xdf)
         len = 2, cp = s[0] & 0x1fu;
     else if (s[0] >= 0xe0 && s[0] <= 0xef)
@@ -161,24 +165,25 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
         (cp >= 0xd800 && cp <= 0xdfff))
         return 0;
+    *cp_out = cp;
     return len;
 }
 
 char *utf8_sanitize(const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s;
     struct buf b;
     size_t i = 0, n;
+    uint32_t cp;
     char *out;
 
     buf_init(&b);
     while (i < len) {
-        n = utf8_seq(p + i, len - i);
+        n = utf8_decode(s + i, len - i, &cp);
         if (n == 0) {
             buf_add(&b, "\xef\xbf\xbd", 3);
             i++;
         } else {
-            buf_add(&b, p + i, n);
+            buf_add(&b, s + i, n);
             i += n;
         }
     }

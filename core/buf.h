@@ -30,6 +30,9 @@ char *buf_detach(struct buf *b, size_t *len);
 /* A copy of len bytes of s as valid UTF-8: every invalid sequence (a tail cut in the middle
  * of a character, binary output) becomes U+FFFD, and NUL bytes too. */
 char *utf8_sanitize(const char *s, size_t len);
+/* The character at s (at most n bytes): its length, with its code point in *cp; 0 when it is
+ * not valid UTF-8 (a stray byte, an overlong form, a surrogate, cut short) or a NUL byte. */
+size_t utf8_decode(const char *s, size_t n, uint32_t *cp);
 
 /*
  * A bounded tail: keeps the last `cap` bytes written and counts everything,

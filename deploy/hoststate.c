@@ -455,8 +455,16 @@ void hoststate_probe_command(const char *deploy_path, struct buf *out)
              "\"$n\" | "
              "tr -c 'A-Za-z0-9._+-' '?')\"; continue;; esac; "
              "printf 'release %s' \"$n\"; "
-             "if [ -f \"$d/REVISION\" ]; then while read -r k v || [ -n \"$k\" ]; do case $k in "
-             "commit|sha256) printf ' %s=%s' \"$k\" \"$v\";; esac; done < \"$d/REVISION\"; fi; "
+             "if [ -f \"$d/REVISION\" ]; then ");
+    /* A bounded prefix of REVISION: n3ctl writes three short lines, and read(1) takes a byte
+     * at a time (100 MB of it took 16 s). A longer one is said to be cut. */
+    buf_addf(out,
+             "head -c %d -- \"$d/REVISION\" | while read -r k v || [ -n \"$k\" ]; do case $k in "
+             "commit|sha256) printf ' %%s=%%s' \"$k\" \"$v\";; esac; done; "
+             "[ -z \"$(find -L \"$d/REVISION\" -prune -size +%dc)\" ] || printf ' revision_cut'; ",
+             HOSTSTATE_REVISION_MAX, HOSTSTATE_REVISION_MAX);
+    buf_adds(out,
+             "fi; "
              "echo; done; "
              "for s in blue green; do [ -L slots/$s ] && printf 'slot %s %s\\n' $s "
              "\"$(printf %s \"$(readlink slots/$s)\" | tr '\\n ' '\?\?')\"; done; "
@@ -543,6 +551,12 @@ struct hoststate *hoststate_from_probe(const char *target, const char *text, cha
                     r.commit = kv + 7;
                 else if (strncmp(kv, "sha256=", 7) == 0 && is_hex(kv + 7))
                     r.sha256 = kv + 7;
+                else if (strcmp(kv, "revision_cut") == 0)
+                    buf_addf(&warn,
+                             "%sreleases/%s/REVISION is larger than %d bytes (n3ctl writes three "
+                             "short lines): only its first %d bytes were read",
+                             warn.len ? "; " : "", name, HOSTSTATE_REVISION_MAX,
+                             HOSTSTATE_REVISION_MAX);
             }
             hoststate_add_release(s, &r);
         } else if (strcmp(word, "slot") == 0) {

@@ -51,7 +51,12 @@ int hoststate_parse(const char *target, const char *text, size_t len, struct hos
 /* The JSON text of the state (pretty, stable key order), with "updated" set to now. */
 char *hoststate_format(const struct hoststate *s, int64_t now);
 
-/* A command that lists what is in deploy_path, for hoststate_from_probe. */
+/* What is read of a release's REVISION on a target, at most (its first bytes); a longer one is
+ * not n3ctl's, and is said to be cut. */
+#define HOSTSTATE_REVISION_MAX 4096
+
+/* A command that lists what is in deploy_path, for hoststate_from_probe: each release with the
+ * commit and sha256 of its REVISION (a bounded prefix of it). */
 void hoststate_probe_command(const char *deploy_path, struct buf *out);
 /* Rebuild the state from the probe's output. Names that are not valid versions are skipped
  * (warned about in *warnings when not NULL, caller frees). */

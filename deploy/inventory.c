@@ -15,6 +15,7 @@
 #include "core/cfg.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+#include "deploy/knownhosts.h"
 
 #define INVENTORY_VERSION 1
 #define NAME_MAX_LEN      100
@@ -109,11 +110,13 @@ static char *expand_home(const char *path)
     return xstrdup(path);
 }
 
+/* Names go into paths (the release cache, the audit heads) and onto terminals: "." and ".."
+ * would name a directory other than their own. */
 static bool valid_name(const char *s)
 {
     size_t i, n = strlen(s);
 
-    if (n == 0 || n > NAME_MAX_LEN)
+    if (n == 0 || n > NAME_MAX_LEN || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
         return false;
     for (i = 0; i < n; i++) {
         char c = s[i];
@@ -135,8 +138,61 @@ static int get_name(struct loader *ld, const cJSON *obj, const char *key, bool r
     node = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (node != NULL && !valid_name(*out))
         return cfg_error(ld->cfg, ld->err, node,
-                         "not a valid name: 1-%d characters from letters, digits and . _ : @ + -",
+                         "not a valid name: 1-%d characters from letters, digits and . _ : @ + -, "
+                         "and not . or ..",
                          NAME_MAX_LEN);
+    return 0;
+}
+
+/* The first control character of s: C0 (newline and tab among them), DEL, or C1 written as
+ * UTF-8 (U+0080 to U+009F; n3.json is valid UTF-8). Its 1-based position in characters, and
+ * its code point in *cp; 0 when there is none. */
+static size_t control_at(const char *s, unsigned *cp)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t chars = 0;
+
+    for (; *p != '\0'; p++) {
+        if ((*p & 0xc0) != 0x80)
+            chars++;
+        if (*p < 0x20 || *p == 0x7f) {
+            *cp = *p;
+            return chars;
+        }
+        if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            *cp = p[1];
+            return chars;
+        }
+    }
+    return 0;
+}
+
+/* A string that ends up in a path, a command on a target or a terminal: a control character
+ * there is a mistake (a path with a newline is another path to the shell) or an attack. */
+static int check_text(struct loader *ld, const cJSON *node, const char *what, const char *s)
+{
+    unsigned cp = 0;
+    size_t at = control_at(s, &cp);
+
+    if (at == 0)
+        return 0;
+    return cfg_error(ld->cfg, ld->err, node,
+                     "character %zu of %s is a control character (U+%04X); remove it", at, what,
+                     cp);
+}
+
+/* cfg_get_string, and no control characters (check_text). */
+static int get_text(struct loader *ld, const cJSON *obj, const char *key, bool required,
+                    const char **out)
+{
+    const char *s = NULL;
+
+    if (cfg_get_string(ld->cfg, obj, key, required, &s, ld->err) != 0)
+        return -1;
+    if (s != NULL && check_text(ld, cJSON_GetObjectItemCaseSensitive(obj, key), key, s) != 0)
+        return -1;
+    if (s != NULL)
+        *out = s;
     return 0;
 }
 
@@ -155,7 +211,7 @@ static int get_abs_path(struct loader *ld, const cJSON *obj, const char *key, ch
 {
     const char *s = NULL;
 
-    if (cfg_get_string(ld->cfg, obj, key, false, &s, ld->err) != 0)
+    if (get_text(ld, obj, key, false, &s) != 0)
         return -1;
     if (s == NULL)
         return 0;
@@ -207,7 +263,7 @@ static int load_ssh(struct loader *ld, const cJSON *root)
         return cfg_has(root, "ssh") ? -1 : 0;
     if (cfg_check_object(ld->cfg, o, ssh_keys, ld->err) != 0)
         return -1;
-    if (cfg_get_string(ld->cfg, o, "user", false, &str, ld->err) != 0)
+    if (get_text(ld, o, "user", false, &str) != 0)
         return -1;
     if (str != NULL) {
         free(s->user);
@@ -226,7 +282,7 @@ static int load_ssh(struct loader *ld, const cJSON *root)
     if (hs > 0)
         s->max_handshakes = (unsigned)hs;
     str = NULL;
-    if (cfg_get_string(ld->cfg, o, "known_hosts", false, &str, ld->err) != 0)
+    if (get_text(ld, o, "known_hosts", false, &str) != 0)
         return -1;
     if (str != NULL) {
         free(s->known_hosts);
@@ -238,6 +294,8 @@ static int load_ssh(struct loader *ld, const cJSON *root)
     strv_free(s->identities);
     s->identities = NULL;
     if (cJSON_IsString(id)) {
+        if (check_text(ld, id, "identity", id->valuestring) != 0)
+            return -1;
         s->identities = strv_push(s->identities, &n, expand_home(id->valuestring));
     } else {
         cJSON_ArrayForEach(item, id)
@@ -245,6 +303,8 @@ static int load_ssh(struct loader *ld, const cJSON *root)
             if (!cJSON_IsString(item))
                 return cfg_error(ld->cfg, ld->err, item, "expected a key file, got %s",
                                  cfg_type_name(item));
+            if (check_text(ld, item, "identity", item->valuestring) != 0)
+                return -1;
             s->identities = strv_push(s->identities, &n, expand_home(item->valuestring));
         }
     }
@@ -287,8 +347,8 @@ static int load_app(struct loader *ld, const cJSON *root)
     if (o != NULL &&
         (cfg_check_object(ld->cfg, o, app_keys, ld->err) != 0 ||
          get_name(ld, o, "name", false, &name) != 0 ||
-         cfg_get_string(ld->cfg, o, "repository", false, &repo, ld->err) != 0 ||
-         cfg_get_string(ld->cfg, o, "tag_pattern", false, &pattern, ld->err) != 0 ||
+         get_text(ld, o, "repository", false, &repo) != 0 ||
+         get_text(ld, o, "tag_pattern", false, &pattern) != 0 ||
          cfg_get_int(ld->cfg, o, "keep_releases", false, 1, 1000, &keep, ld->err) != 0)) {
         free(dir);
         return -1;
@@ -412,6 +472,76 @@ static int load_lock(struct loader *ld, const cJSON *root)
     return 0;
 }
 
+/*
+ * An ssh target's host: one name or address that known_hosts can hold and OpenSSH's matching
+ * takes as itself (knownhosts_host_problem), so that `hosts trust` can write its key and the
+ * check finds it. "[host]" and "[host]:port" (as ssh and known_hosts write them) are taken
+ * apart; the port in them must not contradict "port".
+ */
+static int load_host(struct loader *ld, const cJSON *o, const char *host, struct inv_target *t,
+                     int64_t *port)
+{
+    const cJSON *node = cJSON_GetObjectItemCaseSensitive(o, "host");
+    const char *why, *close;
+    size_t at = 0, len = strlen(host), skip = 0;
+    char *name;
+
+    if (host[0] == '[' && (close = strchr(host, ']')) != NULL &&
+        (close[1] == '\0' || close[1] == ':')) {
+        if (close[1] == ':') {
+            char *end;
+            long p;
+
+            errno = 0;
+            p = strtol(close + 2, &end, 10);
+            if (close[2] < '0' || close[2] > '9' || *end != '\0' || errno != 0 || p < 1 ||
+                p > 65535)
+                return cfg_error(ld->cfg, ld->err, node,
+                                 "the port after [host]: must be a number from 1 to 65535");
+            if (*port > 0 && *port != p)
+                return cfg_error(ld->cfg, ld->err, node,
+                                 "port %ld here, but \"port\" says %lld; give it once", p,
+                                 (long long)*port);
+            *port = p;
+        }
+        skip = 1;
+        len = (size_t)(close - host) - 1;
+    }
+    name = xstrndup(host + skip, len);
+    if (name[0] == '-') {
+        free(name);
+        return cfg_error(ld->cfg, ld->err, node,
+                         "not a host name or address: it starts with \"-\" (an option to ssh)");
+    }
+    why = knownhosts_host_problem(name, &at);
+    if (why != NULL) {
+        unsigned cp = 0;
+        size_t ctl = control_at(name, &cp), pos = skip + 1;
+
+        for (len = 0; len < at; len++) /* at, in characters */
+            pos += ((unsigned char)name[len] & 0xc0) != 0x80;
+        if (name[0] == '\0')
+            cfg_error(ld->cfg, ld->err, node, "an empty host; give a host name or address");
+        else if (ctl > 0)
+            cfg_error(ld->cfg, ld->err, node,
+                      "not a host name or address: character %zu is a control character "
+                      "(U+%04X)",
+                      ctl + skip, cp);
+        else if ((unsigned char)name[at] >= 0x80)
+            cfg_error(ld->cfg, ld->err, node, "not a host name or address: character %zu %s", pos,
+                      why);
+        else
+            cfg_error(ld->cfg, ld->err, node,
+                      "not a host name or address: \"%c\" (character %zu) %s; give one host "
+                      "name or address, and its port in \"port\"",
+                      name[at], pos, why);
+        free(name);
+        return -1;
+    }
+    t->host = name;
+    return 0;
+}
+
 static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
                        const char *env_deploy_path)
 {
@@ -428,7 +558,7 @@ static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
     {
         const char *tr = NULL;
 
-        if (cfg_get_string(ld->cfg, o, "transport", false, &tr, ld->err) != 0)
+        if (get_text(ld, o, "transport", false, &tr) != 0)
             return -1;
         if (tr != NULL && strcmp(tr, "local") == 0)
             transport = INV_LOCAL;
@@ -438,17 +568,15 @@ static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
     }
     t->transport = (enum inv_transport)transport;
     if (cfg_get_string(ld->cfg, o, "host", transport == INV_SSH, &host, ld->err) != 0 ||
-        cfg_get_string(ld->cfg, o, "user", false, &user, ld->err) != 0 ||
+        get_text(ld, o, "user", false, &user) != 0 ||
         cfg_get_int(ld->cfg, o, "port", false, 1, 65535, &port, ld->err) != 0)
         return -1;
     if (transport == INV_LOCAL && (host != NULL || port > 0 || user != NULL))
         return cfg_error(ld->cfg, ld->err, o,
                          "target \"%s\" is local: host, port and user apply to ssh targets",
                          t->name);
-    if (host != NULL && (host[0] == '\0' || host[0] == '-' || strpbrk(host, " \t\r\n/") != NULL))
-        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "host"),
-                         "not a host name or address");
-    t->host = host != NULL ? xstrdup(host) : NULL;
+    if (host != NULL && load_host(ld, o, host, t, &port) != 0)
+        return -1;
     t->port = port > 0 ? (unsigned)port : ld->inv->ssh.port;
     t->user = xstrdup(user != NULL ? user : ld->inv->ssh.user);
     labels = cfg_get(ld->cfg, o, "labels", cJSON_Array, false, ld->err);
@@ -524,7 +652,7 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
     if (rc == 0 && cfg_has(o, "lock_target")) {
         const char *lt = NULL;
 
-        if (cfg_get_string(ld->cfg, o, "lock_target", false, &lt, ld->err) != 0)
+        if (get_text(ld, o, "lock_target", false, &lt) != 0)
             return -1;
         for (e->lock_target = 0;
              e->lock_target < e->ntargets && strcmp(e->targets[e->lock_target].name, lt) != 0;
@@ -649,7 +777,7 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
         if (load_env(&ld, e, &inv->envs[i++]) != 0)
             goto fail;
     }
-    if (cfg_get_string(c, root, "default_environment", false, &def, err) != 0)
+    if (get_text(&ld, root, "default_environment", false, &def) != 0)
         goto fail;
     if (def != NULL) {
         for (i = 0; i < inv->nenvs && strcmp(inv->envs[i].name, def) != 0; i++)

@@ -571,18 +571,38 @@ void knownhosts_fingerprint(const unsigned char *key, size_t keylen, char *out, 
         snprintf(out, outlen, "%s%s", prefix, b64);
 }
 
-/* Characters of a host name or address a line may carry: nothing that means something in a
- * known_hosts file (blanks, newlines, ',', '*', '?', '!', '[', '|', '#', '@'). */
-static bool host_name_ok(const char *host)
+const char *knownhosts_host_problem(const char *host, size_t *at)
 {
     const char *p;
 
-    if (*host == '\0')
-        return false;
-    for (p = host; *p != '\0'; p++)
-        if (!isalnum((unsigned char)*p) && strchr(".-_:%", *p) == NULL)
-            return false;
-    return true;
+    if (at != NULL)
+        *at = 0;
+    if (host == NULL || *host == '\0')
+        return "is empty";
+    /* Letters, digits and ".-_:%" (IPv6 addresses and their zones): nothing that means
+     * something in a known_hosts file or to OpenSSH's matching. */
+    for (p = host; *p != '\0'; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (isalnum(c) || strchr(".-_:%", c) != NULL)
+            continue;
+        if (at != NULL)
+            *at = (size_t)(p - host);
+        if (c == '*' || c == '?' || c == '!')
+            return "is a pattern character in known_hosts (a target is one host)";
+        if (c == ',')
+            return "separates host names in known_hosts (a target is one host)";
+        if (c == '[' || c == ']')
+            return "is only for the [host]:port form";
+        if (c == ' ' || c == '\t')
+            return "is a blank";
+        if (c < 0x20 || c == 0x7f)
+            return "is a control character";
+        if (c >= 0x80)
+            return "is not ASCII (give the name in its xn-- form, or the address)";
+        return "cannot be in a host name or address";
+    }
+    return NULL;
 }
 
 char *knownhosts_line(const char *host, unsigned port, const char *type, const unsigned char *key,
@@ -590,7 +610,7 @@ char *knownhosts_line(const char *host, unsigned port, const char *type, const u
 {
     char t[KH_TYPE_MAX + 1], *name, *b64, *line;
 
-    if (host == NULL || !host_name_ok(host) || key == NULL || keylen == 0)
+    if (knownhosts_host_problem(host, NULL) != NULL || key == NULL || keylen == 0)
         return NULL;
     effective_type(type, key, keylen, t);
     if (t[0] == '\0')
@@ -630,6 +650,8 @@ int knownhosts_append(const char *path, const char *line, struct err *err)
     int fd, rc = 0;
     enum kh_parse p;
 
+    if (line == NULL)
+        return err_set(err, "refusing to add nothing to %s (no known_hosts line was made)", path);
     /* What goes into the file is checked like what comes out of it: one line, well formed. */
     copy = xstrdup(line);
     p = strpbrk(line, "\r\n") != NULL ? PARSE_BAD : parse_line(copy, strlen(copy), 1, &e);

@@ -56,17 +56,23 @@ void knownhosts_types(const struct knownhosts *kh, const char *host, unsigned po
  * out needs 51 bytes; a smaller one gets "" (a cut fingerprint could pass for another). */
 void knownhosts_fingerprint(const unsigned char *key, size_t keylen, char *out, size_t outlen);
 
+/* Can host be written into a known_hosts line, and matched there as itself alone? NULL when
+ * it can: it is not empty and has only letters, digits and ".-_:%". Otherwise what is wrong
+ * with the character at *at (when at is not NULL): a pattern (* ? !), a comma, a bracket, a
+ * blank, a control character, one that is not ASCII. n3.json refuses such hosts. */
+const char *knownhosts_host_problem(const char *host, size_t *at);
+
 /* The known_hosts line for a key: "[host]:port type base64" (or "host type base64" for 22),
  * host lowercased, type taken from the blob as in knownhosts_check. A new string, or NULL
- * when host is empty or has a character other than letters, digits and ".-_:%" (one that
- * means something in known_hosts, or a newline), or the key has no usable type. */
+ * when knownhosts_host_problem finds something wrong with host, or the key has no usable
+ * type. */
 char *knownhosts_line(const char *host, unsigned port, const char *type, const unsigned char *key,
                       size_t keylen);
 
 /* Append a line to the file (created 0600, and its directory 0700, when missing), with one
  * write under an exclusive lock, so two processes adding keys at once do not mix lines.
  * A newline goes first when the file does not end with one. A line that is not one
- * well-formed known_hosts entry (knownhosts_load would skip it) is refused. */
+ * well-formed known_hosts entry (knownhosts_load would skip it), or NULL, is refused. */
 int knownhosts_append(const char *path, const char *line, struct err *err);
 
 #endif

@@ -556,6 +556,10 @@ static void probe_done(void *arg, const struct transport_result *r)
         struct buf warn;
 
         buf_init(&warn);
+        /* What the listing itself found (a REVISION cut, a name that is not a version) is
+         * said whether or not state.json could be read. */
+        if (skipped != NULL)
+            buf_adds(&warn, skipped);
         hoststate_reconcile(sr->parsed, s, &warn);
         hoststate_free(s);
         sr->done(sr->arg, sr->parsed, warn.len ? warn.data : NULL, NULL);
@@ -749,9 +753,15 @@ static void push_state_read(void *arg, struct hoststate *s, const char *warning,
     shell_cmdf(&cmd,
                "rm -rf -- %s/releases/.n3tmp-* %s/.n3/incoming/%s.tar.gz %s/.n3/incoming/%s"
                ".tar.gz.n3tmp.* && find %s/.n3/incoming -mindepth 1 -maxdepth 1 -mmin +60 -exec "
-               "rm -rf -- {} + && if [ -d %s ]; then grep -F 'sha256 ' -- %s/REVISION "
-               "2>/dev/null || echo 'sha256 none'; else echo absent; fi",
-               dp, dp, p->a->version, dp, p->a->version, dp, rel, rel);
+               "rm -rf -- {} + && if [ -d %s ]; then ",
+               dp, dp, p->a->version, dp, p->a->version, dp, rel);
+    /* A bounded prefix of REVISION (hoststate.h): one of 100 MB is not read whole (the
+     * state's probe, just before, said that it is cut). Without NUL bytes, or grep says
+     * "binary file matches" instead of the line. */
+    shell_cmdf(&cmd,
+               "head -c %d -- %s/REVISION 2>/dev/null | tr -d '\\000' | grep -F 'sha256 ' || "
+               "echo 'sha256 none'; else echo absent; fi",
+               HOSTSTATE_REVISION_MAX, rel);
     push_run(p, cmd.data, 60000);
     buf_done(&cmd);
     free(rel);

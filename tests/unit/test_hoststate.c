@@ -980,6 +980,69 @@ START_TEST(the_probe_of_a_missing_or_empty_deploy_path_is_empty)
 }
 END_TEST
 
+/* A REVISION that is not n3ctl's three lines (here 200 KB more, as one line; and a symlink to
+ * such a file): a prefix of it is read, what it says is taken, and that it was cut is said. */
+/* dir/rel made: a directory, or a file holding text. */
+static void put(const char *dir, const char *rel, const char *text)
+{
+    char *p = path_join(dir, rel);
+
+    if (text == NULL)
+        mkdir_ok(p);
+    else
+        tu_write_file(p, text);
+    free(p);
+}
+
+START_TEST(the_probe_reads_a_bounded_prefix_of_revision)
+{
+    char *tmp = tu_mkdtemp(), *out, *warnings = NULL, *p, *big;
+    struct hoststate *s;
+    struct buf cmd, text;
+    size_t i;
+
+    buf_init(&text);
+    buf_adds(&text, "version 1.0.0\ncommit " COMMIT_A "\nsha256 " SHA_A "\n");
+    for (i = 0; i < 200 * 1024; i++)
+        buf_addc(&text, 'x');
+    put(tmp, "releases", NULL);
+    put(tmp, "releases/1.0.0", NULL);
+    put(tmp, "releases/1.0.0/REVISION", text.data);
+    put(tmp, "releases/2.0.0", NULL);
+    put(tmp, "big", text.data);
+    big = path_join(tmp, "big");
+    p = path_join(tmp, "releases/2.0.0/REVISION");
+    ck_assert_int_eq(symlink(big, p), 0);
+    free(p);
+    put(tmp, "releases/3.0.0", NULL);
+    /* n3ctl's own: not cut */
+    put(tmp, "releases/3.0.0/REVISION", "version 3.0.0\ncommit " COMMIT_B "\nsha256 " SHA_B "\n");
+
+    buf_init(&cmd);
+    hoststate_probe_command(tmp, &cmd);
+    out = run_sh(cmd.data);
+    ck_assert_msg(strlen(out) < 4096, "the probe printed %zu bytes", strlen(out));
+    s = hoststate_from_probe("web1", out, &warnings);
+    ck_assert_uint_eq(hoststate_nreleases(s), 3);
+    assert_release(s, 2, "1.0.0", COMMIT_A, SHA_A, "", "");
+    assert_release(s, 1, "2.0.0", COMMIT_A, SHA_A, "", "");
+    assert_release(s, 0, "3.0.0", COMMIT_B, SHA_B, "", "");
+    ck_assert_msg(warnings != NULL &&
+                      strstr(warnings, "releases/1.0.0/REVISION is larger than 4096 bytes") &&
+                      strstr(warnings, "releases/2.0.0/REVISION is larger than 4096 bytes") &&
+                      !strstr(warnings, "releases/3.0.0"),
+                  "warnings: %s", warnings != NULL ? warnings : "(none)");
+    free(warnings);
+    hoststate_free(s);
+    free(out);
+    buf_done(&cmd);
+    buf_done(&text);
+    free(big);
+    tu_rmdir_r(tmp);
+    free(tmp);
+}
+END_TEST
+
 /* ---- hooks ---- */
 
 static char *expand_ok(const char *hook, const char *tmpl, const struct hook_vars *v)
@@ -1236,6 +1299,7 @@ int main(void)
     tcase_add_test(t, the_probe_lists_a_real_deploy_path);
     tcase_add_test(t, the_probe_quotes_the_deploy_path);
     tcase_add_test(t, the_probe_of_a_missing_or_empty_deploy_path_is_empty);
+    tcase_add_test(t, the_probe_reads_a_bounded_prefix_of_revision);
     tcase_add_test(t, hook_variables_are_quoted);
     tcase_add_test(t, hook_double_braces_are_literal_braces);
     tcase_add_test(t, hook_errors_name_the_hook_and_the_variable);

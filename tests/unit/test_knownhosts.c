@@ -774,6 +774,35 @@ START_TEST(line_format)
 }
 END_TEST
 
+/* What n3.json refuses in a host: the same rule as the line's, saying where and why. */
+START_TEST(host_problems)
+{
+    static const struct {
+        const char *host;
+        size_t at;
+        const char *why;
+    } bad[] = {
+        {"*", 0, "pattern"},         {"web?", 3, "pattern"},    {"!web", 0, "pattern"},
+        {"a,b", 1, "separates"},     {"[::1]:22", 0, "[host]"}, {"a b", 1, "blank"},
+        {"a\tb", 1, "blank"},        {"a\nb", 1, "control"},    {"a\033b", 1, "control"},
+        {"caf\xc3\xa9", 3, "ASCII"}, {"a/b", 1, "cannot"},      {"a|b", 1, "cannot"},
+        {"a#b", 1, "cannot"},        {"a@b", 1, "cannot"},
+    };
+    size_t i, at = 99;
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = knownhosts_host_problem(bad[i].host, &at);
+
+        ck_assert_msg(why != NULL && strstr(why, bad[i].why) != NULL && at == bad[i].at,
+                      "%s: got %s at %zu", bad[i].host, why != NULL ? why : "(ok)", at);
+    }
+    ck_assert_ptr_nonnull(strstr(knownhosts_host_problem("", &at), "empty"));
+    ck_assert_ptr_null(knownhosts_host_problem("web-1.example.com", &at));
+    ck_assert_ptr_null(knownhosts_host_problem("fe80::1%eth0", NULL));
+    ck_assert_ptr_null(knownhosts_host_problem("10.0.0.1", NULL));
+}
+END_TEST
+
 START_TEST(append_creates_and_appends)
 {
     char *sub = xasprintf("%s/sub", dir), *path = xasprintf("%s/known_hosts", sub), *text, *want,
@@ -857,6 +886,9 @@ START_TEST(append_refuses_bad_lines)
     ck_assert_int_eq(knownhosts_append(path, two, &err), -1);
     ck_assert_int_eq(knownhosts_append(path, "# a comment", &err), -1);
     ck_assert_int_eq(knownhosts_append(path, "", &err), -1);
+    /* No line at all (knownhosts_line refused the host): an error, not a crash. */
+    ck_assert_int_eq(knownhosts_append(path, NULL, &err), -1);
+    ck_assert_ptr_nonnull(strstr(err.msg, path));
     ck_assert_int_ne(stat(path, &st), 0);
     free(two);
     free(good);
@@ -1021,6 +1053,7 @@ int main(void)
     tcase_add_test(t, missing_file_and_errors);
     tcase_add_test(t, fingerprint_as_ssh_keygen);
     tcase_add_test(t, line_format);
+    tcase_add_test(t, host_problems);
     tcase_add_test(t, append_creates_and_appends);
     tcase_add_test(t, append_without_trailing_newline);
     tcase_add_test(t, append_refuses_bad_lines);

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # jq filters in single quotes
+# What n3.json must not hold, refused when it loads (exit 2, file:line:column): hosts that
+# known_hosts cannot name or OpenSSH would match as patterns ("*" crashed `hosts trust`, and
+# `exec` connected to it), control characters in paths and users, "." and ".." as names.
+# The [host]:port form is taken apart.
+set -eu
+. "$(dirname "$0")/lib.sh"
+t_start
+need_jq
+fleet_start 1
+
+CFG=$FLEET/n3.json
+P1=$(fleet_port 1)
+cp "$FLEET/known_hosts" "$T/kh.before"
+
+# at FILE KEY: "LINE:COL" of the first value of KEY in FILE (jq writes one member a line); a
+# KEY in double quotes is a value to find (an array's item, a key that is not the first).
+at() {
+    case $2 in
+    \"*) awk -v k="$2" '{ i = index($0, k); if (i) { print NR ":" i; exit } }' "$1" ;;
+    *) awk -v k="\"$2\": " '{ i = index($0, k); if (i) { print NR ":" i + length(k); exit } }' "$1" ;;
+    esac
+}
+
+# refused NAME JQ-FILTER KEY KEY-PATH WANT: the fleet's n3.json edited by the filter is
+# refused by hosts, hosts trust and exec, at KEY's value (NAME.json:LINE:COL), naming KEY-PATH
+# and saying WANT; nothing is shown on stdout, known_hosts is not written.
+refused() {
+    local name=$1 cfg where
+    cfg=$(fleet_config "$name" "$2")
+    where=$(at "$cfg" "$3")
+    [ -n "$where" ] || fail "the filter '$2' left no \"$3\" in $cfg"
+    run_n3_detached "$name" hosts -c "$cfg"
+    expect_rc 2
+    expect_fgrep err "n3ctl: $cfg:$where: $4: $5" "$cfg:$where: $4: $5"
+    expect_empty out
+    run_n3_detached "$name-trust" hosts -c "$cfg" trust t1 --yes
+    expect_rc 2
+    expect_fgrep err "n3ctl: $cfg:$where: $4: $5" "hosts trust: $cfg:$where: $4: $5"
+    expect_empty out
+    run_n3_detached "$name-exec" exec -c "$cfg" -- true
+    expect_rc 2
+    expect_fgrep err "n3ctl: $cfg:$where: $4: $5" "exec: $cfg:$where: $4: $5"
+    expect_same_file "$T/kh.before" "$FLEET/known_hosts" "known_hosts after $name"
+}
+
+HOST=environments.fleet.targets[0].host
+
+# ---- hosts that known_hosts cannot hold, or OpenSSH would read as patterns ----
+
+refused star '.environments.fleet.targets[0].host = "*"' host "$HOST" \
+    'not a host name or address: "*" (character 1) is a pattern character in known_hosts'
+refused question '.environments.fleet.targets[0].host = "127.0.0.?"' host "$HOST" \
+    'not a host name or address: "?" (character 9) is a pattern character'
+refused negated '.environments.fleet.targets[0].host = "!127.0.0.1"' host "$HOST" \
+    'not a host name or address: "!" (character 1) is a pattern character'
+refused comma '.environments.fleet.targets[0].host = "127.0.0.1,localhost"' host "$HOST" \
+    'not a host name or address: "," (character 10) separates host names in known_hosts'
+refused blank '.environments.fleet.targets[0].host = "127.0.0.1 x"' host "$HOST" \
+    'not a host name or address: " " (character 10) is a blank'
+refused bracket '.environments.fleet.targets[0].host = "[127.0.0.1"' host "$HOST" \
+    'not a host name or address: "[" (character 1) is only for the [host]:port form'
+refused ctl '.environments.fleet.targets[0].host = "127.0.0.1\u001b"' host "$HOST" \
+    'not a host name or address: character 10 is a control character (U+001B)'
+refused nonascii '.environments.fleet.targets[0].host = "h\u00e9te"' host "$HOST" \
+    'not a host name or address: character 2 is not ASCII'
+refused empty '.environments.fleet.targets[0].host = ""' host "$HOST" 'an empty host'
+refused portclash ".environments.fleet.targets[0].host = \"[127.0.0.1]:$P1\" | .environments.fleet.targets[0].port = 22" \
+    host "$HOST" "port $P1 here, but \"port\" says 22; give it once"
+
+# The [host]:port form (as ssh and known_hosts write it) is the host and its port.
+cfg=$(fleet_config brackets ".environments.fleet.targets[0].host = \"[127.0.0.1]:$P1\" | del(.environments.fleet.targets[0].port)")
+run_n3 brackets exec -c "$cfg" -- 'echo reached'
+expect_rc 0
+expect_grep out '^t1: reached$' "t1 reached through [127.0.0.1]:$P1"
+run_n3_detached brackets-trust hosts -c "$cfg" trust t1 --yes
+expect_rc 0
+expect_grep out "^t1 \\(127\\.0\\.0\\.1:$P1\\) is trusted already" "its key found under [127.0.0.1]:$P1"
+
+# ---- control characters in paths and users ----
+
+refused dpnl '.environments.fleet.targets[0].deploy_path = "/srv/app\nx"' deploy_path \
+    environments.fleet.targets[0].deploy_path 'character 9 of deploy_path is a control character (U+000A)'
+refused envdp '.environments.fleet.deploy_path = "/srv/\u0085app" | del(.environments.fleet.targets[0].deploy_path)' deploy_path \
+    environments.fleet.deploy_path 'character 6 of deploy_path is a control character (U+0085)'
+refused user '.environments.fleet.targets[0].user = "n3ssh\u0007"' user \
+    environments.fleet.targets[0].user 'character 6 of user is a control character (U+0007)'
+refused kh '.ssh.known_hosts = "/tmp/kh\tx"' known_hosts ssh.known_hosts \
+    'character 8 of known_hosts is a control character (U+0009)'
+refused repo '.app = {"repository": "/srv/r\u007f"}' repository app.repository \
+    'character 7 of repository is a control character (U+007F)'
+# Names that are looked up: their error would quote them.
+refused defenv '.default_environment = "\u001b[2J"' default_environment default_environment \
+    'character 1 of default_environment is a control character (U+001B)'
+refused locktarget '.environments.fleet.lock_target = "t\u009b1"' lock_target environments.fleet.lock_target \
+    'character 2 of lock_target is a control character (U+009B)'
+
+# ---- "." and ".." as names ----
+
+NAMES='1-100 characters from letters, digits and . _ : @ + -, and not . or ..'
+refused appdot '.app = {"name": ".."}' '".."' app.name "not a valid name: $NAMES"
+refused tdot '.environments.fleet.targets[0].name = "."' '"."' environments.fleet.targets[0].name \
+    "not a valid name: $NAMES"
+refused ldot '.environments.fleet.targets[0].labels = [".."]' '".."' environments.fleet.targets[0].labels[0] \
+    'a label is a name'
