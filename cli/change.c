@@ -38,7 +38,7 @@ void change_audit_local(const char *action, const char *const *targets, const ch
     e.result = result;
     e.detail = detail;
     if (audit_append_file(path, &e, NULL, &err) != 0)
-        fprintf(stderr, "n3ctl: warning: the local audit log: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: warning: the local audit log: %s\n", err.msg);
     free(path);
 }
 
@@ -82,13 +82,13 @@ int change_open(struct change *c, const struct fleet_args *fa, const char *actio
     c->action = action;
     dlock_whoami(c->who, sizeof c->who);
     if (fleet_open(&c->fleet, fa->config, fa->env, fa->selectors, &err) != 0) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         return EXIT_USAGE;
     }
     c->loop = loop_new();
     c->remote = remote_new(c->loop, c->fleet.inv, c->fleet.env, &ropts, &err);
     if (c->remote == NULL) {
-        fprintf(stderr, "n3ctl: %s\n", err.msg);
+        term_printf(stderr, "n3ctl: %s\n", err.msg);
         loop_free(c->loop);
         c->loop = NULL;
         fleet_close(&c->fleet);

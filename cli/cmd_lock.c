@@ -447,7 +447,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             return finish(&c, lock, EXIT_FAILED, detail);
         }
         if (!w->info.present) {
-            printf("%s: %s\n", env, w->msg);
+            term_printf(stdout, "%s: %s\n", env, w->msg);
             free(w);
             return finish(&c, lock, EXIT_OK, detail);
         }
@@ -486,7 +486,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
         }
         if (w->r == LOCK_OK && w->msg[0] != '\0') {
             /* Gone meanwhile: given back all the same. */
-            printf("%s: %s\n", env, w->msg);
+            term_printf(stdout, "%s: %s\n", env, w->msg);
             rc = EXIT_OK;
         } else if (w->r == LOCK_OK) {
             printf("%s: %s the lock on %s\n", env,

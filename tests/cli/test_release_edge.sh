@@ -230,7 +230,9 @@ done
 
 # ---- what an after_unpack hook leaves running does not hold the push lock ----
 
-jq --arg p "$T/bg.pid" '.hooks.after_unpack = "setsid sleep 300 >/dev/null 2>&1 </dev/null & echo $! > \($p)"' \
+# The hook waits until its background process has left the group (setsid, then it writes its
+# pid): n3ctl stops what is left in the command's group when it ends.
+jq --arg p "$T/bg.pid" '.hooks.after_unpack = "setsid sh -c '"'"'echo $$ > \($p).tmp && mv \($p).tmp \($p) && exec sleep 300'"'"' >/dev/null 2>&1 </dev/null & while [ ! -s \($p) ]; do sleep 0.01; done"' \
     "$CFG" >"$T/bg.json"
 run_n3 bg_hook release -c "$T/bg.json" push v1.10.0
 expect_rc 0
