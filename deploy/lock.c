@@ -539,6 +539,21 @@ static void renew_answered(struct dlock *l, struct op *o, const struct answer *a
         start_renewal(l); /* after a failure, a blip: the lease has room for two misses */
 }
 
+/* The command did not give an answer (why): a renewal that failed, or an error. */
+static void op_failed(struct op *o, const char *why)
+{
+    struct dlock *l = o->l;
+
+    if (o->step == ST_RENEW) {
+        renew_answered(l, o, NULL, why);
+        return;
+    }
+    /* Ours is still held when it could not be removed: keep its lease running. */
+    if (o->step == ST_RELEASE && is_mine(l, &o->expect) && l->mine.lease_s > 0 && !l->lost)
+        start_renewal(l);
+    op_done(o, LOCK_ERROR, NULL, why);
+}
+
 static void answer_cb(void *arg, const struct transport_result *r)
 {
     struct op *o = arg;
@@ -555,14 +570,7 @@ static void answer_cb(void *arg, const struct transport_result *r)
                  r->status != TRANSPORT_OK ? r->msg : "the lock commands failed",
                  err[0] != '\0' ? ": " : "", err);
         free(err);
-        if (o->step == ST_RENEW) {
-            renew_answered(l, o, NULL, why);
-            return;
-        }
-        /* Ours is still held when it could not be removed: keep its lease running. */
-        if (o->step == ST_RELEASE && is_mine(l, &o->expect) && l->mine.lease_s > 0 && !l->lost)
-            start_renewal(l);
-        op_done(o, LOCK_ERROR, NULL, why);
+        op_failed(o, why);
         return;
     }
     text = tail_dup(r->out, &len);
@@ -585,13 +593,7 @@ static void answer_cb(void *arg, const struct transport_result *r)
         snprintf(why, sizeof why, "the lock on %.100s: %.300s", l->t->name,
                  a.extra[0] ? a.extra : "the lock commands failed");
     if (why[0] != '\0') {
-        if (o->step == ST_RENEW) {
-            renew_answered(l, o, NULL, why);
-            return;
-        }
-        if (o->step == ST_RELEASE && is_mine(l, &o->expect) && l->mine.lease_s > 0 && !l->lost)
-            start_renewal(l);
-        op_done(o, LOCK_ERROR, NULL, why);
+        op_failed(o, why);
         return;
     }
     switch (o->step) {
