@@ -401,7 +401,15 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
             cJSON_AddStringToObject(detail, "not_recorded", w->msg);
             dlock_release(lock, c.who, false, lock_cb, g);
-            if (wait_for(&c, g) && g->r == LOCK_OK)
+            if (!wait_for(&c, g)) {
+                fprintf(stderr,
+                        "n3ctl: the lock could not be recorded on %s, and giving it back was "
+                        "abandoned: `n3ctl lock status` shows it\n",
+                        lt->name);
+                free(w);
+                return finish(&c, lock, EXIT_FAILED, detail); /* g stays for the answer */
+            }
+            if (g->r == LOCK_OK)
                 fprintf(stderr,
                         "n3ctl: the lock could not be recorded on %s, so it was given back: "
                         "nothing is locked (make room for the audit log there and try again)\n",
@@ -411,6 +419,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
                         "n3ctl: the lock could not be recorded on %s, and giving it back failed "
                         "too: `n3ctl lock status` shows it\n",
                         lt->name);
+            free(g);
             free(w);
             return finish(&c, lock, EXIT_FAILED, detail);
         }

@@ -47,21 +47,26 @@ static void add_flock(struct buf *cmd, const char *mode, int fd)
         mode, FENCE_WAIT_S, fd, FENCE_WAIT_S);
 }
 
-/* Raise the fence to num unless it is there already (or higher). */
+/* Raise the fence to num unless it is there already (or higher). With no command in flight (a
+ * flock -x that needs no wait), at once; else taking turns with the other raises. Written
+ * beside and renamed: a full disk leaves the old fence, never an empty one. */
 static void add_raise(struct buf *cmd, const char *num)
 {
     buf_adds(cmd, READ_FENCE);
-    shell_cmdf(cmd, "if [ \"$f\" -lt %s ]; then ", num);
+    shell_cmdf(cmd, "if [ \"$f\" -lt %s ]; then if [ -n \"$L\" ] && flock -x -n 7; then :; else ",
+               num);
     buf_adds(cmd, "[ -z \"$L\" ] || exec 6>>\"$D/fence.raise.lock\" || exit 1; ");
     add_flock(cmd, "-x", 6);
     buf_adds(cmd, READ_FENCE);
     shell_cmdf(cmd, "if [ \"$f\" -lt %s ]; then ", num);
     add_flock(cmd, "-x", 7);
+    buf_adds(cmd, "fi; fi; ");
+    buf_adds(cmd, READ_FENCE);
     shell_cmdf(cmd,
-               "printf '%%s\\n' %s >\"$D/fence.tmp.$$\" && mv -f -- \"$D/fence.tmp.$$\" "
-               "\"$D/fence\" || exit 1; [ -z \"$L\" ] || flock -u 7; fi; [ -z \"$L\" ] || exec "
-               "6>&-; fi; ",
-               num);
+               "if [ \"$f\" -lt %s ]; then printf '%%s\\n' %s >\"$D/fence.tmp.$$\" && mv -f -- "
+               "\"$D/fence.tmp.$$\" \"$D/fence\" || { rm -f -- \"$D/fence.tmp.$$\"; exit 1; }; fi; "
+               "[ -z \"$L\" ] || exec 6>&-; fi; ",
+               num, num);
 }
 
 void fence_wrap(struct buf *out, const char *deploy_path, uint64_t number, const char *command)

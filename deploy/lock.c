@@ -733,16 +733,18 @@ void dlock_acquire(struct dlock *l, const char *who, long pid, const char *messa
     add_next_fence(&cmd);
     /* Made whole beside the lock, then renamed into place: never seen half-made. A lock that
      * goes (taken over) is renamed away first, and put back if the new one cannot go in. */
-    shell_cmdf(&cmd,
-               "n3take() { rm -rf -- \"$D\"/lock.new.* \"$D\"/lock.gone.*; n3next || return 1; "
-               "n=\"$D/lock.new.$$\"; mkdir -- \"$n\" && printf '%%s' %s >\"$n/token\" && "
-               "printf '%%s' %s >\"$n/lease\" && printf '%%s%%s}' %s \"$f\" >\"$n/info.json\" "
-               "|| { rm -rf -- \"$n\"; return 1; }; if [ -d \"$L\" ]; then mv -T -- \"$L\" "
-               "\"$D/lock.gone.$$\" || { rm -rf -- \"$n\"; return 1; }; fi; if ! mv -T -- "
-               "\"$n\" \"$L\"; then rm -rf -- \"$n\"; [ ! -d \"$D/lock.gone.$$\" ] || mv -T -- "
-               "\"$D/lock.gone.$$\" \"$L\"; return 1; fi; rm -rf -- \"$D/lock.gone.$$\"; echo "
-               "\"" TAG "fence $f\"; }; ",
-               l->mine.token, lease_text, prefix);
+    shell_cmdf(
+        &cmd,
+        "n3take() { for x in \"$D\"/lock.new.* \"$D\"/lock.gone.*; do [ ! -e \"$x\" ] || rm -rf -- "
+        "\"$x\"; done; n3next || return 1; "
+        "n=\"$D/lock.new.$$\"; mkdir -- \"$n\" && printf '%%s' %s >\"$n/token\" && "
+        "printf '%%s' %s >\"$n/lease\" && printf '%%s%%s}' %s \"$f\" >\"$n/info.json\" "
+        "|| { rm -rf -- \"$n\"; return 1; }; if [ -d \"$L\" ]; then mv -T -- \"$L\" "
+        "\"$D/lock.gone.$$\" || { rm -rf -- \"$n\"; return 1; }; fi; if ! mv -T -- "
+        "\"$n\" \"$L\"; then rm -rf -- \"$n\"; [ ! -d \"$D/lock.gone.$$\" ] || mv -T -- "
+        "\"$D/lock.gone.$$\" \"$L\"; return 1; fi; rm -rf -- \"$D/lock.gone.$$\"; echo "
+        "\"" TAG "fence $f\"; }; ",
+        l->mine.token, lease_text, prefix);
     /* Stale, from what n3d saw: its lease (by this clock) ran out; or an older n3ctl's lock
      * left without info, token and lease longer than our lease ago. */
     shell_cmdf(&cmd,
