@@ -701,14 +701,30 @@ static void push_run(struct push *p, const char *command, uint64_t timeout_ms)
     transport_sh(p->t, command, timeout_ms, 0, push_step, p);
 }
 
+/* The end of a change on a target, with what its audit record there came to: a warning is
+ * added to the message; a record that could not be written fails the target (the change
+ * stands: it is said, not undone). */
+static void audit_outcome(struct target_result *res, const char *change, int rc, const char *msg)
+{
+    size_t n = strlen(res->msg);
+
+    if (rc == AUDITLOG_FAILED) {
+        res->outcome = PUSH_FAILED;
+        snprintf(res->msg + n, sizeof res->msg - n,
+                 "%s%s, but unaudited on %s (no audit record there): %s", n > 0 ? "; " : "", change,
+                 res->target, msg);
+    } else if (rc != AUDITLOG_OK) {
+        snprintf(res->msg + n, sizeof res->msg - n, "%s(warning: %s)", n > 0 ? " " : "", msg);
+    }
+}
+
 static void push_audit_done(void *arg, int rc, const char *msg)
 {
     struct push *p = arg;
+    char change[200];
 
-    /* The release is there; a missing audit record on the target is said, not undone. */
-    if (rc != 0)
-        snprintf(p->res.msg + strlen(p->res.msg), sizeof p->res.msg - strlen(p->res.msg),
-                 "%s(warning: %s)", p->res.msg[0] ? " " : "", msg);
+    snprintf(change, sizeof change, "releases/%s is in place", p->a->version);
+    audit_outcome(&p->res, change, rc, msg);
     push_finish(p);
 }
 
@@ -999,9 +1015,10 @@ static void prune_audit_done(void *arg, int rc, const char *msg)
 {
     struct prune *p = arg;
 
-    if (rc != 0)
-        snprintf(p->res.msg + strlen(p->res.msg), sizeof p->res.msg - strlen(p->res.msg),
-                 " (warning: %s)", msg);
+    audit_outcome(&p->res,
+                  p->res.outcome == PUSH_FAILED ? "what was done stands"
+                                                : "the releases were removed",
+                  rc, msg);
     prune_finish(p);
 }
 

@@ -33,14 +33,14 @@ count() {
 
 # ---- many appends at once: one chain ----
 
-# A tail(1) in front of the real one, for the pushes: the reads of an audit log's last line wait
+# A tail(1) in front of the real one, for the pushes: the reads of an audit log's end wait
 # until $BARRIER of them have arrived (or 10 s have passed), so that the pushes read the log at
 # the same moment and all try to append the same seq; later reads go straight on.
 mkdir -p "$T/bin-barrier"
 cat >"$T/bin-barrier/tail" <<EOF
 #!/bin/sh
 case " \$* " in
-*" -n 1 -- "*"/.n3/audit.log ")
+*" -n 2 -- "*"/.n3/audit.log ")
     for f; do :; done
     d='$T/barrier/'\$(printf '%s' "\$f" | sha256sum | cut -c1-16)
     mkdir -p "\$d" && mktemp "\$d/arrived.XXXXXX" >/dev/null || exit 1
@@ -158,8 +158,11 @@ expect_grep out '^t2:.n3/audit.log: ok, 5 records, the chain holds; seq 5, the l
 
 echo 8 >"$T/interpose"
 PATH="$T/bin:$PATH" run_n3 gaveup release -c "$T/c.json" push v1.10.0 -H t2
-expect_grep err 'audit log on t2: it changed between reading its last record and appending 8 times in a row \(other n3ctl processes appending to it\); the record was not written' \
-    "the append gives up after 8 tries, and says why"
+# A change whose record could not be written is not a success: the target fails, and says
+# that the change happened.
+expect_rc 1
+expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): releases/v1\.10\.0 is in place, but unaudited on t2 \(no audit record there\): audit log on t2: it changed between reading its last record and appending 8 times in a row \(other n3ctl processes appending to it\); the record was not written' \
+    "the append gives up after 8 tries, says why, and the target fails"
 expect_eq "the other writer's turns left" 0 "$(cat "$T/interpose")"
 expect_present "$T/c/t2/releases/v1.10.0" "the release is in place all the same"
 expect_eq "the records on t2" 13 "$(wc -l <"$C2LOG")"
@@ -196,18 +199,42 @@ expect_grep err 'the audit log on t2 was rewritten: its record 14 is not the one
 jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .expected_seq, .log_ends_at_seq] | map(tostring) | join(" ")' \
     "rewritten 14 14" "the new record notes the gap"
 
-# ---- logs n3ctl cannot continue: refused, nothing written ----
+# ---- a torn last line is cut off by the next append, kept aside, and noted ----
 
+# The last record without its newline (a write cut short): it is the record this machine
+# wrote last, so the gap says the log was cut too.
 cp "$C2LOG" "$T/c2.orig"
+LASTLEN=$(tail -n 1 "$T/c2.orig" | wc -c)
 head -c -1 "$T/c2.orig" >"$C2LOG"
 run_n3 cutshort release -c "$T/c.json" push v2.0.0-rc.10 -H t2
-expect_grep err 'audit log on t2: its last line is cut short \(no newline at its end\)' "a log cut short mid-line"
-expect_same_file <(head -c -1 "$T/c2.orig") "$C2LOG" "a log cut short mid-line"
-printf '\n' >>"$C2LOG"
+expect_rc 0
+expect_grep err "the audit log on t2 ended with a torn line \\($((LASTLEN - 1)) bytes after record 14, not a whole record" \
+    "the torn line is said"
+jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .expected_seq, .log_ends_at_seq, .cut_bytes] | map(tostring) | join(" ")' \
+    "cut 15 14 $((LASTLEN - 1))" "the new record notes the torn line, and the record cut with it"
+KEPT=$(jq -r .detail.audit_gap.kept_in <(tail -n 1 "$C2LOG"))
+expect_same_file <(tail -n 1 "$T/c2.orig" | head -c -1) "$KEPT" "the torn line, kept aside"
+jq_eq <(tail -n 1 "$C2LOG") .seq 15 "the new record takes the torn one's place"
+
+# An empty last line: cut off too (one byte).
+cp "$C2LOG" "$T/c2.orig"
 printf '\n' >>"$C2LOG"
 run_n3 blank release -c "$T/c.json" push v2.0.0-alpha.1 -H t2
-expect_grep err 'audit log on t2: its last line is empty' "a log whose last line is empty"
-expect_same_file <(cat "$T/c2.orig" && printf '\n') "$C2LOG" "a log whose last line is empty"
+expect_rc 0
+expect_grep err 'the audit log on t2 ended with a torn line \(1 byte after record 15' "an empty last line is said"
+expect_same_file <(head -n -1 "$C2LOG") "$T/c2.orig" "the records before the empty line"
+jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .log_ends_at_seq, .cut_bytes] | map(tostring) | join(" ")' \
+    "torn 15 1" "the new record notes the empty line"
+
+# Two last lines that are not records: not continued, nothing written; the prune that could
+# not record its change fails on t2, and says what it did.
+printf 'not a record\nnor this\n' >>"$C2LOG"
+cp "$C2LOG" "$T/c2.orig"
+run_n3 garbage release -c "$T/c.json" prune --keep 1 -H t2
+expect_rc 1
+expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): kept: .*; removed: .*; the releases were removed, but unaudited on t2 \(no audit record there\): audit log on t2: its last two lines are not records, so the chain cannot be continued' \
+    "a log whose last two lines are not records: the prune fails on t2"
+expect_same_file "$T/c2.orig" "$C2LOG" "a log whose last two lines are not records"
 
 run_n3 cgive lock -c "$T/c.json" release
 expect_rc 0
