@@ -163,6 +163,11 @@ expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): .*the upload to t2 made no pro
 expect_grep err '^3 targets: 0 done, 2 already there, 1 failed ' "t1 and t3 are not held up"
 expect_absent "$D/t2/releases/v4.0.0" "a stalled upload left a release"
 expect_absent "$D/t1/.n3/lock" "the lock was not given back after a stalled push"
+# Before it stalled, the push wrote down that v4.0.0 was removed by hand (state.json listed
+# it), and recorded that on t2.
+jq_eq "$D/t2/.n3/state.json" '[.releases[].version] | join(" ")' v1.1.0 "t2's state, reconciled with the release removed"
+jq_eq <(tail -n 1 "$D/t2/.n3/audit.log") '[.action, (.detail.removed | join(" ")), (.detail.added | length)] | map(tostring) | join(" ")' \
+    "state.reconcile v4.0.0 0" "t2's audit log has the reconcile record"
 fleet restart 2
 
 # ---- the lock on an SSH target: two processes racing, exactly one wins ----
@@ -177,7 +182,7 @@ jq_eq t1log.out '[.[] | select(.action == "release.push")] | map(.detail.version
 jq_eq t1log.out '[.[] | select(.action == "lock.acquire")] | length' 3 "t1 (the lock target) has the lock records"
 run_n3 verify audit -c "$CFG" verify --targets
 expect_rc 0
-expect_grep out '^t2:.n3/audit.log: ok, 2 records, the chain holds; seq 2, the last this machine wrote, is there$' "t2's log holds, with this machine's head"
+expect_grep out '^t2:.n3/audit.log: ok, 3 records, the chain holds; seq 3, the last this machine wrote, is there$' "t2's log holds, with this machine's head"
 sed -i '1s/"actor":"/"actor":"mallory/' "$D/t3/.n3/audit.log"
 run_n3 tampered audit -c "$CFG" verify --targets
 expect_rc 1
