@@ -297,6 +297,7 @@ static void append_command(const struct append *a, const struct log_end *end, si
                 "back: it is in %.300s",
                 f, end->kept);
     }
+    /* Here the append was short, and has been undone. */
     shell_cmdf(cmd, "false ");
     or_fail(cmd, NULL,
             "the record could not be appended to %.300s whole (a full disk?); the part written "

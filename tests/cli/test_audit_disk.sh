@@ -138,14 +138,19 @@ jq_eq <(tail -n 1 "$T/state/n3ctl/audit.log") '[.action, .result, (.detail.targe
 unfill "$DISK"
 
 # One page free: the record is written beside the log, and the append stops part way (100
-# bytes fit in the log's last page): cut back.
+# bytes fit in the log's last page): cut back, here with dd (a truncate that fails stands for a
+# target without one).
+mkdir -p "$T/bin-notruncate"
+printf '#!/bin/sh\n: >"%s/truncate-tried"\nexit 127\n' "$T" >"$T/bin-notruncate/truncate"
+chmod +x "$T/bin-notruncate/truncate"
 echo 1 >"$T/fill-at-append"
-PATH=$T/bin:$PATH run_n3 full1 release -c "$CFG" push v1.10.0 -H t2
+PATH=$T/bin:$T/bin-notruncate:$PATH run_n3 full1 release -c "$CFG" push v1.10.0 -H t2
 expect_rc 1
 expect_absent "$T/fill-at-append" "the disk was not filled (the append never took its lock)"
 expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): releases/v1\.10\.0 is in place, but unaudited on t2 \(no audit record there\): audit log on t2: .*No space left on device.*the record could not be appended to .*/t2/\.n3/audit\.log whole \(a full disk\?\); the part written was cut off again: nothing was appended$' \
     "an append that stopped part way is cut back, and said"
 expect_same_file "$T/log.before" "$LOG" "t2's log after an append that stopped part way"
+expect_present "$T/truncate-tried" "the fake truncate (the log was not cut back with dd)"
 [ -z "$(find "$DISK/t2/.n3" -name 'audit.log.n3tmp.*')" ] || fail "the record's temporary file was left: $(ls "$DISK/t2/.n3")"
 ok
 unfill "$DISK"
