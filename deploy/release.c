@@ -663,6 +663,18 @@ static void audit_outcome(struct target_result *res, const char *change, int rc,
     }
 }
 
+/* Write s to the target's state.json (atomically: a temporary file renamed over it). */
+static void state_write(struct transport *t, const struct inv_target *target,
+                        const struct hoststate *s, int64_t now, transport_done_fn done, void *arg)
+{
+    char *json = hoststate_format(s, now);
+    char *path = xasprintf("%s/%s", target->deploy_path, HOSTSTATE_FILE);
+
+    transport_write_file(t, path, json, strlen(json), 0644, done, arg);
+    free(json);
+    free(path);
+}
+
 /* ---- writing back what reading the state reconciled ---- */
 
 #define RECONCILE_ACTION "state.reconcile"
@@ -741,7 +753,6 @@ static void reconcile_write(const struct release_op_ctx *ctx, struct transport *
 {
     struct reconcile *r;
     int64_t now = (int64_t)time(NULL);
-    char *json, *path;
 
     if (hoststate_drift(s, NULL) == 0) {
         next(arg, true);
@@ -757,11 +768,7 @@ static void reconcile_write(const struct release_op_ctx *ctx, struct transport *
     r->detail = cJSON_CreateObject();
     hoststate_drift(s, r->detail);
     hoststate_add_history(s, now, RECONCILE_ACTION, NULL, ctx->who);
-    json = hoststate_format(s, now);
-    path = xasprintf("%s/%s", target->deploy_path, HOSTSTATE_FILE);
-    transport_write_file(t, path, json, strlen(json), 0644, reconcile_written, r);
-    free(json);
-    free(path);
+    state_write(t, target, s, now, reconcile_written, r);
 }
 
 /* ---- push ---- */
@@ -1051,7 +1058,6 @@ static void push_step(void *arg, const struct transport_result *r)
         struct hs_release rel;
         char iso[32];
         int64_t now = (int64_t)time(NULL);
-        char *json, *path;
 
         hoststate_iso_time(now, iso);
         rel.version = p->a->version;
@@ -1061,12 +1067,8 @@ static void push_step(void *arg, const struct transport_result *r)
         rel.by = p->ctx->who;
         hoststate_add_release(p->state, &rel);
         hoststate_add_history(p->state, now, "release.push", p->a->version, p->ctx->who);
-        json = hoststate_format(p->state, now);
-        path = xasprintf("%s/%s", dp, HOSTSTATE_FILE);
         push_stage(p, P_WRITE_STATE);
-        transport_write_file(p->t, path, json, strlen(json), 0644, push_step, p);
-        free(json);
-        free(path);
+        state_write(p->t, p->target, p->state, now, push_step, p);
         return;
     }
     case P_WRITE_STATE:
@@ -1307,18 +1309,13 @@ static void prune_step(void *arg, const struct transport_result *r)
     }
     if (p->stage == 1) {
         int64_t now = (int64_t)time(NULL);
-        char *json, *path;
 
         for (i = 0; i < p->nremove; i++) {
             hoststate_remove_release(p->state, p->remove[i]);
             hoststate_add_history(p->state, now, "release.prune", p->remove[i], p->ctx->who);
         }
-        json = hoststate_format(p->state, now);
-        path = xasprintf("%s/%s", p->target->deploy_path, HOSTSTATE_FILE);
         p->stage = 2;
-        transport_write_file(p->t, path, json, strlen(json), 0644, prune_step, p);
-        free(json);
-        free(path);
+        state_write(p->t, p->target, p->state, now, prune_step, p);
         return;
     }
     prune_audit(p, "ok", NULL, NULL);
