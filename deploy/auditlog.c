@@ -451,6 +451,7 @@ static void read_done(struct append *a, const struct transport_result *r)
     buf_done(&cmd);
     return;
 unexpected:
+    free(prev);
     free(out);
     fail(a, "reading its end gave unexpected output (another writer without flock, or a shell "
             "that prints text?); not appending");
