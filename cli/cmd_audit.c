@@ -271,10 +271,14 @@ static int verify_text(const char *what, const char *text, size_t len, const cha
             return -1;
         }
         torn = true;
-        printf("%s: TORN: %s; the %lu record%s before it hold%s the chain; the next change on "
-               "%s cuts the torn line off (keeping it in a file beside the log) and notes that "
-               "in its record (audit_gap)\n",
-               what, p.why, p.records, p.records == 1 ? "" : "s", p.records == 1 ? "s" : "",
+        printf("%s: TORN: %s; ", what, p.why);
+        if (p.records == 0)
+            printf("no record before it; ");
+        else
+            printf("the %lu record%s before it hold%s the chain; ", p.records,
+                   p.records == 1 ? "" : "s", p.records == 1 ? "s" : "");
+        printf("the next change on %s cuts the torn line off (keeping it in a file beside the "
+               "log) and notes that in its record (audit_gap)\n",
                target);
         len = p.torn_at;
     }

@@ -472,7 +472,9 @@ static char *one_line(const struct transport_result *r)
     free(text);
     if (b.len == 0)
         buf_addf(&b, "exit %d", r->exit_code);
-    return buf_detach(&b, NULL);
+    line = buf_detach(&b, NULL);
+    buf_done(&b);
+    return line;
 }
 
 static void step_done(void *arg, const struct transport_result *r)
