@@ -18,8 +18,10 @@
 
 /* The append's exit status when the log no longer ends as read: read again. */
 #define CHANGED_RC 75
-/* Appends that found the log changed before giving up: one a writer that got in first. */
-#define ATTEMPTS_MAX 8
+/* Appends that found the log changed before giving up: one a writer that got in first, so as
+ * many as there are appends at once to one log (pushes at once under one operator's lock,
+ * each with its record and perhaps a state.reconcile). */
+#define ATTEMPTS_MAX 16
 /* Seconds to wait for the lock on the target (held for a tail and an append at most). */
 #define LOCK_WAIT_S 20
 /* What the read may print: the record this machine wrote last, the size, the last two lines. */

@@ -3,7 +3,7 @@
  * one record per change that touched the target. Appending reads the log's end, formats the
  * record that follows its last record and appends it, in one command on the target that appends
  * only if the log still ends as read (under flock on .n3/audit.log.lock, when the target has
- * flock); if another writer got in first, it reads again (at most 8 times). So two n3ctl
+ * flock); if another writer got in first, it reads again (at most 16 times). So two n3ctl
  * appending at once, even under one operator's deploy lock, do not fork the chain (without
  * flock, the check still leaves a short window between itself and the append).
  *
