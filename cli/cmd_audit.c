@@ -276,18 +276,35 @@ static int fetch_target_log(struct change *c, const char *name, char **text, siz
 }
 
 /* Check a log's chain, and that it still holds the head kept in head_path (when there is
- * one): a chain cannot show records cut off its end. */
-static int verify_text(const char *what, const char *text, size_t len, const char *head_path)
+ * one): a chain cannot show records cut off its end. A target's log (target not NULL) whose
+ * last line is torn is repaired by the next append there: say so, and check the records before
+ * it. */
+static int verify_text(const char *what, const char *text, size_t len, const char *head_path,
+                       const char *target)
 {
     struct audit_problem p;
     struct audit_head h;
     unsigned long records;
     struct err err;
     int loaded = 1;
+    bool torn = false;
 
     if (audit_verify(text, len, &p) != 0) {
-        printf("%s: BROKEN: %s\n", what, p.why);
-        return -1;
+        if (!p.torn || target == NULL) {
+            printf("%s: BROKEN: %s\n", what, p.why);
+            return -1;
+        }
+        torn = true;
+        printf("%s: TORN: %s; ", what, p.why);
+        if (p.records == 0)
+            printf("no record before it; ");
+        else
+            printf("the %lu record%s before it hold%s the chain; ", p.records,
+                   p.records == 1 ? "" : "s", p.records == 1 ? "s" : "");
+        printf("the next change on %s cuts the torn line off (keeping it in a file beside the "
+               "log) and notes that in its record (audit_gap)\n",
+               target);
+        len = p.torn_at;
     }
     records = p.records;
     if (head_path != NULL && (loaded = audit_head_load(head_path, &h, &err)) < 0)
@@ -296,6 +313,8 @@ static int verify_text(const char *what, const char *text, size_t len, const cha
         printf("%s: BROKEN: %s\n", what, p.why);
         return -1;
     }
+    if (torn)
+        return -1;
     printf("%s: ok, %lu record%s, the chain holds", what, records, records == 1 ? "" : "s");
     if (loaded == 0)
         printf("; seq %llu, the last this machine wrote, is there", (unsigned long long)h.seq);
@@ -394,7 +413,7 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
             } else {
                 char *head = audit_head_path(path);
 
-                if (verify_text(path, text, len, head) != 0)
+                if (verify_text(path, text, len, head, NULL) != 0)
                     rc = EXIT_FAILED;
                 free(head);
             }
@@ -412,7 +431,7 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
 
             snprintf(what, sizeof what, "%s:%s", c.fleet.names[i], AUDITLOG_FILE);
             head = auditlog_head_path(remote_transport(c.remote, c.fleet.names[i]), t->deploy_path);
-            if (verify_text(what, text, len, head) != 0)
+            if (verify_text(what, text, len, head, c.fleet.names[i]) != 0)
                 rc = EXIT_FAILED;
             free(head);
             free(text);

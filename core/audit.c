@@ -743,19 +743,27 @@ int audit_verify(const char *text, size_t len, struct audit_problem *p)
     p->line = 0;
     p->why[0] = '\0';
     p->records = 0;
+    p->torn = false;
+    p->torn_at = 0;
     memcpy(hash, AUDIT_ZERO_HASH, sizeof hash);
     for (pos = 0; pos < len; pos += n + 1) {
         line++;
         s = text + pos;
-        if ((nl = memchr(s, '\n', len - pos)) == NULL)
+        /* A bad last line that is no record at all: torn (what follows says how). */
+        p->torn_at = pos;
+        if ((nl = memchr(s, '\n', len - pos)) == NULL) {
+            p->torn = true;
             return problem(p, line,
                            "the last record is cut short (no newline at its end): a write was "
                            "interrupted, or the file was truncated");
+        }
         n = (size_t)(nl - s);
+        p->torn = pos + n + 1 == len;
         if (n == 0)
             return problem(p, line, "empty line: n3ctl writes none, so the log was edited");
         if ((r = parse_record(s, n, why, sizeof why)) == NULL)
             return problem(p, line, "%s: the line was changed, or written by something else", why);
+        p->torn = false;
         seq = record_seq(r);
         prev = cJSON_GetObjectItemCaseSensitive(r, "prev")->valuestring;
         if (seq != (uint64_t)p->records + 1) {

@@ -14,6 +14,7 @@
 #ifndef N3_AUDIT_H
 #define N3_AUDIT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,11 +64,15 @@ struct audit_problem {
      * between them" */
     char why[256];
     unsigned long records; /* records read (when the chain breaks: the good ones before) */
+    /* The bad line is the last one, and is no record (cut short, empty, not JSON): a torn
+     * append, after `records` records whose chain holds; the line starts at byte torn_at. */
+    bool torn;
+    size_t torn_at;
 };
 
 /* Check a whole log's text: every line a record, seq 1, 2, 3..., every prev the hash of the
- * line before. 0 when the chain holds; -1 with p filled in otherwise. An empty text is a valid
- * empty log. */
+ * line before. 0 when the chain holds; -1 with p filled in otherwise (p->torn when only the
+ * last line is bad, and is no record). An empty text is a valid empty log. */
 int audit_verify(const char *text, size_t len, struct audit_problem *p);
 
 /*

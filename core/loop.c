@@ -71,10 +71,14 @@ struct loop *loop_new_fake(uint64_t wall_start_ms, uint64_t seed)
     return loop;
 }
 
+static void deferral_close_cb(uv_handle_t *h);
+
+/* An idle handle is a deferral (loop_defer is their one user) that has not run: it is freed,
+ * not run, since the loop is ending. */
 static void close_walk_cb(uv_handle_t *h, void *arg)
 {
     if (!uv_is_closing(h))
-        uv_close(h, NULL);
+        uv_close(h, uv_handle_get_type(h) == UV_IDLE ? deferral_close_cb : NULL);
 }
 
 void loop_free(struct loop *loop)

@@ -49,7 +49,8 @@ void loop_fake_advance(struct loop *loop, uint64_t ms);
 unsigned loop_fake_pending(const struct loop *loop);
 
 /* Call fn(arg) on the next turn of the loop (not now): for callbacks that must come after
- * the call that arranged them has returned. Works on a fake clock too. */
+ * the call that arranged them has returned. Works on a fake clock too. One that has not run
+ * when the loop is freed never runs (what arg points to is the caller's). */
 void loop_defer(struct loop *loop, loop_timer_fn fn, void *arg);
 
 /* Run fn(arg) on libuv's thread pool (blocking library work: never on the loop), and set *done

@@ -25,6 +25,27 @@ struct hist {
     char *time, *action, *version, *by;
 };
 
+/* A list of strings, owned. */
+struct strv {
+    char **v;
+    size_t n;
+};
+
+static void strv_add(struct strv *l, const char *s)
+{
+    l->v = xreallocarray(l->v, l->n + 1, sizeof *l->v);
+    l->v[l->n++] = xstrdup(s);
+}
+
+static void strv_done(struct strv *l)
+{
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+}
+
 struct hoststate {
     char *target;
     struct rel *rels;
@@ -39,6 +60,8 @@ struct hoststate {
      * and whether a slot or current link could not be read as a release. */
     char *current_release;
     bool links_unreadable;
+    /* What hoststate_reconcile changed, for the record of it (never written to state.json). */
+    struct strv drift_added, drift_removed, drift_links;
 };
 
 static const char *const slot_names[HS_NSLOTS] = {"blue", "green"};
@@ -105,6 +128,9 @@ void hoststate_free(struct hoststate *s)
     free(s->prev_slot);
     free(s->prev_version);
     free(s->current_release);
+    strv_done(&s->drift_added);
+    strv_done(&s->drift_removed);
+    strv_done(&s->drift_links);
     free(s->target);
     free(s);
 }
@@ -598,6 +624,7 @@ struct hoststate *hoststate_from_probe(const char *target, const char *text, cha
 
 void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, struct buf *warn)
 {
+    char link[200];
     size_t i;
 
     for (i = s->nrels; i-- > 0;) {
@@ -605,6 +632,7 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
             continue;
         buf_addf(warn, "%sreleases/%s is in state.json but not on disk: dropped it",
                  warn->len ? "; " : "", s->rels[i].version);
+        strv_add(&s->drift_removed, s->rels[i].version);
         hoststate_remove_release(s, s->rels[i].version);
     }
     for (i = 0; i < disk->nrels; i++) {
@@ -612,6 +640,7 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
             continue;
         buf_addf(warn, "%sreleases/%s is on disk but not in state.json: added it",
                  warn->len ? "; " : "", disk->rels[i].version);
+        strv_add(&s->drift_added, disk->rels[i].version);
         hoststate_add_release(s, hoststate_release(disk, i));
     }
     /* The slot links and current are what runs: a state that says otherwise is wrong (and a
@@ -626,6 +655,9 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
         buf_addf(warn, "%sslots/%s points to releases/%s, but state.json says %s: took the link",
                  warn->len ? "; " : "", hs_slot_name((enum hs_slot)i), on_disk,
                  said != NULL ? said : "nothing");
+        snprintf(link, sizeof link, "slots/%s -> releases/%s", hs_slot_name((enum hs_slot)i),
+                 on_disk);
+        strv_add(&s->drift_links, link);
         hoststate_set_slot(s, (enum hs_slot)i, on_disk, 0);
     }
     free(s->current_release);
@@ -635,6 +667,30 @@ void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, stru
         buf_addf(warn, "%scurrent points to slots/%s, but state.json says %s: took the link",
                  warn->len ? "; " : "", hs_slot_name((enum hs_slot)disk->live),
                  s->live >= 0 ? hs_slot_name((enum hs_slot)s->live) : "none");
+        snprintf(link, sizeof link, "current -> slots/%s", hs_slot_name((enum hs_slot)disk->live));
+        strv_add(&s->drift_links, link);
         s->live = disk->live;
     }
+}
+
+static void add_strings(cJSON *o, const char *key, const struct strv *l)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, key);
+    size_t i;
+
+    for (i = 0; i < l->n; i++)
+        cJSON_AddItemToArray(arr, cJSON_CreateString(l->v[i]));
+}
+
+size_t hoststate_drift(const struct hoststate *s, cJSON *detail)
+{
+    size_t n = s->drift_added.n + s->drift_removed.n + s->drift_links.n;
+
+    if (n == 0 || detail == NULL)
+        return n;
+    add_strings(detail, "added", &s->drift_added);
+    add_strings(detail, "removed", &s->drift_removed);
+    if (s->drift_links.n > 0)
+        add_strings(detail, "links", &s->drift_links);
+    return n;
 }

@@ -22,6 +22,7 @@
 #include "core/err.h"
 
 struct buf;
+struct cJSON;
 struct hoststate;
 
 #define HOSTSTATE_FILE        ".n3/state.json"
@@ -61,8 +62,13 @@ void hoststate_probe_command(const char *deploy_path, struct buf *out);
 /* Rebuild the state from the probe's output. Names that are not valid versions are skipped
  * (warned about in *warnings when not NULL, caller frees). */
 struct hoststate *hoststate_from_probe(const char *target, const char *text, char **warnings);
-/* Make s's releases what is on disk (from the probe), saying what changed in warn. */
+/* Make s's releases and links what is on disk (from the probe), saying what changed in warn;
+ * s remembers it, for hoststate_drift. */
 void hoststate_reconcile(struct hoststate *s, const struct hoststate *disk, struct buf *warn);
+/* How many changes reconciling made to s (0: it matched the disk); with detail not NULL, they
+ * are added to it: "added" and "removed" (release names), and "links" when one was taken from
+ * the disk ("slots/blue -> releases/v1.2.3", "current -> slots/green"). */
+size_t hoststate_drift(const struct hoststate *s, struct cJSON *detail);
 
 size_t hoststate_nreleases(const struct hoststate *s);
 const struct hs_release *hoststate_release(const struct hoststate *s, size_t i);

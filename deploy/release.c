@@ -552,6 +552,19 @@ static void probe_done(void *arg, const struct transport_result *r)
     text = tail_dup(r->out, NULL);
     s = hoststate_from_probe(sr->target->name, text, &skipped);
     free(text);
+    if (sr->missing) {
+        /* No state file at all (a first push killed before it wrote one): everything on disk
+         * is new to the state, reconciled from an empty one, so that a change writes it and
+         * records it. The warning already says the state was rebuilt. */
+        struct hoststate *empty = hoststate_new(sr->target->name);
+        struct buf ignored;
+
+        buf_init(&ignored);
+        hoststate_reconcile(empty, s, &ignored);
+        buf_done(&ignored);
+        hoststate_free(s);
+        s = empty;
+    }
     if (sr->parsed != NULL) {
         struct buf warn;
 
@@ -637,16 +650,143 @@ void release_read_state(struct transport *t, const struct inv_target *target, ho
     free(path);
 }
 
+/* The end of a change on a target, with what its audit record there came to: a warning is
+ * added to the message; a record that could not be written fails the target (the change
+ * stands: it is said, not undone). */
+static void audit_outcome(struct target_result *res, const char *change, int rc, const char *msg)
+{
+    size_t n = strlen(res->msg);
+
+    if (rc == AUDITLOG_FAILED) {
+        res->outcome = PUSH_FAILED;
+        snprintf(res->msg + n, sizeof res->msg - n,
+                 "%s%s, but unaudited on %s (no audit record there): %s", n > 0 ? "; " : "", change,
+                 res->target, msg);
+    } else if (rc != AUDITLOG_OK) {
+        snprintf(res->msg + n, sizeof res->msg - n, "%s(warning: %s)", n > 0 ? " " : "", msg);
+    }
+}
+
+/* Write s to the target's state.json (atomically: a temporary file renamed over it). */
+static void state_write(struct transport *t, const struct inv_target *target,
+                        const struct hoststate *s, int64_t now, transport_done_fn done, void *arg)
+{
+    char *json = hoststate_format(s, now);
+    char *path = xasprintf("%s/%s", target->deploy_path, HOSTSTATE_FILE);
+
+    transport_write_file(t, path, json, strlen(json), 0644, done, arg);
+    free(json);
+    free(path);
+}
+
+/* ---- writing back what reading the state reconciled ---- */
+
+#define RECONCILE_ACTION "state.reconcile"
+
+typedef void (*reconcile_fn)(void *arg, bool ok);
+
+struct reconcile {
+    const struct release_op_ctx *ctx;
+    struct transport *t;
+    const struct inv_target *target;
+    struct target_result *res; /* the change's: a failure is said there */
+    cJSON *detail;
+    reconcile_fn next;
+    void *arg;
+};
+
+static void reconcile_end(struct reconcile *r, bool ok)
+{
+    reconcile_fn next = r->next;
+    void *arg = r->arg;
+
+    cJSON_Delete(r->detail);
+    free(r);
+    next(arg, ok);
+}
+
+static void reconcile_audited(void *arg, int rc, const char *msg)
+{
+    struct reconcile *r = arg;
+
+    size_t n = strlen(r->res->msg);
+
+    if (rc != AUDITLOG_FAILED)
+        snprintf(r->res->msg + n, sizeof r->res->msg - n, "%s%s written (recorded: %s)",
+                 n > 0 ? "; " : "", HOSTSTATE_FILE, RECONCILE_ACTION);
+    audit_outcome(r->res, "state.json was reconciled with what is on disk", rc, msg);
+    reconcile_end(r, rc != AUDITLOG_FAILED);
+}
+
+static void reconcile_written(void *arg, const struct transport_result *tr)
+{
+    struct reconcile *r = arg;
+    const char *targets[] = {r->target->name, NULL};
+    struct audit_entry e = {0};
+    size_t n = strlen(r->res->msg);
+
+    if (tr->status != TRANSPORT_OK || tr->exit_code != 0) {
+        char *why = failure_text(tr);
+
+        r->res->outcome = PUSH_FAILED;
+        snprintf(r->res->msg + n, sizeof r->res->msg - n,
+                 "%s%s could not be written with what is on disk: %s", n > 0 ? "; " : "",
+                 HOSTSTATE_FILE, why);
+        free(why);
+        reconcile_end(r, false);
+        return;
+    }
+    e.time = (int64_t)time(NULL);
+    e.actor = r->ctx->who;
+    e.pid = (long)getpid();
+    e.action = RECONCILE_ACTION;
+    e.targets = targets;
+    e.result = "ok";
+    e.detail = r->detail;
+    auditlog_append(r->t, r->target->deploy_path, &e, reconcile_audited, r);
+}
+
+/* A change that holds the lock, and read a state that differs from the disk (a push killed
+ * between its rename into releases/ and writing the state; a release removed by hand), first
+ * writes the reconciled state and records that on the target ("state.reconcile", with what was
+ * added and removed), whether or not it has anything else to do. next(arg, false): that
+ * failed, and res says why (the target fails). */
+static void reconcile_write(const struct release_op_ctx *ctx, struct transport *t,
+                            const struct inv_target *target, struct hoststate *s,
+                            struct target_result *res, reconcile_fn next, void *arg)
+{
+    struct reconcile *r;
+    int64_t now = (int64_t)time(NULL);
+
+    if (hoststate_drift(s, NULL) == 0) {
+        next(arg, true);
+        return;
+    }
+    r = xcalloc(1, sizeof *r);
+    r->ctx = ctx;
+    r->t = t;
+    r->target = target;
+    r->res = res;
+    r->next = next;
+    r->arg = arg;
+    r->detail = cJSON_CreateObject();
+    hoststate_drift(s, r->detail);
+    hoststate_add_history(s, now, RECONCILE_ACTION, NULL, ctx->who);
+    state_write(t, target, s, now, reconcile_written, r);
+}
+
 /* ---- push ---- */
 
 /* How the unpack command says that the after_unpack hook failed (and not tar, or mv). */
 #define HOOK_FAILED_MARK "n3ctl: the hook failed: "
 #define HOOK_FAILED_EXIT 97
 
-enum push_stage { P_STATE, P_PREPARE, P_UPLOAD, P_UNPACK, P_WRITE_STATE, P_AUDIT };
+enum push_stage { P_STATE, P_RECONCILE, P_PREPARE, P_UPLOAD, P_UNPACK, P_WRITE_STATE, P_AUDIT };
 static const char *const push_stage_names[] = {
-    [P_STATE] = "reading state", [P_PREPARE] = "checking",          [P_UPLOAD] = "uploading",
-    [P_UNPACK] = "unpacking",    [P_WRITE_STATE] = "writing state", [P_AUDIT] = "auditing",
+    [P_STATE] = "reading state", [P_RECONCILE] = "reconciling state",
+    [P_PREPARE] = "checking",    [P_UPLOAD] = "uploading",
+    [P_UNPACK] = "unpacking",    [P_WRITE_STATE] = "writing state",
+    [P_AUDIT] = "auditing",
 };
 
 struct push {
@@ -708,11 +848,10 @@ static void push_run(struct push *p, const char *command, uint64_t timeout_ms)
 static void push_audit_done(void *arg, int rc, const char *msg)
 {
     struct push *p = arg;
+    char change[200];
 
-    /* The release is there; a missing audit record on the target is said, not undone. */
-    if (rc != 0)
-        snprintf(p->res.msg + strlen(p->res.msg), sizeof p->res.msg - strlen(p->res.msg),
-                 "%s(warning: %s)", p->res.msg[0] ? " " : "", msg);
+    snprintf(change, sizeof change, "releases/%s is in place", p->a->version);
+    audit_outcome(&p->res, change, rc, msg);
     push_finish(p);
 }
 
@@ -727,12 +866,11 @@ static void push_lock_cmd(struct buf *cmd, const char *dp)
                dp);
 }
 
+static void push_reconciled(void *arg, bool ok);
+
 static void push_state_read(void *arg, struct hoststate *s, const char *warning, const char *msg)
 {
     struct push *p = arg;
-    struct buf cmd;
-    const char *dp = p->target->deploy_path;
-    char *rel;
 
     if (s == NULL) {
         push_fail(p, "%s", msg);
@@ -741,6 +879,21 @@ static void push_state_read(void *arg, struct hoststate *s, const char *warning,
     p->state = s;
     if (warning != NULL)
         snprintf(p->res.msg, sizeof p->res.msg, "%s", warning);
+    push_stage(p, P_RECONCILE);
+    reconcile_write(p->ctx, p->t, p->target, s, &p->res, push_reconciled, p);
+}
+
+static void push_reconciled(void *arg, bool ok)
+{
+    struct push *p = arg;
+    struct buf cmd;
+    const char *dp = p->target->deploy_path;
+    char *rel;
+
+    if (!ok) {
+        push_finish(p);
+        return;
+    }
     /* Is it there already, whole? REVISION is written before the release becomes visible. */
     push_stage(p, P_PREPARE);
     rel = xasprintf("%s/releases/%s", dp, p->a->version);
@@ -845,6 +998,7 @@ static void push_step(void *arg, const struct transport_result *r)
     }
     switch (p->stage) {
     case P_STATE:
+    case P_RECONCILE:
         return;
     case P_PREPARE:
         text = tail_dup(r->out, NULL);
@@ -914,7 +1068,6 @@ static void push_step(void *arg, const struct transport_result *r)
         struct hs_release rel;
         char iso[32];
         int64_t now = (int64_t)time(NULL);
-        char *json, *path;
 
         hoststate_iso_time(now, iso);
         rel.version = p->a->version;
@@ -924,12 +1077,8 @@ static void push_step(void *arg, const struct transport_result *r)
         rel.by = p->ctx->who;
         hoststate_add_release(p->state, &rel);
         hoststate_add_history(p->state, now, "release.push", p->a->version, p->ctx->who);
-        json = hoststate_format(p->state, now);
-        path = xasprintf("%s/%s", dp, HOSTSTATE_FILE);
         push_stage(p, P_WRITE_STATE);
-        transport_write_file(p->t, path, json, strlen(json), 0644, push_step, p);
-        free(json);
-        free(path);
+        state_write(p->t, p->target, p->state, now, push_step, p);
         return;
     }
     case P_WRITE_STATE:
@@ -1009,19 +1158,29 @@ static void prune_audit_done(void *arg, int rc, const char *msg)
 {
     struct prune *p = arg;
 
-    if (rc != 0)
-        snprintf(p->res.msg + strlen(p->res.msg), sizeof p->res.msg - strlen(p->res.msg),
-                 " (warning: %s)", msg);
+    audit_outcome(&p->res,
+                  p->res.outcome == PUSH_FAILED ? "what was done stands"
+                                                : "the releases were removed",
+                  rc, msg);
     prune_finish(p);
+}
+
+static void prune_plan(struct prune *p);
+
+static void prune_reconciled(void *arg, bool ok)
+{
+    struct prune *p = arg;
+
+    if (!ok) {
+        prune_finish(p);
+        return;
+    }
+    prune_plan(p);
 }
 
 static void prune_state_read(void *arg, struct hoststate *s, const char *warning, const char *msg)
 {
     struct prune *p = arg;
-    size_t n, i, kept = 0;
-    struct named *all;
-    struct buf removed, keptnames, cmd;
-    enum hs_slot live;
 
     if (s == NULL) {
         p->res.outcome = PUSH_FAILED;
@@ -1039,6 +1198,24 @@ static void prune_state_read(void *arg, struct hoststate *s, const char *warning
         prune_finish(p);
         return;
     }
+    if (warning != NULL)
+        snprintf(p->res.msg, sizeof p->res.msg, "%s", warning);
+    /* A dry run holds no lock, and changes nothing. */
+    if (p->dry_run)
+        prune_plan(p);
+    else
+        reconcile_write(p->ctx, p->t, p->target, s, &p->res, prune_reconciled, p);
+}
+
+/* Which releases go, and which stay; then remove them. */
+static void prune_plan(struct prune *p)
+{
+    const struct hoststate *s = p->state;
+    size_t n, i, kept = 0, len = strlen(p->res.msg);
+    struct named *all;
+    struct buf removed, keptnames, cmd;
+    enum hs_slot live;
+
     n = hoststate_nreleases(s);
     all = xcalloc(n + 1, sizeof *all);
     for (i = 0; i < n; i++) {
@@ -1071,9 +1248,9 @@ static void prune_state_read(void *arg, struct hoststate *s, const char *warning
             semver_done(&all[i].sv);
     }
     free(all);
-    snprintf(p->res.msg, sizeof p->res.msg, "%s%skept: %s; %s: %s", warning ? warning : "",
-             warning ? "; " : "", keptnames.len ? keptnames.data : "nothing",
-             p->dry_run ? "would remove" : "removed", removed.len ? removed.data : "nothing");
+    snprintf(p->res.msg + len, sizeof p->res.msg - len, "%skept: %s; %s: %s", len ? "; " : "",
+             keptnames.len ? keptnames.data : "nothing", p->dry_run ? "would remove" : "removed",
+             removed.len ? removed.data : "nothing");
     buf_done(&removed);
     buf_done(&keptnames);
     if (p->nremove == 0 || p->dry_run) {
@@ -1142,18 +1319,13 @@ static void prune_step(void *arg, const struct transport_result *r)
     }
     if (p->stage == 1) {
         int64_t now = (int64_t)time(NULL);
-        char *json, *path;
 
         for (i = 0; i < p->nremove; i++) {
             hoststate_remove_release(p->state, p->remove[i]);
             hoststate_add_history(p->state, now, "release.prune", p->remove[i], p->ctx->who);
         }
-        json = hoststate_format(p->state, now);
-        path = xasprintf("%s/%s", p->target->deploy_path, HOSTSTATE_FILE);
         p->stage = 2;
-        transport_write_file(p->t, path, json, strlen(json), 0644, prune_step, p);
-        free(json);
-        free(path);
+        state_write(p->t, p->target, p->state, now, prune_step, p);
         return;
     }
     prune_audit(p, "ok", NULL, NULL);

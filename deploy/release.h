@@ -3,7 +3,10 @@
  * $XDG_CACHE_HOME/n3ctl/<app>/, pushed to targets: uploaded, its checksum checked there,
  * unpacked into a temporary directory and renamed to <deploy_path>/releases/<version> (a
  * half-unpacked release is never visible), with REVISION inside; then state.json and the
- * target's audit log. Pushing a release that is there already does nothing.
+ * target's audit log. Pushing a release that is there already does nothing more; but a push or
+ * prune that finds state.json apart from the disk (a push killed after its rename) first writes
+ * the reconciled state and records that on the target (state.reconcile). A target whose audit
+ * record could not be written fails: the change there stands, unaudited, and is said.
  *
  * Layout on a target (docs/config.md):
  *   <deploy_path>/releases/<version>/   the release, REVISION inside

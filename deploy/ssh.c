@@ -298,6 +298,33 @@ static void conn_watch(struct ssh_conn *c, int events)
         uv_poll_start(&c->sock->poll, events, conn_io_cb);
 }
 
+/* Shut the socket, so that libssh2 cannot wait on it while freeing, and close what SFTP still
+ * has open: libssh2 frees its channels along with the session, but not an SFTP file handle
+ * with the writes it holds, nor the replies and requests an SFTP session keeps (an upload
+ * dropped when it stalled or its connection was lost). On the shut socket each close fails at
+ * once, and frees what it closes. */
+static void conn_shut(struct ssh_conn *c)
+{
+    struct ssh_chan *ch;
+
+    if (c->sock == NULL)
+        return;
+    shutdown(c->sock->fd, SHUT_RDWR);
+    if (c->session == NULL)
+        return;
+    libssh2_session_set_blocking(c->session, 1);
+    for (ch = c->chans; ch != NULL; ch = ch->next) {
+        if (ch->fh != NULL) {
+            libssh2_sftp_close_handle(ch->fh);
+            ch->fh = NULL;
+        }
+        if (ch->sftp != NULL) {
+            libssh2_sftp_shutdown(ch->sftp);
+            ch->sftp = NULL;
+        }
+    }
+}
+
 /* Tear the connection down: session, agent, socket, timers. State goes to C_IDLE. */
 static void conn_teardown(struct ssh_conn *c)
 {
@@ -307,8 +334,7 @@ static void conn_teardown(struct ssh_conn *c)
         c->agent = NULL;
         c->agent_id = NULL;
     }
-    if (c->sock != NULL)
-        shutdown(c->sock->fd, SHUT_RDWR); /* libssh2 must not wait on it while freeing */
+    conn_shut(c);
     if (c->session != NULL) {
         libssh2_session_set_blocking(c->session, 1);
         libssh2_session_free(c->session);
@@ -384,9 +410,9 @@ static void conn_fail(struct ssh_conn *c, enum ssh_status st, enum retry_kind ki
     for (ch = c->chans, c->chans = NULL; ch != NULL; ch = next) {
         next = ch->next;
         ch->next = NULL;
-        ch->ch = NULL; /* freed with the session */
-        ch->sftp = NULL;
-        ch->fh = NULL;
+        ch->ch = NULL;   /* freed with the session */
+        ch->sftp = NULL; /* closed by conn_shut */
+        ch->fh = NULL;   /* closed by conn_shut */
         if (was_ready && !ch->started_remote && !ch->retried && !ch->abandoned) {
             ch->retried = true;
             ch->state = S_QUEUED;
@@ -1321,6 +1347,7 @@ void ssh_pool_free(struct ssh_pool *p)
         next = c->next;
         if (c->session != NULL && c->state == C_READY)
             libssh2_session_disconnect(c->session, "n3ctl is done"); /* best effort */
+        conn_shut(c); /* before the channels go: they hold the SFTP handles to close */
         abandon_all(c);
         conn_teardown(c); /* orphans a lookup in flight: its callback only frees it */
         loop_timer_free(c->deadline);

@@ -3,7 +3,7 @@
 # The audit logs on targets: many n3ctl appending to one target log at once (pushes under the
 # operator's own hand-held deploy lock) do not fork its chain; an append that finds the log
 # changed since it read it reads again (forced here by a flock that lets another writer in
-# first), and gives up after 8 tries with a clear message; the record this machine wrote last
+# first), and gives up after 16 tries with a clear message; the record this machine wrote last
 # is found by its seq, not by its line, in a log whose front was removed.
 set -eu
 . "$(dirname "$0")/lib.sh"
@@ -33,14 +33,14 @@ count() {
 
 # ---- many appends at once: one chain ----
 
-# A tail(1) in front of the real one, for the pushes: the reads of an audit log's last line wait
+# A tail(1) in front of the real one, for the pushes: the reads of an audit log's end wait
 # until $BARRIER of them have arrived (or 10 s have passed), so that the pushes read the log at
 # the same moment and all try to append the same seq; later reads go straight on.
 mkdir -p "$T/bin-barrier"
 cat >"$T/bin-barrier/tail" <<EOF
 #!/bin/sh
 case " \$* " in
-*" -n 1 -- "*"/.n3/audit.log ")
+*" -n 2 -- "*"/.n3/audit.log ")
     for f; do :; done
     d='$T/barrier/'\$(printf '%s' "\$f" | sha256sum | cut -c1-16)
     mkdir -p "\$d" && mktemp "\$d/arrived.XXXXXX" >/dev/null || exit 1
@@ -90,16 +90,24 @@ $(show "$T/push${round}_$v.err")"
         expect_eq "round $round: the versions recorded on t$k" "$(tr ' ' '\n' <<<"$VERSIONS" | LC_ALL=C sort | paste -sd ' ')" \
             "$(jq -s -r '[.[] | select(.action == "release.push") | .detail.version] | sort | join(" ")' "$LOG")"
     done
+    # A push may find another one's release renamed into releases/ before that one wrote its
+    # state.json: it writes it there itself, and records that (state.reconcile).
+    expect_eq "round $round: t1's records beside the pushes" "lock.acquire" \
+        "$(jq -s -r '[.[].action | select(. != "release.push" and . != "state.reconcile")] | join(" ")' "$T/r$round/t1/.n3/audit.log")"
+    expect_eq "round $round: t2's records beside the pushes" "" \
+        "$(jq -s -r '[.[].action | select(. != "release.push" and . != "state.reconcile")] | join(" ")' "$T/r$round/t2/.n3/audit.log")"
     run_n3 "verify$round" audit -c "$T/r$round.json" verify --targets
     expect_rc 0
-    expect_grep out '^t1:.n3/audit.log: ok, 7 records, the chain holds' "round $round: t1's chain holds"
-    expect_grep out '^t2:.n3/audit.log: ok, 6 records, the chain holds' "round $round: t2's chain holds"
+    for k in 1 2; do
+        expect_grep out "^t$k:.n3/audit.log: ok, $(wc -l <"$T/r$round/t$k/.n3/audit.log") records, the chain holds" \
+            "round $round: t$k's chain holds"
+    done
     run_n3 "give$round" lock -c "$T/r$round.json" release
     expect_rc 0
     rm -rf "$T/barrier"
 done
 
-# ---- the log changed between the read and the append: read again, up to 8 times ----
+# ---- the log changed between the read and the append: read again, up to 16 times ----
 
 # A flock(1) in front of the real one: while $T/interpose counts above 0, an exclusive lock of an
 # audit log's lock file first appends a record of "another writer" to that log (it runs after
@@ -156,18 +164,25 @@ expect_rc 0
 expect_grep out '^t2:.n3/audit.log: ok, 5 records, the chain holds; seq 5, the last this machine wrote, is there$' \
     "the chain holds, with this machine's record last"
 
-echo 8 >"$T/interpose"
+# After 16 tries it gives up: the log then holds the 5 records above and the 16 the other
+# writer got in; this machine's record after them is seq $((N + 1)).
+TRIES=16
+N=$((5 + TRIES))
+echo "$TRIES" >"$T/interpose"
 PATH="$T/bin:$PATH" run_n3 gaveup release -c "$T/c.json" push v1.10.0 -H t2
-expect_grep err 'audit log on t2: it changed between reading its last record and appending 8 times in a row \(other n3ctl processes appending to it\); the record was not written' \
-    "the append gives up after 8 tries, and says why"
+# A change whose record could not be written is not a success: the target fails, and says
+# that the change happened.
+expect_rc 1
+expect_grep err "^  t2: FAILED \([0-9.]+(ms|s)\): releases/v1\.10\.0 is in place, but unaudited on t2 \(no audit record there\): audit log on t2: it changed between reading its last record and appending $TRIES times in a row \(other n3ctl processes appending to it\); the record was not written" \
+    "the append gives up after $TRIES tries, says why, and the target fails"
 expect_eq "the other writer's turns left" 0 "$(cat "$T/interpose")"
 expect_present "$T/c/t2/releases/v1.10.0" "the release is in place all the same"
-expect_eq "the records on t2" 13 "$(wc -l <"$C2LOG")"
+expect_eq "the records on t2" "$N" "$(wc -l <"$C2LOG")"
 expect_eq "the push records on t2" 2 "$(count "$C2LOG" '.action == "release.push"')"
 seqs_ok "$C2LOG" "after giving up"
 run_n3 cverify2 audit -c "$T/c.json" verify --targets -H t2
 expect_rc 0
-expect_grep out '^t2:.n3/audit.log: ok, 13 records, the chain holds; seq 5, the last this machine wrote, is there$' \
+expect_grep out "^t2:.n3/audit.log: ok, $N records, the chain holds; seq 5, the last this machine wrote, is there\$" \
     "the chain holds; this machine's last record is still there"
 
 # ---- a log whose front was removed: this machine's record is found by its seq ----
@@ -182,32 +197,56 @@ run_n3 after_trim release -c "$T/c.json" push v2.0.0 -H t2
 expect_rc 0
 expect_no_grep err 'audit log|audit_gap' "no gap said: this machine's record is there (by its seq, at another line)"
 jq_eq <(tail -n 1 "$C2LOG") '[.seq, .detail.version, (.detail | has("audit_gap"))] | map(tostring) | join(" ")' \
-    "14 v2.0.0 false" "the new record follows, without audit_gap"
+    "$((N + 1)) v2.0.0 false" "the new record follows, without audit_gap"
 run_n3 trimmed_verify2 audit -c "$T/c.json" verify --targets -H t2
 expect_rc 1
 expect_grep out '^t2:.n3/audit.log: BROKEN: line 1: the log starts at seq 3, not 1' "the removal is still found"
 
-# This machine's record (seq 14, at line 12) changed: the next append notes it.
-sed -i '12s/"time":"[^"]*"/"time":"2020-01-01T00:00:00Z"/' "$C2LOG"
+# This machine's record (seq N + 1, at line N - 1) changed: the next append notes it.
+sed -i "$((N - 1))"'s/"time":"[^"]*"/"time":"2020-01-01T00:00:00Z"/' "$C2LOG"
 run_n3 changed_head release -c "$T/c.json" push v2.0.0-rc.2 -H t2
 expect_rc 0
-expect_grep err 'the audit log on t2 was rewritten: its record 14 is not the one this machine wrote there; the new record notes it \(audit_gap\)' \
+expect_grep err "the audit log on t2 was rewritten: its record $((N + 1)) is not the one this machine wrote there; the new record notes it \\(audit_gap\\)" \
     "a changed record, found by its seq, is said"
 jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .expected_seq, .log_ends_at_seq] | map(tostring) | join(" ")' \
-    "rewritten 14 14" "the new record notes the gap"
+    "rewritten $((N + 1)) $((N + 1))" "the new record notes the gap"
 
-# ---- logs n3ctl cannot continue: refused, nothing written ----
+# ---- a torn last line is cut off by the next append, kept aside, and noted ----
 
+# The last record without its newline (a write cut short): it is the record this machine
+# wrote last, so the gap says the log was cut too.
 cp "$C2LOG" "$T/c2.orig"
+LASTLEN=$(tail -n 1 "$T/c2.orig" | wc -c)
 head -c -1 "$T/c2.orig" >"$C2LOG"
 run_n3 cutshort release -c "$T/c.json" push v2.0.0-rc.10 -H t2
-expect_grep err 'audit log on t2: its last line is cut short \(no newline at its end\)' "a log cut short mid-line"
-expect_same_file <(head -c -1 "$T/c2.orig") "$C2LOG" "a log cut short mid-line"
-printf '\n' >>"$C2LOG"
+expect_rc 0
+expect_grep err "the audit log on t2 ended with a torn line \\($((LASTLEN - 1)) bytes after record $((N + 1)), not a whole record" \
+    "the torn line is said"
+jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .expected_seq, .log_ends_at_seq, .cut_bytes] | map(tostring) | join(" ")' \
+    "cut $((N + 2)) $((N + 1)) $((LASTLEN - 1))" "the new record notes the torn line, and the record cut with it"
+KEPT=$(jq -r .detail.audit_gap.kept_in <(tail -n 1 "$C2LOG"))
+expect_same_file <(tail -n 1 "$T/c2.orig" | head -c -1) "$KEPT" "the torn line, kept aside"
+jq_eq <(tail -n 1 "$C2LOG") .seq $((N + 2)) "the new record takes the torn one's place"
+
+# An empty last line: cut off too (one byte).
+cp "$C2LOG" "$T/c2.orig"
 printf '\n' >>"$C2LOG"
 run_n3 blank release -c "$T/c.json" push v2.0.0-alpha.1 -H t2
-expect_grep err 'audit log on t2: its last line is empty' "a log whose last line is empty"
-expect_same_file <(cat "$T/c2.orig" && printf '\n') "$C2LOG" "a log whose last line is empty"
+expect_rc 0
+expect_grep err "the audit log on t2 ended with a torn line \\(1 byte after record $((N + 2))" "an empty last line is said"
+expect_same_file <(head -n -1 "$C2LOG") "$T/c2.orig" "the records before the empty line"
+jq_eq <(tail -n 1 "$C2LOG") '.detail.audit_gap | [.what, .log_ends_at_seq, .cut_bytes] | map(tostring) | join(" ")' \
+    "torn $((N + 2)) 1" "the new record notes the empty line"
+
+# Two last lines that are not records: not continued, nothing written; the prune that could
+# not record its change fails on t2, and says what it did.
+printf 'not a record\nnor this\n' >>"$C2LOG"
+cp "$C2LOG" "$T/c2.orig"
+run_n3 garbage release -c "$T/c.json" prune --keep 1 -H t2
+expect_rc 1
+expect_grep err '^  t2: FAILED \([0-9.]+(ms|s)\): kept: .*; removed: .*; the releases were removed, but unaudited on t2 \(no audit record there\): audit log on t2: its last two lines are not records, so the chain cannot be continued' \
+    "a log whose last two lines are not records: the prune fails on t2"
+expect_same_file "$T/c2.orig" "$C2LOG" "a log whose last two lines are not records"
 
 run_n3 cgive lock -c "$T/c.json" release
 expect_rc 0

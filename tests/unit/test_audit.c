@@ -91,6 +91,17 @@ static void expect_broken(const char *text, unsigned long at, const char *needle
     ck_assert_msg(strstr(p.why, needle) != NULL, "\"%s\" not in \"%s\"", needle, p.why);
 }
 
+/* Whether verify takes text's bad line for a torn last line (and where that line starts). */
+static void expect_torn(const char *text, bool torn, size_t at)
+{
+    struct audit_problem p;
+
+    ck_assert_int_eq(audit_verify(text, strlen(text), &p), -1);
+    ck_assert_msg(p.torn == torn, "torn: expected %d: %s", torn, p.why);
+    if (torn)
+        ck_assert_uint_eq(p.torn_at, at);
+}
+
 static void expect_valid(const char *text, unsigned long records)
 {
     struct audit_problem p;
@@ -408,10 +419,16 @@ START_TEST(verify_finds_a_cut_last_record)
     char *log = make_log(3);
     size_t len = strlen(log);
 
+    size_t n1, n2;
+
+    line_at(log, 1, &n1);
+    line_at(log, 2, &n2);
     log[len - 1] = '\0'; /* only the newline gone */
     expect_broken(log, 3, "the last record is cut short");
+    expect_torn(log, true, n1 + 1 + n2 + 1);
     log[len - 20] = '\0';
     expect_broken(log, 3, "the last record is cut short");
+    expect_torn(log, true, n1 + 1 + n2 + 1);
     free(log);
 }
 END_TEST
@@ -421,21 +438,36 @@ START_TEST(verify_finds_garbage_and_empty_lines)
     char *log = make_log(3), *s;
     size_t n1;
 
+    /* A bad last line is torn (the next append on a target cuts it off); one before is not. */
     s = xasprintf("%shello world\n", log);
     expect_broken(s, 4, "line 4: not JSON");
+    expect_torn(s, true, strlen(log));
     free(s);
     s = xasprintf("%s{\"seq\":4}\n", log);
     expect_broken(s, 4, "\"time\" is missing");
+    expect_torn(s, true, strlen(log));
     free(s);
     s = xasprintf("%s\n", log);
     expect_broken(s, 4, "empty line");
+    expect_torn(s, true, strlen(log));
     free(s);
     line_at(log, 1, &n1);
     s = xasprintf("%.*s\n%s", (int)(n1 + 1), log, log + n1 + 1);
     expect_broken(s, 2, "empty line");
+    expect_torn(s, false, 0);
     free(s);
     s = xasprintf("%.*s\r\n%s", (int)n1, log, log + n1 + 1); /* CRLF: edited on Windows */
     expect_broken(s, 1, "control character");
+    expect_torn(s, false, 0);
+    free(s);
+    /* A whole record with the wrong seq at the end is no torn line. */
+    s = xasprintf("%.*s", (int)(n1 + 1), log);
+    {
+        char *twice = xasprintf("%s%s", s, s);
+
+        expect_torn(twice, false, 0);
+        free(twice);
+    }
     free(s);
     free(log);
 }

@@ -818,11 +818,24 @@ START_TEST(reconcile_makes_the_releases_what_is_on_disk)
     ck_assert_ptr_nonnull(
         strstr(warn.data, "releases/3.0.0 is on disk but not in state.json: added it"));
     ck_assert_ptr_null(strstr(warn.data, "1.0.0"));
+    /* ... and remembered, for the record a change writes of it. */
+    {
+        cJSON *detail = cJSON_CreateObject();
+        char *text;
+
+        ck_assert_uint_eq(hoststate_drift(s, NULL), 2);
+        ck_assert_uint_eq(hoststate_drift(s, detail), 2);
+        text = cJSON_PrintUnformatted(detail);
+        ck_assert_str_eq(text, "{\"added\":[\"3.0.0\"],\"removed\":[\"2.0.0\"]}");
+        cJSON_free(text);
+        cJSON_Delete(detail);
+    }
 
     /* Once they agree, nothing more to say. */
     buf_reset(&warn);
     hoststate_reconcile(s, disk, &warn);
     ck_assert_uint_eq(warn.len, 0);
+    ck_assert_uint_eq(hoststate_drift(s, NULL), 2);
     assert_order(s, want, N_ELEMS(want));
     buf_done(&warn);
     hoststate_free(disk);
@@ -834,6 +847,46 @@ START_TEST(reconcile_makes_the_releases_what_is_on_disk)
     ck_assert_uint_eq(hoststate_nreleases(s), 0);
     ck_assert_ptr_nonnull(strstr(warn.data, "releases/3.0.0 is in state.json but not on disk"));
     ck_assert_ptr_nonnull(strstr(warn.data, "releases/1.0.0 is in state.json but not on disk"));
+    buf_done(&warn);
+    hoststate_free(disk);
+    hoststate_free(s);
+}
+END_TEST
+
+START_TEST(reconcile_takes_the_links_and_remembers_them)
+{
+    struct hoststate *s = hoststate_new("web1"), *disk;
+    cJSON *detail = cJSON_CreateObject();
+    struct buf warn;
+    char *text;
+
+    add_version(s, "1.0.0");
+    add_version(s, "2.0.0");
+    hoststate_set_slot(s, HS_BLUE, "1.0.0", 8001);
+    disk = hoststate_from_probe("web1",
+                                "release 1.0.0\nrelease 2.0.0\n"
+                                "slot blue ../releases/2.0.0\ncurrent slots/blue\n",
+                                NULL);
+    buf_init(&warn);
+    hoststate_reconcile(s, disk, &warn);
+    ck_assert_str_eq(hoststate_slot_version(s, HS_BLUE), "2.0.0");
+    ck_assert_uint_eq(hoststate_drift(s, detail), 2);
+    text = cJSON_PrintUnformatted(detail);
+    ck_assert_str_eq(text, "{\"added\":[],\"removed\":[],\"links\":[\"slots/blue -> "
+                           "releases/2.0.0\",\"current -> slots/blue\"]}");
+    cJSON_free(text);
+    cJSON_Delete(detail);
+    buf_done(&warn);
+    hoststate_free(disk);
+    hoststate_free(s);
+
+    /* A state that matches the disk has nothing to record. */
+    s = hoststate_new("web1");
+    add_version(s, "1.0.0");
+    disk = hoststate_from_probe("web1", "release 1.0.0\n", NULL);
+    buf_init(&warn);
+    hoststate_reconcile(s, disk, &warn);
+    ck_assert_uint_eq(hoststate_drift(s, NULL), 0);
     buf_done(&warn);
     hoststate_free(disk);
     hoststate_free(s);
@@ -1296,6 +1349,7 @@ int main(void)
     tcase_add_test(t, from_probe_reads_releases_slots_and_the_live_slot);
     tcase_add_test(t, from_probe_never_takes_an_unsafe_slot_target);
     tcase_add_test(t, reconcile_makes_the_releases_what_is_on_disk);
+    tcase_add_test(t, reconcile_takes_the_links_and_remembers_them);
     tcase_add_test(t, the_probe_lists_a_real_deploy_path);
     tcase_add_test(t, the_probe_quotes_the_deploy_path);
     tcase_add_test(t, the_probe_of_a_missing_or_empty_deploy_path_is_empty);

@@ -122,6 +122,21 @@ START_TEST(real_timer_fires)
 }
 END_TEST
 
+/* A deferral that never ran, because the loop ended first (n3ctl finishing while a callback
+ * started new work), is freed with the loop, not run: LeakSanitizer, in the ASan build, fails
+ * this test if it is left behind. */
+START_TEST(deferral_not_run_is_freed_with_the_loop)
+{
+    struct loop *loop = loop_new();
+    int fired = 0;
+
+    loop_defer(loop, real_fire, &fired);
+    loop_defer(loop, real_fire, &fired);
+    loop_free(loop);
+    ck_assert_int_eq(fired, 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("loop");
@@ -131,6 +146,7 @@ int main(void)
     tcase_add_test(t, timer_may_free_itself);
     tcase_add_test(t, random_is_deterministic_with_a_seed);
     tcase_add_test(t, real_timer_fires);
+    tcase_add_test(t, deferral_not_run_is_freed_with_the_loop);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
