@@ -631,5 +631,6 @@ ok
 kill -INT "$pid"
 wait_exit "$pid" "n3ctl run leftover.json (SIGINT while waiting for leftovers)"
 expect_rc 0
-pid_gone "$lpid" || fail "$LAST_CMD: the leftover $lpid survived n3ctl"
+# KILL was sent as n3ctl left; on a busy machine the process may take a moment to be gone.
+wait_until "the leftover $lpid to be killed after n3ctl left" pid_gone "$lpid"
 ok
