@@ -25,6 +25,8 @@ struct inv_env {
     struct inv_target *targets;
     size_t ntargets;
     size_t lock_target;
+    struct inv_service service; /* its own, or a copy of the top level's */
+    bool has_service;
 };
 
 struct inventory {
@@ -33,13 +35,21 @@ struct inventory {
     struct inv_app app;
     struct inv_hooks hooks;
     struct inv_lock_cfg lock;
+    struct inv_service service; /* the top level's: for environments without their own */
+    bool has_service;
     struct inv_env *envs;
     size_t nenvs;
     char *default_env;
 };
 
-static const char *const top_keys[] = {
-    "version", "app", "ssh", "hooks", "lock", "environments", "default_environment", NULL};
+static const char *const top_keys[] = {"version", "app",     "ssh",          "hooks",
+                                       "lock",    "service", "environments", "default_environment",
+                                       NULL};
+static const char *const service_keys[] = {
+    "ports", "start", "stop", "stop_grace_seconds", "ready_timeout_seconds", "mode", NULL};
+static const char *const slot_keys[] = {"blue", "green", NULL};
+static const char *const service_modes[] = {
+    [INV_SERVICE_DETACHED] = "detached", [INV_SERVICE_SYSTEMD] = "systemd", NULL};
 static const char *const app_keys[] = {"name", "repository", "tag_pattern", "keep_releases", NULL};
 static const char *const hook_names[HOOK_COUNT + 1] = {
     [HOOK_BUILD] = "build",
@@ -72,8 +82,8 @@ static const char *const ssh_keys[] = {
     "max_handshakes",
     NULL,
 };
-static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
-                                       NULL};
+static const char *const env_keys[] = {"targets",     "deploy_path", "lock_target",
+                                       "description", "service",     NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -375,7 +385,9 @@ static int load_app(struct loader *ld, const cJSON *root)
 }
 
 /* A hook template: {name} must be a known variable; {{ and }} are braces. */
-static int check_hook(struct loader *ld, const cJSON *node, int hook, const char *s)
+/* The {variables} of a command (a hook, the service's start and stop): each one known, and
+ * with a value where it runs (mask: bit i for hook_vars[i]; a hook's own name, or NULL). */
+static int check_vars(struct loader *ld, const cJSON *node, unsigned mask, int hook, const char *s)
 {
     const char *p, *end;
 
@@ -415,7 +427,7 @@ static int check_hook(struct loader *ld, const cJSON *node, int hook, const char
                                  "{release_dir}, {slot}, {port} and {target}",
                                  var);
             }
-            if ((hook_var_mask[hook] & (1u << i)) == 0)
+            if ((mask & (1u << i)) == 0)
                 return cfg_error(ld->cfg, ld->err, node,
                                  "{%s} has no value when the %s hook runs (it runs %s)", var,
                                  hook_names[hook],
@@ -425,6 +437,96 @@ static int check_hook(struct loader *ld, const cJSON *node, int hook, const char
         p = end;
     }
     return 0;
+}
+
+static int check_hook(struct loader *ld, const cJSON *node, int hook, const char *s)
+{
+    return check_vars(ld, node, hook_var_mask[hook], hook, s);
+}
+
+/* A service: how each slot's instance starts and stops (docs/config.md, "service"). */
+static int load_service(struct loader *ld, const cJSON *o, struct inv_service *sv)
+{
+    const cJSON *ports, *node;
+    const char *mode = NULL, *cmd = NULL;
+    int64_t port;
+    unsigned i, m;
+
+    memset(sv, 0, sizeof *sv);
+    sv->stop_grace_ms = 10000;
+    sv->ready_timeout_ms = 60000;
+    if (cfg_check_object(ld->cfg, o, service_keys, ld->err) != 0 ||
+        get_ms(ld, o, "stop_grace_seconds", 3600, &sv->stop_grace_ms) != 0 ||
+        get_ms(ld, o, "ready_timeout_seconds", 3600, &sv->ready_timeout_ms) != 0 ||
+        get_text(ld, o, "mode", false, &mode) != 0)
+        return -1;
+    if (mode != NULL) {
+        for (m = 0; service_modes[m] != NULL && strcmp(service_modes[m], mode) != 0; m++)
+            ;
+        if (service_modes[m] == NULL) {
+            const char *hint = cfg_suggest(mode, service_modes);
+
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "mode"),
+                             "unknown mode \"%.40s\"%s%s%s; the modes are detached (the "
+                             "default) and systemd",
+                             mode, hint != NULL ? "; did you mean \"" : "",
+                             hint != NULL ? hint : "", hint != NULL ? "\"?" : "");
+        }
+        sv->mode = (enum inv_service_mode)m;
+    }
+    ports = cfg_get(ld->cfg, o, "ports", cJSON_Object, true, ld->err);
+    if (ports == NULL || cfg_check_object(ld->cfg, ports, slot_keys, ld->err) != 0)
+        return -1;
+    for (i = 0; i < INV_SLOTS; i++) {
+        if (cfg_get_int(ld->cfg, ports, slot_keys[i], true, 1, 65535, &port, ld->err) != 0)
+            return -1;
+        sv->ports[i] = (unsigned)port;
+    }
+    if (sv->ports[0] == sv->ports[1])
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(ports, "green"),
+                         "green has the port of blue (%u): the two slots run at once, each needs "
+                         "a port of its own",
+                         sv->ports[1]);
+    for (i = 0; i < 2; i++) {
+        const char *key = i == 0 ? "start" : "stop";
+        bool required = i == 0 || sv->mode == INV_SERVICE_SYSTEMD;
+
+        if (cfg_get_string(ld->cfg, o, key, required, &cmd, ld->err) != 0) {
+            if (required && !cfg_has(o, key))
+                return cfg_error(ld->cfg, ld->err, o, "\"%s\" is missing: %s", key,
+                                 i == 0 ? "the command that starts a slot's instance, with its "
+                                          "{port} (e.g. \"exec ./app --port {port}\")"
+                                        : "mode systemd stops a slot with your own command (e.g. "
+                                          "\"systemctl stop app@{slot}\")");
+            return -1;
+        }
+        if (cmd == NULL)
+            continue;
+        node = cJSON_GetObjectItemCaseSensitive(o, key);
+        if (cmd[0] == '\0')
+            return cfg_error(ld->cfg, ld->err, node, "an empty command");
+        if (check_vars(ld, node, 0x1f, -1, cmd) != 0)
+            return -1;
+        if (i == 0)
+            sv->start = xstrdup(cmd);
+        else
+            sv->stop = xstrdup(cmd);
+    }
+    return 0;
+}
+
+static void service_done(struct inv_service *sv)
+{
+    free(sv->start);
+    free(sv->stop);
+    memset(sv, 0, sizeof *sv);
+}
+
+static void service_copy(struct inv_service *to, const struct inv_service *from)
+{
+    *to = *from;
+    to->start = from->start != NULL ? xstrdup(from->start) : NULL;
+    to->stop = from->stop != NULL ? xstrdup(from->stop) : NULL;
 }
 
 static int load_hooks(struct loader *ld, const cJSON *root)
@@ -649,6 +751,16 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
         i++;
     }
     free(deploy_path);
+    if (rc == 0 && cfg_has(o, "service")) {
+        const cJSON *so = cfg_get(ld->cfg, o, "service", cJSON_Object, true, ld->err);
+
+        if (so == NULL || load_service(ld, so, &e->service) != 0)
+            return -1;
+        e->has_service = true;
+    } else if (rc == 0 && ld->inv->has_service) {
+        service_copy(&e->service, &ld->inv->service);
+        e->has_service = true;
+    }
     if (rc == 0 && cfg_has(o, "lock_target")) {
         const char *lt = NULL;
 
@@ -685,8 +797,10 @@ void inventory_free(struct inventory *inv)
             target_done(&inv->envs[i].targets[j]);
         free(inv->envs[i].targets);
         free(inv->envs[i].name);
+        service_done(&inv->envs[i].service);
     }
     free(inv->envs);
+    service_done(&inv->service);
     free(inv->default_env);
     free(inv->app.name);
     free(inv->app.repository);
@@ -759,6 +873,13 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
         load_ssh(&ld, root) != 0 || load_app(&ld, root) != 0 || load_hooks(&ld, root) != 0 ||
         load_lock(&ld, root) != 0)
         goto fail;
+    if (cfg_has(root, "service")) {
+        const cJSON *so = cfg_get(c, root, "service", cJSON_Object, true, err);
+
+        if (so == NULL || load_service(&ld, so, &inv->service) != 0)
+            goto fail;
+        inv->has_service = true;
+    }
     envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
     if (envs == NULL)
         goto fail;
@@ -826,6 +947,16 @@ const struct inv_lock_cfg *inventory_lock(const struct inventory *inv)
 const char *inventory_hook_name(enum inv_hook h)
 {
     return hook_names[h];
+}
+
+const struct inv_service *inv_env_service(const struct inv_env *env)
+{
+    return env->has_service ? &env->service : NULL;
+}
+
+const char *inventory_service_mode_name(enum inv_service_mode m)
+{
+    return service_modes[m];
 }
 
 const struct inv_target *inv_env_lock_target(const struct inv_env *env)

@@ -60,6 +60,23 @@ struct inv_hooks {
     uint64_t timeout_ms;   /* each hook run; default 600 s */
 };
 
+/* How a slot's instance is started and stopped on a target (an environment's "service"). */
+enum inv_service_mode {
+    INV_SERVICE_DETACHED, /* n3ctl starts start detached and stops its process group */
+    INV_SERVICE_SYSTEMD,  /* the operator's own start and stop commands (systemctl ...) */
+};
+
+#define INV_SLOTS 2 /* blue, green: indices as deploy/hoststate.h's enum hs_slot */
+
+struct inv_service {
+    unsigned ports[INV_SLOTS]; /* each slot's port on the target, distinct */
+    char *start;               /* {port} {slot} {release_dir} {version} {target}, quoted */
+    char *stop;                /* NULL: detached mode stops the process group */
+    uint64_t stop_grace_ms;    /* TERM, then KILL after this; 10 s */
+    uint64_t ready_timeout_ms; /* a started slot must be ready within this; 60 s */
+    enum inv_service_mode mode;
+};
+
 #define INVENTORY_FILE "n3.json"
 
 /* Load path, or when path is NULL: $N3CTL_CONFIG, else n3.json in the current directory or
@@ -82,6 +99,11 @@ const char *inv_env_name(const struct inv_env *env);
 size_t inv_env_ntargets(const struct inv_env *env);
 const struct inv_target *inv_env_target(const struct inv_env *env, size_t i);
 const struct inv_target *inv_env_find(const struct inv_env *env, const char *name);
+/* The environment's service (its own, or the top level's), or NULL when neither says how. */
+const struct inv_service *inv_env_service(const struct inv_env *env);
+/* "detached", "systemd" */
+const char *inventory_service_mode_name(enum inv_service_mode m);
+
 /* Where the environment's deploy lock lives: its lock_target, or its first target. */
 const struct inv_target *inv_env_lock_target(const struct inv_env *env);
 

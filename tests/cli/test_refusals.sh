@@ -104,3 +104,25 @@ refused tdot '.environments.fleet.targets[0].name = "."' '"."' environments.flee
     "not a valid name: $NAMES"
 refused ldot '.environments.fleet.targets[0].labels = [".."]' '".."' environments.fleet.targets[0].labels[0] \
     'a label is a name'
+
+# ---- the service: how each slot's instance starts and stops ----
+
+SVC='{"ports": {"blue": 8001, "green": 8002}, "start": "exec ./app --port {port} --slot {slot}"}'
+refused svcport '.service = '"$SVC"' | .service.ports.green = 8001' green service.ports.green \
+    'green has the port of blue (8001): the two slots run at once, each needs a port of its own'
+refused svcrange '.service = '"$SVC"' | .service.ports.blue = 70000' blue service.ports.blue \
+    'expected an integer from 1 to 65535, got 70000'
+refused svcslot '.service = '"$SVC"' | .service.ports.red = 8003' '"red"' service.ports.red \
+    'unknown key; valid keys: blue, green'
+refused svcvar '.service = '"$SVC"' | .service.start = "exec ./app --port {prot}"' start service.start \
+    'unknown variable {prot}; did you mean {port}?'
+refused svcmode '.service = '"$SVC"' | .service.mode = "sytemd"' mode service.mode \
+    'unknown mode "sytemd"; did you mean "systemd"?'
+refused svcstop '.service = '"$SVC"' | .service.mode = "systemd"' service service \
+    '"stop" is missing: mode systemd stops a slot with your own command'
+refused envsvc '.environments.fleet.service = ('"$SVC"' | del(.start))' service environments.fleet.service \
+    '"start" is missing'
+# A service that is whole loads (its environment's own, over the top level's).
+cfg=$(fleet_config svcok '.service = '"$SVC"' | .environments.fleet.service = ('"$SVC"' | .mode = "systemd" | .stop = "systemctl stop app@{slot}")')
+run_n3_detached svcok exec -c "$cfg" -- true
+expect_rc 0
