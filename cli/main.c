@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/term.h"
 #include "deploy/lock.h"
+#include "plugins/builtin.h"
 #include "core/cfg.h"
 #include "core/xalloc.h"
 
@@ -420,6 +421,8 @@ int main(int argc, char **argv)
     const struct cli_cmd *c;
 
     process_setup();
+    /* Before any n3.json is read: it names them. */
+    plugins_register_builtins();
 
     if (argc < 2) {
         print_overview(stderr);

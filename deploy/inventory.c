@@ -15,6 +15,7 @@
 #include "core/cfg.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+#include "deploy/probe.h"
 #include "deploy/knownhosts.h"
 
 #define INVENTORY_VERSION 1
@@ -27,6 +28,8 @@ struct inv_env {
     size_t lock_target;
     struct inv_service service; /* its own, or a copy of the top level's */
     bool has_service;
+    struct probe_spec *probes; /* its own, or copies of the top level's */
+    size_t nprobes;
 };
 
 struct inventory {
@@ -37,13 +40,16 @@ struct inventory {
     struct inv_lock_cfg lock;
     struct inv_service service; /* the top level's: for environments without their own */
     bool has_service;
+    struct probe_spec *probes; /* the top level's */
+    size_t nprobes;
     struct inv_env *envs;
     size_t nenvs;
     char *default_env;
 };
 
-static const char *const top_keys[] = {"version", "app",     "ssh",          "hooks",
-                                       "lock",    "service", "environments", "default_environment",
+static const char *const top_keys[] = {"version", "app",          "ssh",
+                                       "hooks",   "lock",         "service",
+                                       "probes",  "environments", "default_environment",
                                        NULL};
 static const char *const service_keys[] = {
     "ports", "start", "stop", "stop_grace_seconds", "ready_timeout_seconds", "mode", NULL};
@@ -82,8 +88,8 @@ static const char *const ssh_keys[] = {
     "max_handshakes",
     NULL,
 };
-static const char *const env_keys[] = {"targets",     "deploy_path", "lock_target",
-                                       "description", "service",     NULL};
+static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
+                                       "service", "probes",      NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -529,6 +535,40 @@ static void service_copy(struct inv_service *to, const struct inv_service *from)
     to->stop = from->stop != NULL ? xstrdup(from->stop) : NULL;
 }
 
+/* "probes": a list of probes, names unique in it. */
+static int load_probes(struct loader *ld, const cJSON *o, struct probe_spec **out, size_t *n)
+{
+    const cJSON *list = cfg_get(ld->cfg, o, "probes", cJSON_Array, true, ld->err), *item;
+    size_t i = 0, j;
+
+    if (list == NULL)
+        return -1;
+    *n = 0;
+    *out = xcalloc((size_t)cJSON_GetArraySize(list) + 1, sizeof **out);
+    cJSON_ArrayForEach(item, list)
+    {
+        if (probe_spec_load(ld->cfg, item, &(*out)[i], ld->err) != 0)
+            return -1;
+        *n = ++i;
+        for (j = 0; j + 1 < i; j++) {
+            if (strcmp((*out)[j].name, (*out)[i - 1].name) == 0)
+                return cfg_error(ld->cfg, ld->err, item,
+                                 "a second probe named \"%s\" (give each a \"name\" of its own)",
+                                 (*out)[i - 1].name);
+        }
+    }
+    return 0;
+}
+
+static void probes_free(struct probe_spec *v, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        probe_spec_done(&v[i]);
+    free(v);
+}
+
 static int load_hooks(struct loader *ld, const cJSON *root)
 {
     struct inv_hooks *h = &ld->inv->hooks;
@@ -761,6 +801,14 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
         service_copy(&e->service, &ld->inv->service);
         e->has_service = true;
     }
+    if (rc == 0 && cfg_has(o, "probes")) {
+        if (load_probes(ld, o, &e->probes, &e->nprobes) != 0)
+            return -1;
+    } else if (rc == 0 && ld->inv->nprobes > 0) {
+        e->probes = xcalloc(ld->inv->nprobes, sizeof *e->probes);
+        for (e->nprobes = 0; e->nprobes < ld->inv->nprobes; e->nprobes++)
+            probe_spec_copy(&e->probes[e->nprobes], &ld->inv->probes[e->nprobes]);
+    }
     if (rc == 0 && cfg_has(o, "lock_target")) {
         const char *lt = NULL;
 
@@ -798,9 +846,11 @@ void inventory_free(struct inventory *inv)
         free(inv->envs[i].targets);
         free(inv->envs[i].name);
         service_done(&inv->envs[i].service);
+        probes_free(inv->envs[i].probes, inv->envs[i].nprobes);
     }
     free(inv->envs);
     service_done(&inv->service);
+    probes_free(inv->probes, inv->nprobes);
     free(inv->default_env);
     free(inv->app.name);
     free(inv->app.repository);
@@ -880,6 +930,8 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
             goto fail;
         inv->has_service = true;
     }
+    if (cfg_has(root, "probes") && load_probes(&ld, root, &inv->probes, &inv->nprobes) != 0)
+        goto fail;
     envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
     if (envs == NULL)
         goto fail;
@@ -947,6 +999,12 @@ const struct inv_lock_cfg *inventory_lock(const struct inventory *inv)
 const char *inventory_hook_name(enum inv_hook h)
 {
     return hook_names[h];
+}
+
+const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n)
+{
+    *n = env->nprobes;
+    return env->probes;
 }
 
 const struct inv_service *inv_env_service(const struct inv_env *env)

@@ -99,6 +99,11 @@ const char *inv_env_name(const struct inv_env *env);
 size_t inv_env_ntargets(const struct inv_env *env);
 const struct inv_target *inv_env_target(const struct inv_env *env, size_t i);
 const struct inv_target *inv_env_find(const struct inv_env *env, const char *name);
+struct probe_spec;
+
+/* The environment's probes (its own "probes", or the top level's): *n of them. */
+const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n);
+
 /* The environment's service (its own, or the top level's), or NULL when neither says how. */
 const struct inv_service *inv_env_service(const struct inv_env *env);
 /* "detached", "systemd" */

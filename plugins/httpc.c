@@ -259,6 +259,7 @@ static void deliver(struct httpc_op *o, CURLcode code)
         curl_easy_getinfo(o->easy, CURLINFO_RESPONSE_CODE, &r.status);
     } else {
         r.timed_out = code == CURLE_OPERATION_TIMEDOUT;
+        r.refused = code == CURLE_COULDNT_CONNECT && !r.timed_out;
         snprintf(r.error, sizeof r.error, "%s",
                  o->errbuf[0] ? o->errbuf : curl_easy_strerror(code));
     }

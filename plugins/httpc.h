@@ -42,6 +42,7 @@ struct httpc_result {
     long status;     /* its status code, or 0 */
     char error[256]; /* when not ok: what failed ("connection refused", "timed out", ...) */
     bool timed_out;
+    bool refused;     /* nothing listened there (the connection was refused) */
     const char *body; /* the body kept (NUL-terminated), valid during the callback */
     size_t body_len;
     uint64_t body_total; /* bytes of body received */

@@ -1,0 +1,12 @@
+/* The built-in plugins, registered with the interfaces deploy/ declares. */
+#include "config.h"
+
+#include "deploy/probe.h"
+#include "plugins/builtin.h"
+
+void plugins_register_builtins(void)
+{
+    probe_kind_register(&probe_http);
+    probe_kind_register(&probe_tcp);
+    probe_kind_register(&probe_command);
+}
