@@ -16,6 +16,7 @@
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
 #include "deploy/probe.h"
+#include "deploy/router.h"
 #include "deploy/knownhosts.h"
 
 #define INVENTORY_VERSION 1
@@ -30,6 +31,7 @@ struct inv_env {
     bool has_service;
     struct probe_spec *probes; /* its own, or copies of the top level's */
     size_t nprobes;
+    struct inv_router router; /* its own, or a copy of the top level's; kind NULL: none */
 };
 
 struct inventory {
@@ -42,15 +44,16 @@ struct inventory {
     bool has_service;
     struct probe_spec *probes; /* the top level's */
     size_t nprobes;
+    struct inv_router router; /* the top level's */
     struct inv_env *envs;
     size_t nenvs;
     char *default_env;
 };
 
-static const char *const top_keys[] = {"version", "app",          "ssh",
-                                       "hooks",   "lock",         "service",
-                                       "probes",  "environments", "default_environment",
-                                       NULL};
+static const char *const top_keys[] = {
+    "version", "app",    "ssh",    "hooks",        "lock",
+    "service", "probes", "router", "environments", "default_environment",
+    NULL};
 static const char *const service_keys[] = {
     "ports", "start", "stop", "stop_grace_seconds", "ready_timeout_seconds", "mode", NULL};
 static const char *const slot_keys[] = {"blue", "green", NULL};
@@ -89,7 +92,7 @@ static const char *const ssh_keys[] = {
     NULL,
 };
 static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
-                                       "service", "probes",      NULL};
+                                       "service", "probes",      "router",      NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -560,6 +563,36 @@ static int load_probes(struct loader *ld, const cJSON *o, struct probe_spec **ou
     return 0;
 }
 
+/* "router": its type (a registered kind) and the kind's keys, checked by it. */
+static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
+{
+    const cJSON *node = cfg_get(ld->cfg, o, "router", cJSON_Object, true, ld->err);
+    const char *type = NULL, *allowed[40];
+    const struct router_kind *k;
+    size_t n = 0, i;
+
+    if (node == NULL || cfg_get_string(ld->cfg, node, "type", true, &type, ld->err) != 0)
+        return -1;
+    k = router_kind_find(type);
+    if (k == NULL) {
+        const char *hint = cfg_suggest(type, router_kind_names());
+
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(node, "type"),
+                         "no router \"%.40s\"%s%s%s", type, hint ? "; did you mean \"" : "",
+                         hint ? hint : "", hint ? "\"?" : "");
+    }
+    allowed[n++] = "type";
+    for (i = 0; k->keys != NULL && k->keys[i] != NULL && n < 39; i++)
+        allowed[n++] = k->keys[i];
+    allowed[n] = NULL;
+    if (cfg_check_object(ld->cfg, node, allowed, ld->err) != 0 ||
+        (k->check != NULL && k->check(ld->cfg, node, ld->err) != 0))
+        return -1;
+    r->kind = k;
+    r->config = cJSON_Duplicate(node, true);
+    return 0;
+}
+
 static void probes_free(struct probe_spec *v, size_t n)
 {
     size_t i;
@@ -801,6 +834,13 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
         service_copy(&e->service, &ld->inv->service);
         e->has_service = true;
     }
+    if (rc == 0 && cfg_has(o, "router")) {
+        if (load_router(ld, o, &e->router) != 0)
+            return -1;
+    } else if (rc == 0 && ld->inv->router.kind != NULL) {
+        e->router.kind = ld->inv->router.kind;
+        e->router.config = cJSON_Duplicate(ld->inv->router.config, true);
+    }
     if (rc == 0 && cfg_has(o, "probes")) {
         if (load_probes(ld, o, &e->probes, &e->nprobes) != 0)
             return -1;
@@ -847,7 +887,9 @@ void inventory_free(struct inventory *inv)
         free(inv->envs[i].name);
         service_done(&inv->envs[i].service);
         probes_free(inv->envs[i].probes, inv->envs[i].nprobes);
+        cJSON_Delete(inv->envs[i].router.config);
     }
+    cJSON_Delete(inv->router.config);
     free(inv->envs);
     service_done(&inv->service);
     probes_free(inv->probes, inv->nprobes);
@@ -932,6 +974,8 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
     }
     if (cfg_has(root, "probes") && load_probes(&ld, root, &inv->probes, &inv->nprobes) != 0)
         goto fail;
+    if (cfg_has(root, "router") && load_router(&ld, root, &inv->router) != 0)
+        goto fail;
     envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
     if (envs == NULL)
         goto fail;
@@ -999,6 +1043,11 @@ const struct inv_lock_cfg *inventory_lock(const struct inventory *inv)
 const char *inventory_hook_name(enum inv_hook h)
 {
     return hook_names[h];
+}
+
+const struct inv_router *inv_env_router(const struct inv_env *env)
+{
+    return env->router.kind != NULL ? &env->router : NULL;
 }
 
 const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n)

@@ -100,6 +100,17 @@ size_t inv_env_ntargets(const struct inv_env *env);
 const struct inv_target *inv_env_target(const struct inv_env *env, size_t i);
 const struct inv_target *inv_env_find(const struct inv_env *env, const char *name);
 struct probe_spec;
+struct router_kind;
+
+/* An environment's router: its kind, and its object in n3.json (checked by the kind). */
+struct inv_router {
+    const struct router_kind *kind;
+    struct cJSON *config;
+};
+
+/* The environment's router (its own "router", or the top level's), or NULL when neither has
+ * one. */
+const struct inv_router *inv_env_router(const struct inv_env *env);
 
 /* The environment's probes (its own "probes", or the top level's): *n of them. */
 const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n);

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "deploy/probe.h"
+#include "deploy/router.h"
 #include "plugins/builtin.h"
 
 void plugins_register_builtins(void)
@@ -9,4 +10,5 @@ void plugins_register_builtins(void)
     probe_kind_register(&probe_http);
     probe_kind_register(&probe_tcp);
     probe_kind_register(&probe_command);
+    router_kind_register(&router_haproxy);
 }

@@ -8,6 +8,10 @@ extern const struct probe_kind probe_http;
 extern const struct probe_kind probe_tcp;
 extern const struct probe_kind probe_command;
 
+struct router_kind;
+
+extern const struct router_kind router_haproxy;
+
 /* Register every built-in plugin (before n3.json is loaded: it names them). */
 void plugins_register_builtins(void);
 

@@ -126,3 +126,27 @@ refused envsvc '.environments.fleet.service = ('"$SVC"' | del(.start))' service 
 cfg=$(fleet_config svcok '.service = '"$SVC"' | .environments.fleet.service = ('"$SVC"' | .mode = "systemd" | .stop = "systemctl stop app@{slot}")')
 run_n3_detached svcok exec -c "$cfg" -- true
 expect_rc 0
+
+# ---- probes and the router: their kinds, and the kinds' own keys ----
+
+refused probetype '.probes = [{"type": "htp"}]' type probes[0].type 'no probe type "htp"; did you mean "http"?'
+refused probekey '.probes = [{"type": "http", "paht": "/health"}]' '"paht"' probes[0].paht \
+    'unknown key; did you mean "path"?'
+refused probepath '.probes = [{"type": "http", "path": "health"}]' path probes[0].path \
+    'a path starts with "/" ("/health")'
+refused probetimeout '.probes = [{"type": "tcp", "interval_seconds": 1, "timeout_seconds": 3}]' timeout_seconds \
+    probes[0].timeout_seconds 'a timeout of 3 s is longer than the interval (1 s): checks would overlap'
+cfg=$(fleet_config probecmd '.environments.fleet.probes = [{"type": "command"}]')
+run_n3_detached probecmd exec -c "$cfg" -- true
+expect_rc 2
+expect_grep err "^n3ctl: $cfg:[0-9]+:[0-9]+: environments\.fleet\.probes\[0\]: missing required key \"command\"\$" \
+    "a command probe without its command"
+refused routertype '.router = {"type": "haproxi", "socket": "/run/haproxy/admin.sock", "backend": "app"}' type \
+    router.type 'no router "haproxi"; did you mean "haproxy"?'
+refused routersock '.router = {"type": "haproxy", "backend": "app"}' router router \
+    'give the admin socket: "socket" (a unix socket'"'"'s path) or "address"'
+refused routerbackend '.router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "a;b"}' backend router.backend \
+    "a backend's name has no spaces, '/' or ';'"
+cfg=$(fleet_config routerok '.router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "app"} | .probes = [{"type": "http", "path": "/health", "expect_status": [200, 204]}, {"type": "tcp", "name": "port"}]')
+run_n3_detached routerok exec -c "$cfg" -- true
+expect_rc 0
