@@ -7,8 +7,9 @@ N3_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N3_BUILD_PACKAGES=(build-essential autoconf automake pkg-config
     libncurses-dev libssh2-1-dev libgit2-dev libcjson-dev libcurl4-openssl-dev
     check libuv1-dev libarchive-dev libssl-dev)
-N3_TEST_PACKAGES=(tmux jq procps util-linux openssh-server openssh-client iproute2 time git faketime socat haproxy)
-N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils openssl)
+N3_TEST_PACKAGES=(tmux jq procps util-linux openssh-server openssh-client iproute2 time git faketime
+    socat haproxy nginx)
+N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils openssl nginx wrk iproute2)
 # bench/ssh (installed there, as root only: the sshd fleet needs root anyway).
 N3_BENCH_SSH_PACKAGES=(hyperfine jq pdsh pssh openssh-server openssh-client iproute2 procps)
 

@@ -114,12 +114,17 @@ need_jq() {
 
 # run_n3 NAME ARGS...: run n3ctl in $T, stdout to NAME.out, stderr to NAME.err, status in $rc.
 run_n3() {
-    local name=$1
-    shift
+    run_bin "$1" "$N3CTL" "${@:2}"
+}
+
+# run_bin NAME PROGRAM ARGS...: run_n3 for another program of the build (tests/load/n3load).
+run_bin() {
+    local name=$1 prog=$2
+    shift 2
     rc=0
-    "$N3CTL" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null || rc=$?
+    "$prog" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null || rc=$?
     LAST="$name"
-    LAST_CMD="n3ctl $*"
+    LAST_CMD="$(basename "$prog") $*"
 }
 
 # expect_rc WANT: the last run_n3 exited with WANT.
@@ -239,13 +244,18 @@ file_has() {
 
 # bg_n3 NAME ARGS...: start n3ctl in the background in $T (NAME.out, NAME.err); its pid in $BG_PID.
 bg_n3() {
-    local name=$1
-    shift
-    "$N3CTL" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
+    bg_bin "$1" "$N3CTL" "${@:2}"
+}
+
+# bg_bin NAME PROGRAM ARGS...: bg_n3 for another program of the build.
+bg_bin() {
+    local name=$1 prog=$2
+    shift 2
+    "$prog" "$@" >"$T/$name.out" 2>"$T/$name.err" </dev/null &
     BG_PID=$!
     T_BG="$T_BG$BG_PID "
     LAST="$name"
-    LAST_CMD="n3ctl $*"
+    LAST_CMD="$(basename "$prog") $*"
 }
 
 # wait_gone PID: poll until PID has exited, at most the deadline; 1 if it has not.
@@ -602,4 +612,110 @@ pane_has() { # SESSION ERE [capture options]
 fail_pane() { # SESSION MESSAGE
     fail "$2; the pane shows:
 $(show "$T/$1.pane")"
+}
+
+# ---- nginx on 127.0.0.1 (the load generator's tests, the routers' tests) ----
+
+# free_ports N: N TCP ports nothing listens on or connects from now, in FREE_PORTS (an
+# array). Another process may take one before it is bound: nginx_start picks again then.
+free_ports() {
+    local -A busy=()
+    local p n=$1
+    for p in $(ss -Htan | awk '{ n = split($4, a, ":"); print a[n] }'); do busy[$p]=1; done
+    FREE_PORTS=()
+    p=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+    while [ ${#FREE_PORTS[@]} -lt "$n" ]; do
+        [ -n "${busy[$p]:-}" ] || FREE_PORTS+=("$p")
+        busy[$p]=1
+        p=$((p + 1))
+        [ "$p" -lt 60000 ] || p=20000
+    done
+}
+
+# nginx_listening PORT...: something listens on each of 127.0.0.1:PORT.
+nginx_listening() {
+    local p
+    for p in "$@"; do
+        ss -Htln "sport = :$p" | grep -q . || return 1
+    done
+}
+
+# nginx_start NAME GEN N: start nginx in the foreground (daemon off) with its prefix, logs
+# and pid in $T/NAME, on N free ports of 127.0.0.1, and wait until it listens on all of them.
+# GEN DIR PORT... prints what goes inside the config's http {} block (servers, upstreams,
+# logs under DIR). The ports are then in NGINX_PORTS (an array) and $T/NAME/ports, the
+# master's pid in $T/NAME/master.pid; it is stopped on exit, as a background child. A port
+# taken by someone else meanwhile ("Address already in use") is replaced, up to 5 times.
+# Skips the test when nginx is not installed.
+nginx_start() {
+    local name=$1 gen=$2 n=$3 dir="$T/$1" pid i
+    command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] ||
+        skip "nginx is not installed (scripts/check installs the Debian package nginx)"
+    command -v ss >/dev/null 2>&1 || skip "ss is not installed (Debian package iproute2)"
+    mkdir -p "$dir"
+    printf '%s\n' "$gen" >"$dir/gen"
+    for _ in 1 2 3 4 5; do
+        free_ports "$n"
+        printf '%s\n' "${FREE_PORTS[@]}" >"$dir/ports"
+        nginx_write_conf "$name"
+        : >"$dir/error.log"
+        PATH="$PATH:/usr/sbin" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" \
+            -g 'daemon off;' </dev/null >>"$dir/nginx.out" 2>&1 &
+        pid=$!
+        T_BG="$T_BG$pid "
+        printf '%s\n' "$pid" >"$dir/master.pid"
+        i=$(awk -v d="$T_DEADLINE" -v p="$T_POLL" 'BEGIN { printf "%d", d / p }')
+        while pid_alive "$pid" && ! nginx_listening "${FREE_PORTS[@]}" && [ "$i" -gt 0 ]; do
+            sleep "$T_POLL"
+            i=$((i - 1))
+        done
+        if pid_alive "$pid" && nginx_listening "${FREE_PORTS[@]}"; then
+            # shellcheck disable=SC2034 # for the test that called
+            NGINX_PORTS=("${FREE_PORTS[@]}")
+            return 0
+        fi
+        pid_alive "$pid" && fail "nginx $name (pid $pid) did not listen on ${FREE_PORTS[*]} within ${T_DEADLINE}s:
+$(show "$dir/error.log")"
+        wait "$pid" 2>/dev/null || :
+        T_BG=${T_BG/ $pid / }
+        grep -q 'Address already in use' "$dir/error.log" "$dir/nginx.out" 2>/dev/null || break
+    done
+    fail "nginx $name did not start:
+$(show "$dir/error.log")
+$(show "$dir/nginx.out")"
+}
+
+# nginx_write_conf NAME: (re)write $T/NAME/nginx.conf from its generator and ports.
+nginx_write_conf() {
+    local dir="$T/$1" ports
+    mapfile -t ports <"$dir/ports"
+    {
+        printf 'worker_processes 1;\npid %s/nginx.pid;\nerror_log %s/error.log notice;\n' "$dir" "$dir"
+        printf 'events { worker_connections 4096; }\nhttp {\n'
+        printf '    access_log off;\n    keepalive_requests 1000000;\n'
+        local t
+        for t in client_body proxy fastcgi uwsgi scgi; do
+            printf '    %s_temp_path %s/tmp-%s;\n' "$t" "$dir" "$t"
+        done
+        "$(cat "$dir/gen")" "$dir" "${ports[@]}"
+        printf '}\n'
+    } >"$dir/nginx.conf"
+}
+
+# nginx_reload NAME: write its config again (its generator may read variables that changed)
+# and make nginx load it (SIGHUP to its master). nginx keeps the old config when the new one
+# fails its test: the test sees that in $T/NAME/error.log.
+nginx_reload() {
+    local dir="$T/$1"
+    nginx_write_conf "$1"
+    kill -HUP "$(cat "$dir/master.pid")" || fail "nginx $1 (pid $(cat "$dir/master.pid")) is gone"
+}
+
+# nginx_stop NAME: stop it (SIGTERM to its master: the workers close their connections and
+# exit, then the master) and wait until it is gone.
+nginx_stop() {
+    local dir="$T/$1" pid
+    pid=$(cat "$dir/master.pid")
+    kill -TERM "$pid" 2>/dev/null || :
+    wait_exit "$pid" "nginx $1 (pid $pid)"
 }
