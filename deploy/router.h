@@ -32,6 +32,8 @@ struct router_server {
     char target[101];
     enum hs_slot slot;
     char name[ROUTER_NAME_MAX]; /* the router's name for it */
+    char host[256];             /* where the slot's instance is, as the router reaches it */
+    unsigned port;
 };
 
 /* What the router says of one server. */
@@ -60,7 +62,8 @@ struct router_ctx {
     const cJSON *config; /* n3.json's "router" object (checked by the kind) */
     const struct router_server *servers;
     size_t nservers;
-    struct transport *lb; /* the load-balancer target's, when config names one */
+    struct transport *lb; /* where the router's own commands run: a load-balancer target's
+                           * transport, or this machine's */
 };
 
 struct router_kind {

@@ -11,4 +11,5 @@ void plugins_register_builtins(void)
     probe_kind_register(&probe_tcp);
     probe_kind_register(&probe_command);
     router_kind_register(&router_haproxy);
+    router_kind_register(&router_nginx);
 }

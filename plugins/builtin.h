@@ -11,6 +11,7 @@ extern const struct probe_kind probe_command;
 struct router_kind;
 
 extern const struct router_kind router_haproxy;
+extern const struct router_kind router_nginx;
 
 /* Register every built-in plugin (before n3.json is loaded: it names them). */
 void plugins_register_builtins(void);
