@@ -426,7 +426,8 @@ int main(int argc, char **argv)
     faults_describe(&cfg.faults, desc, sizeof desc);
     applog_line("starting: version %s (from %s), slot %s (from %s), release %s, faults %s "
                 "(%s), seed %llu",
-                cfg.version, version_from, cfg.slot, slot_from, dir, cfg.faults_path, desc,
+                cfg.version, version_from, cfg.slot, slot_from, dir, cfg.faults_path,
+                access(cfg.faults_path, F_OK) == 0 ? desc : "not there: none",
                 (unsigned long long)cfg.seed);
     rc = 0;
     if (cfg.faults.crash_at_start) {

@@ -223,6 +223,100 @@ START_TEST(heads_are_bounded)
 }
 END_TEST
 
+/* A random pick from a list of strings. */
+static const char *pick(uint64_t *rng, const char *const *list, size_t n)
+{
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return list[(*rng >> 33) % n];
+}
+
+/* Random heads, mostly well made, some with a bad piece or a byte changed: fed a byte at a
+ * time, each gives what it gives whole (the resumed search for the end misses nothing and
+ * finds nothing early), and an error is always one of the statuses the app answers with. */
+START_TEST(random_heads_fed_in_pieces_parse_as_whole)
+{
+    static const char *const methods[] = {"GET", "GET", "GET", "HEAD", "POST", "G(T", ""};
+    static const char *const targets[] = {"/",        "/", "/health?q=1", "http://h/x",
+                                          "http://h", "*", "a",           "/\x01"};
+    static const char *const versions[] = {"HTTP/1.1", "HTTP/1.1",  "HTTP/1.0",
+                                           "HTTP/2.0", "HTTP/1.1 ", "http/1.1"};
+    static const char *const ends[] = {"\r\n", "\r\n", "\r\n", "\r\n", "\r\n",
+                                       "\r\n", "\r\n", "\n",   "\n",   "\r"};
+    static const char *const headers[] = {
+        "Host: a",
+        "Host: a",
+        "Connection: close",
+        "Content-Length: 5",
+        "Content-Length: 7",
+        "connection: keep-alive",
+        "X-A:  b\t",
+        " folded",
+        "Bad Name: x",
+        "X: \x01",
+        "Transfer-Encoding: chunked",
+        "X-Utf8: \xc3\xa9",
+        ": empty name",
+    };
+    static const char *const seps[] = {" ", " ", " ", " ", " ", "  "};
+    static const int statuses[] = {400, 414, 431, 501, 505};
+    int seen[3] = {0}, round;
+    struct strbuf b;
+    uint64_t rng = 99;
+
+    strbuf_init(&b);
+    for (round = 0; round < 20000; round++) {
+        struct request whole, part;
+        struct reqparse p = {0};
+        int rw, rp = REQ_INCOMPLETE, k, n;
+        size_t len, i;
+
+        strbuf_reset(&b);
+        if (round % 7 == 0)
+            strbuf_adds(&b, "\r\n"); /* an empty line before the request line */
+        strbuf_adds(&b, pick(&rng, methods, N_ELEMS(methods)));
+        strbuf_adds(&b, pick(&rng, seps, N_ELEMS(seps)));
+        strbuf_adds(&b, pick(&rng, targets, N_ELEMS(targets)));
+        strbuf_adds(&b, " ");
+        strbuf_adds(&b, pick(&rng, versions, N_ELEMS(versions)));
+        strbuf_adds(&b, pick(&rng, ends, N_ELEMS(ends)));
+        n = (int)((rng >> 40) % 4);
+        for (k = 0; k < n; k++) {
+            strbuf_adds(&b, pick(&rng, headers, N_ELEMS(headers)));
+            strbuf_adds(&b, pick(&rng, ends, N_ELEMS(ends)));
+        }
+        if (round % 5 != 0)
+            strbuf_adds(&b, round % 3 == 0 ? pick(&rng, ends, N_ELEMS(ends)) : "\r\n");
+        if (round % 11 == 0 && b.len > 0)
+            b.data[(rng >> 20) % b.len] = (char)(rng >> 50); /* one byte changed */
+        len = strlen(b.data);                                /* a NUL put in ends the text there */
+        memset(&whole, 0, sizeof whole);
+        rw = reqparse_feed(&(struct reqparse){0}, b.data, len, &whole);
+        for (i = 1; i <= len && rp == REQ_INCOMPLETE; i++) {
+            memset(&part, 0, sizeof part);
+            rp = reqparse_feed(&p, b.data, i, &part);
+        }
+        ck_assert_msg(rw == rp, "round %d: whole %d, in pieces %d", round, rw, rp);
+        seen[rw + 1]++;
+        if (rw == REQ_DONE) {
+            ck_assert_uint_eq(whole.head_len, part.head_len);
+            ck_assert_uint_eq(whole.path_len, part.path_len);
+            ck_assert(whole.keep_alive == part.keep_alive);
+            ck_assert_uint_eq(whole.content_length, part.content_length);
+        } else if (rw == REQ_ERROR) {
+            bool known = false;
+            ck_assert_int_eq(whole.status, part.status);
+            for (k = 0; k < (int)N_ELEMS(statuses); k++)
+                known = known || whole.status == statuses[k];
+            ck_assert_msg(known, "round %d: status %d", round, whole.status);
+        }
+    }
+    /* The generator makes all three, or the test tests less than it says. */
+    ck_assert_msg(seen[0] > 500 && seen[1] > 500 && seen[2] > 500,
+                  "errors %d, incomplete %d, done %d", seen[0], seen[1], seen[2]);
+    strbuf_done(&b);
+}
+END_TEST
+
 /* ---- the faults file ---- */
 
 static int parse_faults(const char *text, struct faults *f, char *err, size_t n)
@@ -469,6 +563,7 @@ int main(void)
     tcase_add_test(t, content_length_is_framed_strictly);
     tcase_add_test(t, malformed_heads_are_refused_with_their_status);
     tcase_add_test(t, heads_are_bounded);
+    tcase_add_test(t, random_heads_fed_in_pieces_parse_as_whole);
     tcase_add_test(t, faults_are_read_whole);
     tcase_add_test(t, bad_faults_are_refused_with_where);
     tcase_add_test(t, faults_files_on_disk);
