@@ -7,8 +7,9 @@ N3_TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 N3_BUILD_PACKAGES=(build-essential autoconf automake pkg-config
     libncurses-dev libssh2-1-dev libgit2-dev libcjson-dev libcurl4-openssl-dev
     check libuv1-dev libarchive-dev libssl-dev)
+# curl: the tests' HTTP client; prometheus: promtool checks the sample app's /metrics text.
 N3_TEST_PACKAGES=(tmux jq procps util-linux openssh-server openssh-client iproute2 time git faketime
-    socat haproxy nginx)
+    socat haproxy nginx curl prometheus)
 N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils openssl nginx wrk iproute2)
 # bench/ssh (installed there, as root only: the sshd fleet needs root anyway).
 N3_BENCH_SSH_PACKAGES=(hyperfine jq pdsh pssh openssh-server openssh-client iproute2 procps)
@@ -38,15 +39,22 @@ n3_install() {
     n3_say "installing ${missing[*]}"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq ||
         n3_die "apt-get update failed; is the Debian mirror reachable?"
-    # The tests start their own nginx, HAProxy and sshd on 127.0.0.1: the packages' own services
-    # are not started by the install (a policy-rc.d that says no, for the install only).
-    local policy=/usr/sbin/policy-rc.d made=
-    if [ ! -e "$policy" ]; then
-        $sudo sh -c "printf '#!/bin/sh\nexit 101\n' >$policy && chmod 755 $policy" && made=1
+    # Packages with a daemon (prometheus) would start it on install, listening on every
+    # address; the tests start their own on 127.0.0.1 and stop them. invoke-rc.d (and
+    # deb-systemd-invoke) ask /usr/sbin/policy-rc.d first, and 101 is "not now": one is put
+    # there for the install, unless the machine has its own.
+    local policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\n# n3ctl scripts/lib.sh: no daemons started while it installs packages\nexit 101\n' |
+            $sudo tee "$policy" >/dev/null && $sudo chmod 0755 "$policy" ||
+            n3_die "cannot write $policy (it keeps installed daemons from starting)"
     fi
+    local rc=0
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        { [ -z "$made" ] || $sudo rm -f "$policy"; n3_die "apt-get install ${missing[*]} failed"; }
-    [ -z "$made" ] || $sudo rm -f "$policy"
+        rc=$?
+    [ -z "$policy" ] || $sudo rm -f "$policy"
+    [ "$rc" -eq 0 ] || n3_die "apt-get install ${missing[*]} failed"
 }
 
 # n3_build NAME [configure options...]: configure and build out of tree in _build/NAME.

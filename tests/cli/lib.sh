@@ -530,6 +530,82 @@ app_config() {
     } >"$f"
 }
 
+# ---- the sample app (examples/app/: n3app, its repository of good and bad tags) ----
+
+: "${N3APP:=$TOP_BUILDDIR/examples/n3app}" # the app as the project builds it (ASan there too)
+
+need_curl() {
+    command -v curl >/dev/null 2>&1 || skip "curl is not installed (scripts/check installs the Debian package curl)"
+}
+
+# make_sample_app_repo DIR [DEPLOY_PATH]: examples/app/make-repo DIR: the app's git repository
+# with the tags v1.0.0, v1.1.0, v2.0.0 (good), v1.2.0-errors, v1.3.0-slow, v1.4.0-unhealthy,
+# v1.5.0-crash and v1.6.0-slowstart (examples/app/README.md); its tags and kinds in $T/tags.
+make_sample_app_repo() {
+    command -v git >/dev/null 2>&1 || skip "git is not installed (scripts/check installs the Debian package git)"
+    command -v make >/dev/null 2>&1 || skip "make is not installed (the sample app's build hook runs it)"
+    "$TOP_SRCDIR/examples/app/make-repo" ${2:+--deploy-path "$2"} "$1" >"$T/tags" \
+        2>"$T/make-repo.err" || fail "examples/app/make-repo $1 failed:
+$(show "$T/make-repo.err")"
+}
+
+# sample_app_config FILE REPO TARGET-DIRS...: app_config's n3.json for the sample app's
+# repository, with its build hook (make) and its tag pattern.
+sample_app_config() {
+    local f=$1
+    app_config "$@"
+    jq '.hooks.build = "make" | .app.tag_pattern = "v*"' "$f" >"$f.tmp" || fail "jq could not edit $f"
+    mv "$f.tmp" "$f" || fail "cannot replace $f"
+}
+
+# app_spawn NAME BIN ARGS...: start the sample app (BIN: $N3APP or a release's n3app) in the
+# background, stderr (its log) to $T/NAME.log; its pid in APP_PID. Ended (TERM) when the
+# test ends, if it still runs.
+app_spawn() {
+    local name=$1 bin=$2
+    shift 2
+    "$bin" "$@" 2>"$T/$name.log" </dev/null >/dev/null &
+    APP_PID=$!
+    T_BG="$T_BG$APP_PID "
+    APP_LOG="$T/$name.log"
+}
+
+# app_wait_listening: wait for the app of the last app_spawn to log that it listens; its port
+# in APP_PORT. Fails at once, with its log, if it exits instead.
+app_wait_listening() {
+    local i n
+    n=$(awk -v d="$T_DEADLINE" -v p="$T_POLL" 'BEGIN { printf "%d", d / p }')
+    for ((i = 0; i <= n; i++)); do
+        if grep -q ': listening on ' "$APP_LOG" 2>/dev/null; then
+            APP_PORT=$(sed -n 's/.*: listening on .*:\([0-9][0-9]*\): version .*/\1/p' "$APP_LOG" | head -n 1)
+            [ -n "$APP_PORT" ] || fail "no port in the listening line of $APP_LOG:
+$(show "$APP_LOG")"
+            return 0
+        fi
+        pid_alive "$APP_PID" || fail "the app (pid $APP_PID) exited before it listened:
+$(show "$APP_LOG")"
+        [ "$i" -eq "$n" ] || sleep "$T_POLL"
+    done
+    fail "the app (pid $APP_PID) did not listen within ${T_DEADLINE}s:
+$(show "$APP_LOG")"
+}
+
+# app_start NAME BIN ARGS...: app_spawn, then app_wait_listening (give --port 0 to let the
+# kernel pick a free port).
+app_start() {
+    app_spawn "$@"
+    app_wait_listening
+}
+
+# app_stop: TERM to the app of the last app_spawn; it must exit 0 within the deadline.
+app_stop() {
+    kill -TERM "$APP_PID" 2>/dev/null || :
+    wait_exit "$APP_PID" "the app (pid $APP_PID) after TERM"
+    [ "$rc" -eq 0 ] || fail "the app (pid $APP_PID) exited with $rc after TERM, not 0:
+$(show "$APP_LOG")"
+    ok
+}
+
 # lock_race ROUNDS CFG INFO: ROUNDS times, alice and bob run `n3ctl lock acquire` at the same
 # moment; exactly one must win (0) and the other be refused (3); INFO (the lock's info.json)
 # must name the winner, who then gives the lock back.
