@@ -667,9 +667,8 @@ static void audit_outcome(struct target_result *res, const char *change, int rc,
     }
 }
 
-/* Write s to the target's state.json (atomically: a temporary file renamed over it). */
-static void state_write(struct transport *t, const struct inv_target *target,
-                        const struct hoststate *s, int64_t now, transport_done_fn done, void *arg)
+void release_write_state(struct transport *t, const struct inv_target *target,
+                         const struct hoststate *s, int64_t now, transport_done_fn done, void *arg)
 {
     char *json = hoststate_format(s, now);
     char *path = xasprintf("%s/%s", target->deploy_path, HOSTSTATE_FILE);
@@ -772,7 +771,7 @@ static void reconcile_write(const struct release_op_ctx *ctx, struct transport *
     r->detail = cJSON_CreateObject();
     hoststate_drift(s, r->detail);
     hoststate_add_history(s, now, RECONCILE_ACTION, NULL, ctx->who);
-    state_write(t, target, s, now, reconcile_written, r);
+    release_write_state(t, target, s, now, reconcile_written, r);
 }
 
 /* ---- push ---- */
@@ -1078,7 +1077,7 @@ static void push_step(void *arg, const struct transport_result *r)
         hoststate_add_release(p->state, &rel);
         hoststate_add_history(p->state, now, "release.push", p->a->version, p->ctx->who);
         push_stage(p, P_WRITE_STATE);
-        state_write(p->t, p->target, p->state, now, push_step, p);
+        release_write_state(p->t, p->target, p->state, now, push_step, p);
         return;
     }
     case P_WRITE_STATE:
@@ -1325,7 +1324,7 @@ static void prune_step(void *arg, const struct transport_result *r)
             hoststate_add_history(p->state, now, "release.prune", p->remove[i], p->ctx->who);
         }
         p->stage = 2;
-        state_write(p->t, p->target, p->state, now, prune_step, p);
+        release_write_state(p->t, p->target, p->state, now, prune_step, p);
         return;
     }
     prune_audit(p, "ok", NULL, NULL);

@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "deploy/transport.h"
 
 struct loop;
 struct inventory;
@@ -113,5 +114,11 @@ void release_prune_target(const struct release_op_ctx *ctx, struct transport *t,
 typedef void (*hoststate_fn)(void *arg, struct hoststate *s, const char *warning, const char *msg);
 void release_read_state(struct transport *t, const struct inv_target *target, hoststate_fn done,
                         void *arg);
+
+/* Write s to the target's state.json, "updated" now (atomically: a temporary file renamed over
+ * it). */
+void release_write_state(struct transport *t, const struct inv_target *target,
+                         const struct hoststate *s, int64_t now, transport_done_fn done,
+                         void *arg);
 
 #endif
