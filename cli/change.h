@@ -1,7 +1,7 @@
 /*
- * Commands that change targets: they take the environment's deploy lock (with a lease renewed
- * while they work), and give it back at the end, also when they fail; every change is written
- * to the local audit log (and, by the operations themselves, to the targets' logs).
+ * Commands that change targets: a session (deploy/session.h: the fleet, the deploy lock, the
+ * audit record) with the command line's side of it: its messages on stderr, the stop signals,
+ * the exit codes.
  */
 #ifndef N3_CHANGE_H
 #define N3_CHANGE_H
@@ -11,24 +11,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli/fleet.h"
-#include "deploy/lock.h"
+#include "deploy/session.h"
 
-struct loop;
-struct remote;
+struct stop;
 
 struct change {
-    struct loop *loop;
-    struct fleet fleet;
-    struct remote *remote;
-    struct dlock *lock;
-    char who[LOCK_WHO_MAX];
-    const char *action;
-    const char *audit_target; /* the one target a change is about, when not the fleet */
-    struct stop *stop;        /* the stop signals */
-    int signals;              /* how many arrived */
-    bool abandon;             /* the second: stop waiting for what is in flight */
-    bool locked;              /* the lock is ours: given back at the end */
-    bool adopted;             /* working under the operator's own lock, taken by hand */
+    struct session s;
+    struct stop *stop; /* the stop signals */
+    int signals;       /* how many arrived */
 };
 
 /* Open the fleet and a loop (no lock): for commands that read. 0, or an exit status. */
@@ -40,7 +30,8 @@ int change_begin(struct change *c, const struct fleet_args *fa, const char *acti
  * ended then). */
 int change_lock(struct change *c, const char *message);
 /* Give the lock back, write the local audit record (result "ok", "failed", "partial",
- * "refused"), close everything. Returns rc, or 1 when the lock was lost meanwhile. */
+ * "refused"), close everything. Returns rc, or 1 when the lock was lost meanwhile. When the
+ * change was abandoned (a second stop signal) the process leaves from here. */
 int change_end(struct change *c, int rc, const char *result, const cJSON *detail);
 
 /* Run the loop until *flag is true, or the change is abandoned (a second stop signal). */
@@ -50,8 +41,7 @@ int change_exit_code(const struct change *c, int rc);
 
 /* The lock was taken from this change while it worked (its commands are refused since). */
 bool change_lock_lost(const struct change *c);
-/* "alice@laptop (pid 4242) since 2026-11-27 06:50:01 UTC, 12 min ago: upgrading the
- * database", made safe for a terminal. */
+/* The holder, as session_describe_holder says it, made safe for a terminal. */
 void change_describe_holder(const struct lock_info *h, char *out, size_t len);
 
 /* Write one record to the local audit log; a failure is printed, not fatal. */

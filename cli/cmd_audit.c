@@ -248,11 +248,11 @@ static void fetch_done(void *arg, const struct transport_result *r)
 /* A target's audit log (empty when it has none). -1 with the reason printed. */
 static int fetch_target_log(struct change *c, const char *name, char **text, size_t *len)
 {
-    const struct inv_target *t = inv_env_find(c->fleet.env, name);
+    const struct inv_target *t = inv_env_find(c->s.fleet.env, name);
     char *path = xasprintf("%s/%s", t->deploy_path, AUDITLOG_FILE);
     struct fetch f = {0};
 
-    transport_read_file(remote_transport(c->remote, name), path, AUDIT_MAX_BYTES, fetch_done, &f);
+    transport_read_file(remote_transport(c->s.remote, name), path, AUDIT_MAX_BYTES, fetch_done, &f);
     change_wait(c, &f.done);
     free(path);
     if (!f.done) {
@@ -394,10 +394,10 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
         if (first == argc) { /* a target's records */
             char what[300], verify[200];
 
-            if (fetch_target_log(&c, c.fleet.names[0], &text, &len) != 0)
+            if (fetch_target_log(&c, c.s.fleet.names[0], &text, &len) != 0)
                 return change_end(&c, EXIT_FAILED, NULL, NULL);
-            snprintf(what, sizeof what, "%s:%s", c.fleet.names[0], AUDITLOG_FILE);
-            snprintf(verify, sizeof verify, "n3ctl audit verify -t %s", c.fleet.names[0]);
+            snprintf(what, sizeof what, "%s:%s", c.s.fleet.names[0], AUDITLOG_FILE);
+            snprintf(verify, sizeof verify, "n3ctl audit verify -t %s", c.s.fleet.names[0]);
             rc = list_records(what, verify, text, len, json, last);
             free(text);
             return change_end(&c, rc, NULL, NULL);
@@ -420,18 +420,19 @@ int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv)
             free(text);
             free(path);
         }
-        for (i = 0; (targets || target != NULL) && i < c.fleet.n; i++) {
-            const struct inv_target *t = inv_env_find(c.fleet.env, c.fleet.names[i]);
+        for (i = 0; (targets || target != NULL) && i < c.s.fleet.n; i++) {
+            const struct inv_target *t = inv_env_find(c.s.fleet.env, c.s.fleet.names[i]);
             char what[300], *head;
 
-            if (fetch_target_log(&c, c.fleet.names[i], &text, &len) != 0) {
+            if (fetch_target_log(&c, c.s.fleet.names[i], &text, &len) != 0) {
                 rc = EXIT_FAILED;
                 continue;
             }
 
-            snprintf(what, sizeof what, "%s:%s", c.fleet.names[i], AUDITLOG_FILE);
-            head = auditlog_head_path(remote_transport(c.remote, c.fleet.names[i]), t->deploy_path);
-            if (verify_text(what, text, len, head, c.fleet.names[i]) != 0)
+            snprintf(what, sizeof what, "%s:%s", c.s.fleet.names[i], AUDITLOG_FILE);
+            head = auditlog_head_path(remote_transport(c.s.remote, c.s.fleet.names[i]),
+                                      t->deploy_path);
+            if (verify_text(what, text, len, head, c.s.fleet.names[i]) != 0)
                 rc = EXIT_FAILED;
             free(head);
             free(text);

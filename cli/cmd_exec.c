@@ -11,6 +11,7 @@
 #include "cli/progress.h"
 #include "cli/stop.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/executor.h"
 #include "core/loop.h"
@@ -236,7 +237,7 @@ static void text_report(const struct executor *ex, const unsigned *counts, doubl
     int k;
     bool first = true;
 
-    progress_format_duration(dur, sizeof dur, (unsigned long long)(ms * 1000.0));
+    fmt_duration(dur, sizeof dur, (unsigned long long)(ms * 1000.0));
     fprintf(stderr, "n3ctl exec: %zu target%s in %s:", total, total == 1 ? "" : "s", dur);
     for (k = 0; k < O_COUNT; k++) {
         if (counts[k] > 0) {

@@ -14,6 +14,7 @@
 #include "cli/fleet.h"
 #include "cli/progress.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/shell.h"
@@ -289,7 +290,7 @@ static void print_table(const struct hosts_cli *x, bool color)
         if (h->t->transport == INV_LOCAL)
             snprintf(lat, sizeof lat, "-");
         else
-            progress_format_duration(lat, sizeof lat, h->latency_us);
+            fmt_duration(lat, sizeof lat, h->latency_us);
         flags_of(f, flags, sizeof flags);
         buf_addf(&line, "%-*s  %-*s  %s%-11s%s  %7s  ", (int)wname, h->t->name, (int)waddr, addr,
                  term_sgr(color, ok ? TERM_GREEN : TERM_RED), state_name(h),

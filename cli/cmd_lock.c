@@ -14,6 +14,7 @@
 #include "cli/term.h"
 #include "cli/cli.h"
 #include "cli/fleet.h"
+#include "core/fmt.h"
 #include "core/xalloc.h"
 #include "deploy/auditlog.h"
 #include "deploy/fence.h"
@@ -75,7 +76,7 @@ static void secs_text(char *out, size_t len, int64_t secs)
     if (secs < 60)
         snprintf(out, len, "%llds", (long long)(secs > 0 ? secs : 0));
     else
-        progress_format_duration(out, len, (unsigned long long)secs * 1000000);
+        fmt_duration(out, len, (unsigned long long)secs * 1000000);
 }
 
 /* The holder's who and message come from the target: shown with control characters as '?'.
@@ -197,14 +198,14 @@ static void raise_fences(struct change *c, uint64_t number)
     size_t i;
 
     w->c = c;
-    w->left = c->fleet.n;
-    for (i = 0; i < c->fleet.n; i++) {
-        const struct inv_target *t = inv_env_find(c->fleet.env, c->fleet.names[i]);
+    w->left = c->s.fleet.n;
+    for (i = 0; i < c->s.fleet.n; i++) {
+        const struct inv_target *t = inv_env_find(c->s.fleet.env, c->s.fleet.names[i]);
         struct raise_slot *s = xcalloc(1, sizeof *s);
 
         s->w = w;
         s->target = t->name;
-        fence_raise(remote_transport(c->remote, t->name), t->deploy_path, number, raise_done, s);
+        fence_raise(remote_transport(c->s.remote, t->name), t->deploy_path, number, raise_done, s);
     }
     if (w->left == 0)
         w->done = true;
@@ -224,7 +225,7 @@ static bool audit_target(struct change *c, struct transport *t, const char *targ
     struct audit_entry e = {0};
 
     e.time = (int64_t)time(NULL);
-    e.actor = c->who;
+    e.actor = c->s.who;
     e.pid = (long)getpid();
     e.action = action;
     e.targets = targets;
@@ -239,13 +240,13 @@ static bool audit_target(struct change *c, struct transport *t, const char *targ
  * signal). */
 static int finish(struct change *c, struct dlock *lock, int rc, cJSON *detail)
 {
-    const char *result = c->abandon           ? "interrupted"
+    const char *result = c->s.abandon         ? "interrupted"
                          : rc == EXIT_OK      ? "ok"
                          : rc == EXIT_REFUSED ? "refused"
                                               : "failed";
 
     /* Abandoned, an operation on the lock may still be in flight: it keeps the lock's memory. */
-    if (!c->abandon)
+    if (!c->s.abandon)
         dlock_free(lock);
     rc = change_end(c, rc, result, detail);
     cJSON_Delete(detail);
@@ -306,11 +307,11 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
     rc = change_open(&c, &fa, strcmp(sub, "acquire") == 0 ? "lock.acquire" : "lock.release");
     if (rc != 0)
         return rc;
-    lt = inv_env_lock_target(c.fleet.env);
-    c.audit_target = lt->name; /* the lock is there, not on the other targets */
-    t = remote_transport(c.remote, lt->name);
-    lock = dlock_new(c.loop, t, lt->deploy_path, inventory_lock(c.fleet.inv)->lease_ms);
-    env = inv_env_name(c.fleet.env);
+    lt = inv_env_lock_target(c.s.fleet.env);
+    c.s.audit_target = lt->name; /* the lock is there, not on the other targets */
+    t = remote_transport(c.s.remote, lt->name);
+    lock = dlock_new(c.s.loop, t, lt->deploy_path, inventory_lock(c.s.fleet.inv)->lease_ms);
+    env = inv_env_name(c.s.fleet.env);
     if (strcmp(sub, "status") == 0) {
         w = wait_new();
         dlock_status(lock, lock_cb, w);
@@ -348,7 +349,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
         cJSON_AddStringToObject(detail, "message", message);
         /* By hand: no lease, held until `lock release`. */
         w = wait_new();
-        dlock_acquire(lock, c.who, (long)getpid(), message, false, force, lock_cb, w);
+        dlock_acquire(lock, c.s.who, (long)getpid(), message, false, force, lock_cb, w);
         if (!wait_for(&c, w)) {
             fprintf(stderr,
                     "n3ctl: taking the deploy lock of %s (on %s) was abandoned before its answer "
@@ -379,7 +380,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             change_describe_holder(prev, holder, sizeof holder);
             fprintf(stderr, "n3ctl: took the lock over from %s: its lease had run out\n", holder);
         }
-        printf("%s: locked on %s by %s: %s\n", env, lt->name, c.who,
+        printf("%s: locked on %s by %s: %s\n", env, lt->name, c.s.who,
                term_shown(shown, sizeof shown, message));
         fflush(stdout);
         /* The holder it replaced may still be at work: from now on the targets refuse it. */
@@ -400,7 +401,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
 
             fprintf(stderr, "n3ctl: %s\n", term_shown(shown, sizeof shown, w->msg));
             cJSON_AddStringToObject(detail, "not_recorded", w->msg);
-            dlock_release(lock, c.who, false, lock_cb, g);
+            dlock_release(lock, c.s.who, false, lock_cb, g);
             if (!wait_for(&c, g)) {
                 fprintf(stderr,
                         "n3ctl: the lock could not be recorded on %s, and giving it back was "
@@ -434,7 +435,7 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
 
         cJSON_AddBoolToObject(detail, "force", force);
         w = wait_new();
-        dlock_release_check(lock, c.who, force, lock_cb, w);
+        dlock_release_check(lock, c.s.who, force, lock_cb, w);
         if (!wait_for(&c, w)) {
             fprintf(stderr,
                     "n3ctl: abandoned before the deploy lock of %s was given back: it is "
@@ -499,7 +500,8 @@ int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv)
             rc = EXIT_OK;
         } else if (w->r == LOCK_OK) {
             printf("%s: %s the lock on %s\n", env,
-                   force && (holder.unreadable || holder.partial || strcmp(holder.who, c.who) != 0)
+                   force &&
+                           (holder.unreadable || holder.partial || strcmp(holder.who, c.s.who) != 0)
                        ? "broke"
                        : "released",
                    lt->name);

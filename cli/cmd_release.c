@@ -16,6 +16,7 @@
 #include "cli/fleet.h"
 #include "cli/progress.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/xalloc.h"
@@ -60,7 +61,7 @@ static void build_tick(void *arg)
     struct build_line *b = arg;
     char dur[32];
 
-    progress_format_duration(dur, sizeof dur, loop_now_us(b->loop) - b->t0);
+    fmt_duration(dur, sizeof dur, loop_now_us(b->loop) - b->t0);
     fprintf(stderr, "\r\033[Kbuilding %s: %s... %s", b->j->version,
             release_build_stage_name(atomic_load(&b->j->ctl.stage)), dur);
     fflush(stderr);
@@ -70,14 +71,14 @@ static void build_tick(void *arg)
 /* Build (or find in the cache) on the thread pool, the loop going on meanwhile. */
 static int build(struct change *c, const char *version, bool rebuild, struct release_artifact *out)
 {
-    struct loop *loop = c->loop;
+    struct loop *loop = c->s.loop;
     struct build_job j;
     struct build_line line = {0};
     uint64_t t0 = loop_now_us(loop);
     char dur[32], size[32];
 
     memset(&j, 0, sizeof j);
-    j.inv = c->fleet.inv;
+    j.inv = c->s.fleet.inv;
     j.version = version;
     j.rebuild = rebuild;
     atomic_init(&j.ctl.cancel, false);
@@ -92,7 +93,7 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
     }
     loop_work(loop, build_work, &j, &j.done);
     /* A stop signal stops the build (its hook, then the packing) and nothing is pushed. */
-    while (!j.done && !c->abandon) {
+    while (!j.done && !c->s.abandon) {
         loop_run_once(loop, true);
         if (c->signals > 0)
             atomic_store(&j.ctl.cancel, true);
@@ -128,7 +129,7 @@ static int build(struct change *c, const char *version, bool rebuild, struct rel
         return j.rc == RELEASE_EUSAGE ? EXIT_USAGE : EXIT_FAILED;
     }
     *out = j.a;
-    progress_format_duration(dur, sizeof dur, loop_now_us(loop) - t0);
+    fmt_duration(dur, sizeof dur, loop_now_us(loop) - t0);
     if (out->size >= 1000000)
         snprintf(size, sizeof size, "%.1f MB", (double)out->size / 1e6);
     else
@@ -222,7 +223,7 @@ static void status_draw(struct fanout *f)
             n += snprintf(line + n, sizeof line - (size_t)n, " (%u%%)",
                           (unsigned)(sent * 100 / total));
     }
-    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
+    fmt_duration(dur, sizeof dur, loop_now_us(f->c->s.loop) - f->t0);
     if (n < (int)sizeof line)
         snprintf(line + n, sizeof line - (size_t)n, "  %s", dur);
     if (width > 1 && strlen(line) >= width)
@@ -303,11 +304,11 @@ static void one_done(void *arg, const struct target_result *r)
         return;
     }
     f->res[s->i] = *r;
-    f->res[s->i].target = f->c->fleet.names[s->i];
+    f->res[s->i].target = f->c->s.fleet.names[s->i];
     f->state[s->i] = 2;
-    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - s->t0);
+    fmt_duration(dur, sizeof dur, loop_now_us(f->c->s.loop) - s->t0);
     status_clear(f);
-    fprintf(stderr, "  %s: %s (%s)%s", f->c->fleet.names[s->i],
+    fprintf(stderr, "  %s: %s (%s)%s", f->c->s.fleet.names[s->i],
             (f->start == start_push ? words : prune_words)[r->outcome], dur, r->msg[0] ? ": " : "");
     print_indented(stderr, r->msg, "      ");
     fputc('\n', stderr);
@@ -321,7 +322,7 @@ static void one_done(void *arg, const struct target_result *r)
 
 static const struct inv_target *target_of(struct fanout *f, size_t i)
 {
-    return inv_env_find(f->c->fleet.env, f->c->fleet.names[i]);
+    return inv_env_find(f->c->s.fleet.env, f->c->s.fleet.names[i]);
 }
 
 static void start_push(struct fanout *f, size_t i)
@@ -331,9 +332,9 @@ static void start_push(struct fanout *f, size_t i)
 
     s->f = f;
     s->i = i;
-    s->t0 = loop_now_us(f->c->loop);
+    s->t0 = loop_now_us(f->c->s.loop);
     f->stage[i] = "starting";
-    release_push_target(&f->ctx, remote_transport(f->c->remote, t->name), t, f->a, one_done, s);
+    release_push_target(&f->ctx, remote_transport(f->c->s.remote, t->name), t, f->a, one_done, s);
 }
 
 static void start_prune(struct fanout *f, size_t i)
@@ -343,9 +344,9 @@ static void start_prune(struct fanout *f, size_t i)
 
     s->f = f;
     s->i = i;
-    s->t0 = loop_now_us(f->c->loop);
+    s->t0 = loop_now_us(f->c->s.loop);
     f->stage[i] = "pruning";
-    release_prune_target(&f->ctx, remote_transport(f->c->remote, t->name), t, f->keep, f->dry_run,
+    release_prune_target(&f->ctx, remote_transport(f->c->s.remote, t->name), t, f->keep, f->dry_run,
                          one_done, s);
 }
 
@@ -358,14 +359,14 @@ static void run_fanout(struct fanout *f)
     f->stage = xcalloc(f->n, sizeof *f->stage);
     f->sent = xcalloc(f->n, sizeof *f->sent);
     f->total = xcalloc(f->n, sizeof *f->total);
-    f->ctx.loop = f->c->loop;
-    f->ctx.inv = f->c->fleet.inv;
-    f->ctx.who = f->c->who;
+    f->ctx.loop = f->c->s.loop;
+    f->ctx.inv = f->c->s.fleet.inv;
+    f->ctx.who = f->c->s.who;
     f->ctx.on_stage = on_stage;
     f->ctx.on_progress = on_progress;
-    f->t0 = loop_now_us(f->c->loop);
+    f->t0 = loop_now_us(f->c->s.loop);
     if (term_is_tty(stderr)) {
-        f->tick = loop_timer_new(f->c->loop, status_tick, f);
+        f->tick = loop_timer_new(f->c->s.loop, status_tick, f);
         loop_timer_start(f->tick, STATUS_INTERVAL_MS);
     }
     fanout_pump(f);
@@ -381,7 +382,7 @@ static void run_fanout(struct fanout *f)
                  f->state[i] != 0         ? "abandoned while in flight: interrupted"
                  : change_lock_lost(f->c) ? "not started: the deploy lock was lost"
                                           : "not started: interrupted");
-        fprintf(stderr, "  %s: FAILED: %s\n", f->c->fleet.names[i], f->res[i].msg);
+        fprintf(stderr, "  %s: FAILED: %s\n", f->c->s.fleet.names[i], f->res[i].msg);
     }
     if (!f->done) {
         /* Abandoned: the pushes in flight still call back (while the lock is given back,
@@ -406,7 +407,7 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
     for (i = 0; i < f->n; i++) {
         cJSON *o = cJSON_CreateObject();
 
-        cJSON_AddStringToObject(o, "target", f->c->fleet.names[i]);
+        cJSON_AddStringToObject(o, "target", f->c->s.fleet.names[i]);
         cJSON_AddStringToObject(o, "result", words[f->res[i].outcome]);
         if (f->res[i].msg[0])
             cJSON_AddStringToObject(o, "message", f->res[i].msg);
@@ -415,7 +416,7 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
         done += f->res[i].outcome == PUSH_DONE;
         already += f->res[i].outcome == PUSH_ALREADY;
     }
-    progress_format_duration(dur, sizeof dur, loop_now_us(f->c->loop) - f->t0);
+    fmt_duration(dur, sizeof dur, loop_now_us(f->c->s.loop) - f->t0);
     fprintf(stderr, "%zu target%s: %zu done, %zu %s, %zu failed (%s)\n", f->n, f->n == 1 ? "" : "s",
             done, already, f->start == start_push ? "already there" : "unchanged", failed, dur);
     if (!f->abandoned)
@@ -450,11 +451,11 @@ static int do_push(const struct fleet_args *fa, const char *version, unsigned pa
         release_artifact_done(&a);
         return rc;
     }
-    fprintf(stderr, "pushing %s to %zu target%s (%u at once)\n", a.version, c.fleet.n,
-            c.fleet.n == 1 ? "" : "s", parallel);
+    fprintf(stderr, "pushing %s to %zu target%s (%u at once)\n", a.version, c.s.fleet.n,
+            c.s.fleet.n == 1 ? "" : "s", parallel);
     memset(&f, 0, sizeof f);
     f.c = &c;
-    f.n = c.fleet.n;
+    f.n = c.s.fleet.n;
     f.parallel = parallel;
     f.start = start_push;
     f.a = &a;
@@ -483,10 +484,10 @@ static int do_prune(const struct fleet_args *fa, unsigned keep, bool keep_given,
     if (rc != 0)
         return rc;
     if (!keep_given)
-        keep = inventory_app(c.fleet.inv)->keep_releases;
+        keep = inventory_app(c.s.fleet.inv)->keep_releases;
     memset(&f, 0, sizeof f);
     f.c = &c;
-    f.n = c.fleet.n;
+    f.n = c.s.fleet.n;
     f.parallel = PUSH_DEFAULT_PARALLEL;
     f.start = start_prune;
     f.keep = keep;
@@ -524,7 +525,7 @@ static void list_state(void *arg, struct hoststate *s, const char *warning, cons
     if (s == NULL)
         l->errors[ls->i] = xstrdup(msg != NULL ? msg : "unknown error");
     else if (warning != NULL)
-        term_printf(stderr, "n3ctl: %s: %s\n", l->c->fleet.names[ls->i], warning);
+        term_printf(stderr, "n3ctl: %s: %s\n", l->c->s.fleet.names[ls->i], warning);
     if (--l->left == 0)
         l->done = true;
     free(ls);
@@ -536,16 +537,16 @@ static void read_states(struct change *c, struct listing *l)
     size_t i;
 
     l->c = c;
-    l->states = xcalloc(c->fleet.n + 1, sizeof *l->states);
-    l->errors = xcalloc(c->fleet.n + 1, sizeof *l->errors);
-    l->left = c->fleet.n;
-    for (i = 0; i < c->fleet.n; i++) {
+    l->states = xcalloc(c->s.fleet.n + 1, sizeof *l->states);
+    l->errors = xcalloc(c->s.fleet.n + 1, sizeof *l->errors);
+    l->left = c->s.fleet.n;
+    for (i = 0; i < c->s.fleet.n; i++) {
         struct list_slot *ls = xcalloc(1, sizeof *ls);
-        const struct inv_target *t = inv_env_find(c->fleet.env, c->fleet.names[i]);
+        const struct inv_target *t = inv_env_find(c->s.fleet.env, c->s.fleet.names[i]);
 
         ls->l = l;
         ls->i = i;
-        release_read_state(remote_transport(c->remote, t->name), t, list_state, ls);
+        release_read_state(remote_transport(c->s.remote, t->name), t, list_state, ls);
     }
     if (l->left == 0)
         l->done = true;
@@ -595,10 +596,10 @@ static int do_list(const struct fleet_args *fa, bool json)
     if (json) {
         cJSON *doc = cJSON_CreateObject(), *arr = cJSON_AddArrayToObject(doc, "targets");
 
-        for (i = 0; i < c.fleet.n; i++) {
+        for (i = 0; i < c.s.fleet.n; i++) {
             cJSON *t = cJSON_CreateObject(), *rels;
 
-            cJSON_AddStringToObject(t, "name", c.fleet.names[i]);
+            cJSON_AddStringToObject(t, "name", c.s.fleet.names[i]);
             if (l.states[i] == NULL) {
                 cJSON_AddStringToObject(t, "error", l.errors[i]);
                 cJSON_AddItemToArray(arr, t);
@@ -625,25 +626,25 @@ static int do_list(const struct fleet_args *fa, bool json)
         cJSON_Delete(doc);
     } else {
         printf("%-16s  %-24s  %-9s  %-20s  %s\n", "TARGET", "VERSION", "COMMIT", "PUSHED", "SLOTS");
-        for (i = 0; i < c.fleet.n; i++) {
+        for (i = 0; i < c.s.fleet.n; i++) {
             if (l.states[i] == NULL) {
-                term_printf(stdout, "%-16s  (cannot read: %s)\n", c.fleet.names[i], l.errors[i]);
+                term_printf(stdout, "%-16s  (cannot read: %s)\n", c.s.fleet.names[i], l.errors[i]);
                 rc = EXIT_FAILED;
                 continue;
             }
             if (hoststate_nreleases(l.states[i]) == 0)
-                printf("%-16s  (no releases)\n", c.fleet.names[i]);
+                printf("%-16s  (no releases)\n", c.s.fleet.names[i]);
             for (j = 0; j < hoststate_nreleases(l.states[i]); j++) {
                 const struct hs_release *r = hoststate_release(l.states[i], j);
                 char slots[32];
 
                 slots_of(l.states[i], r->version, slots, sizeof slots);
-                printf("%-16s  %-24s  %-9.9s  %-20s  %s\n", c.fleet.names[i], r->version,
+                printf("%-16s  %-24s  %-9.9s  %-20s  %s\n", c.s.fleet.names[i], r->version,
                        r->commit[0] ? r->commit : "-", r->pushed[0] ? r->pushed : "-", slots);
             }
         }
     }
-    free_states(&l, c.fleet.n);
+    free_states(&l, c.s.fleet.n);
     return change_end(&c, rc, NULL, NULL);
 }
 

@@ -18,6 +18,7 @@
 #include "cli/report.h"
 #include "cli/stop.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/executor.h"
 #include "core/loop.h"
@@ -318,7 +319,7 @@ int cmd_run(const struct cli_cmd *cmd, int argc, char **argv)
     if (proc_lingering(r.loop) > 0) {
         char grace[32];
 
-        progress_format_duration(grace, sizeof grace, plan->kill_grace_ms * 1000u);
+        fmt_duration(grace, sizeof grace, plan->kill_grace_ms * 1000u);
         fprintf(stderr,
                 "n3ctl: waiting up to %s for processes the steps left behind to exit (they got "
                 "SIGTERM; Ctrl-C kills them now)\n",

@@ -71,7 +71,7 @@ static void running(const struct change *c, const struct states *st, const char 
 
     out[0] = '\0';
     *released = 0;
-    for (i = 0; i < c->fleet.n; i++) {
+    for (i = 0; i < c->s.fleet.n; i++) {
         const struct hoststate *s = st->s[i];
 
         if (s == NULL)
@@ -82,7 +82,7 @@ static void running(const struct change *c, const struct states *st, const char 
 
             if (v != NULL && strcmp(v, version) == 0)
                 snprintf(out + strlen(out), len - strlen(out), "%s%s:%s%s", out[0] ? " " : "",
-                         c->fleet.names[i], hs_slot_name((enum hs_slot)k),
+                         c->s.fleet.names[i], hs_slot_name((enum hs_slot)k),
                          hoststate_live(s, &live) && live == (enum hs_slot)k ? "*" : "");
         }
     }
@@ -132,32 +132,32 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
     rc = change_open(&c, &fa, "versions");
     if (rc != 0)
         return rc;
-    app = inventory_app(c.fleet.inv);
+    app = inventory_app(c.s.fleet.inv);
     /* The repository is read on the thread pool while the targets are asked. */
     memset(&job, 0, sizeof job);
     job.app = app;
-    loop_work(c.loop, list_work, &job, &job.done);
+    loop_work(c.s.loop, list_work, &job, &job.done);
     /* Where each version runs, read from the targets at once. */
-    st.s = xcalloc(c.fleet.n + 1, sizeof *st.s);
-    st.err = xcalloc(c.fleet.n + 1, sizeof *st.err);
-    st.left = local ? 0 : c.fleet.n;
-    for (i = 0; !local && i < c.fleet.n; i++) {
+    st.s = xcalloc(c.s.fleet.n + 1, sizeof *st.s);
+    st.err = xcalloc(c.s.fleet.n + 1, sizeof *st.err);
+    st.left = local ? 0 : c.s.fleet.n;
+    for (i = 0; !local && i < c.s.fleet.n; i++) {
         struct state_slot *ss = xcalloc(1, sizeof *ss);
-        const struct inv_target *t = inv_env_find(c.fleet.env, c.fleet.names[i]);
+        const struct inv_target *t = inv_env_find(c.s.fleet.env, c.s.fleet.names[i]);
 
         ss->st = &st;
         ss->i = i;
-        release_read_state(remote_transport(c.remote, t->name), t, got_state, ss);
+        release_read_state(remote_transport(c.s.remote, t->name), t, got_state, ss);
     }
     st.done = st.left == 0;
     change_wait(&c, &st.done);
     change_wait(&c, &job.done);
-    if (c.abandon) /* a second Ctrl-C: change_end leaves at once */
+    if (c.s.abandon) /* a second Ctrl-C: change_end leaves at once */
         return change_end(&c, EXIT_FAILED, NULL, NULL);
     vs = job.vs;
     if (job.rc != 0) {
         term_printf(stderr, "n3ctl: %s\n", job.err.msg);
-        for (i = 0; i < c.fleet.n; i++) {
+        for (i = 0; i < c.s.fleet.n; i++) {
             hoststate_free(st.s[i]);
             free(st.err[i]);
         }
@@ -187,7 +187,7 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             cJSON_AddBoolToObject(o, "annotated", v->annotated);
             cJSON_AddBoolToObject(o, "prerelease", v->sv.pre != NULL);
             where = cJSON_AddArrayToObject(o, "running");
-            for (k = 0; k < c.fleet.n; k++) {
+            for (k = 0; k < c.s.fleet.n; k++) {
                 for (s = 0; st.s[k] != NULL && s < HS_NSLOTS; s++) {
                     const char *sv = hoststate_slot_version(st.s[k], (enum hs_slot)s);
                     cJSON *w;
@@ -195,7 +195,7 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
                     if (sv == NULL || strcmp(sv, v->name) != 0)
                         continue;
                     w = cJSON_CreateObject();
-                    cJSON_AddStringToObject(w, "target", c.fleet.names[k]);
+                    cJSON_AddStringToObject(w, "target", c.s.fleet.names[k]);
                     cJSON_AddStringToObject(w, "slot", hs_slot_name((enum hs_slot)s));
                     cJSON_AddBoolToObject(
                         w, "live", hoststate_live(st.s[k], &live) && live == (enum hs_slot)s);
@@ -205,9 +205,9 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             {
                 cJSON *rel = cJSON_AddArrayToObject(o, "released_on");
 
-                for (k = 0; k < c.fleet.n; k++) {
+                for (k = 0; k < c.s.fleet.n; k++) {
                     if (st.s[k] != NULL && hoststate_find(st.s[k], v->name) != NULL)
-                        cJSON_AddItemToArray(rel, cJSON_CreateString(c.fleet.names[k]));
+                        cJSON_AddItemToArray(rel, cJSON_CreateString(c.s.fleet.names[k]));
                 }
             }
             cJSON_AddItemToArray(arr, o);
@@ -220,11 +220,11 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             cJSON_AddItemToArray(ign, o);
         }
         unk = cJSON_AddArrayToObject(doc, "unreadable_targets");
-        for (i = 0; i < c.fleet.n; i++) {
+        for (i = 0; i < c.s.fleet.n; i++) {
             if (st.err[i] != NULL) {
                 cJSON *o = cJSON_CreateObject();
 
-                cJSON_AddStringToObject(o, "target", c.fleet.names[i]);
+                cJSON_AddStringToObject(o, "target", c.s.fleet.names[i]);
                 cJSON_AddStringToObject(o, "error", st.err[i]);
                 cJSON_AddItemToArray(unk, o);
             }
@@ -247,7 +247,7 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
             if (local)
                 snprintf(rel, sizeof rel, "-");
             else
-                snprintf(rel, sizeof rel, "%u/%zu", released, c.fleet.n);
+                snprintf(rel, sizeof rel, "%u/%zu", released, c.s.fleet.n);
             /* The name, without the address. */
             author = xstrdup(v->author);
             lt = strchr(author, '<');
@@ -272,9 +272,9 @@ int cmd_versions(const struct cli_cmd *cmd, int argc, char **argv)
         for (i = 0; i < vs.nignored; i++)
             term_printf(stdout, "ignored tag %s: %s\n", vs.ignored[i].name, vs.ignored[i].reason);
     }
-    for (i = 0; i < c.fleet.n; i++) {
+    for (i = 0; i < c.s.fleet.n; i++) {
         if (st.err[i] != NULL) {
-            term_printf(stderr, "n3ctl: %s: what runs there is unknown: %s\n", c.fleet.names[i],
+            term_printf(stderr, "n3ctl: %s: what runs there is unknown: %s\n", c.s.fleet.names[i],
                         st.err[i]);
             rc = EXIT_FAILED;
         }

@@ -6,6 +6,7 @@
 
 #include "cli/progress.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/executor.h"
 #include "core/loop.h"
@@ -25,20 +26,6 @@ struct progress {
     struct loop_timer *timer;
     struct buf frame;
 };
-
-void progress_format_duration(char *out, size_t len, unsigned long long us)
-{
-    unsigned long long ms = us / 1000;
-
-    if (ms < 1000)
-        snprintf(out, len, "%llums", ms);
-    else if (ms < 60000)
-        snprintf(out, len, "%.2fs", (double)ms / 1000.0);
-    else if (ms < 3600000)
-        snprintf(out, len, "%llum%02llus", ms / 60000, (ms / 1000) % 60);
-    else
-        snprintf(out, len, "%lluh%02llum", ms / 3600000, (ms / 60000) % 60);
-}
 
 /* Append s, cut to the room left on the line. */
 static void add_cut(struct buf *b, const char *s, size_t *room)
@@ -71,7 +58,7 @@ static void draw_block(struct progress *p, const struct exec_block *b, unsigned 
     for (i = 0; i < PROGRESS_BAR; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[PROGRESS_BAR] = '\0';
-    progress_format_duration(elapsed, sizeof elapsed, exec_block_elapsed_us(b));
+    fmt_duration(elapsed, sizeof elapsed, exec_block_elapsed_us(b));
 
     buf_adds(&p->frame, "\r\033[2K");
     snprintf(text, sizeof text, "%*s%s (%s)", (int)(2 * depth), "",

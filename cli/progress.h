@@ -18,7 +18,5 @@ void progress_draw(struct progress *p);
 /* Erase what was drawn and stop redrawing. */
 void progress_free(struct progress *p);
 
-/* "850ms", "1.23s", "2m03s", "1h02m" */
-void progress_format_duration(char *out, size_t len, unsigned long long us);
 
 #endif

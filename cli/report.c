@@ -9,6 +9,7 @@
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/term.h"
+#include "core/fmt.h"
 #include "core/buf.h"
 #include "core/executor.h"
 #include "core/xalloc.h"
@@ -186,7 +187,7 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
         const struct exec_step *s = r.v[i].s;
         enum exec_status sst = exec_step_status(s);
 
-        progress_format_duration(dur, sizeof dur, exec_step_duration_us(s));
+        fmt_duration(dur, sizeof dur, exec_step_duration_us(s));
         exit_text(s, code, sizeof code);
         if (exec_step_child(s) != NULL)
             snprintf(attempts, sizeof attempts, "-");
@@ -224,7 +225,7 @@ void report_table(FILE *out, const struct executor *ex, bool verbose, bool color
 
     memset(&c, 0, sizeof c);
     count_leaves(root, &c);
-    progress_format_duration(elapsed, sizeof elapsed, executor_elapsed_us(ex));
+    fmt_duration(elapsed, sizeof elapsed, executor_elapsed_us(ex));
     fprintf(out, "\n%splan %s %s%s in %s: %u step%s", term_sgr(color, status_color(st)),
             exec_block_name(root), exec_status_name(st), term_sgr(color, TERM_RESET), elapsed,
             c.total, c.total == 1 ? "" : "s");

@@ -1,0 +1,10 @@
+/* Numbers for people: durations. */
+#ifndef N3_FMT_H
+#define N3_FMT_H
+
+#include <stddef.h>
+
+/* "850ms", "1.25s", "3m05s", "2h10m". */
+void fmt_duration(char *out, size_t len, unsigned long long us);
+
+#endif
