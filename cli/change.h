@@ -48,4 +48,9 @@ void change_describe_holder(const struct lock_info *h, char *out, size_t len);
 void change_audit_local(const char *action, const char *const *targets, const char *result,
                         const cJSON *detail);
 
+/* Build version (or take it from the cache) and push it to the change's targets, its lock
+ * held (cmd_release.c): what was done is printed and recorded in the local audit log as
+ * release.push. 0, or an exit status. */
+int change_push_release(struct change *c, const char *version, unsigned parallel);
+
 #endif

@@ -58,6 +58,9 @@ int cmd_changelog(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_release(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_lock(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_audit(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_slots(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv);
+int cmd_traffic(const struct cli_cmd *cmd, int argc, char **argv);
 int cmd_help(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -427,12 +427,36 @@ static const char *summarize(struct fanout *f, cJSON *detail, int *rc)
     return failed == 0 ? "ok" : failed == f->n ? "failed" : "partial";
 }
 
+/* Push a to the change's targets, its lock held: the audit detail (the caller deletes it),
+ * with the result and the exit status. */
+static cJSON *push_built(struct change *c, const struct release_artifact *a, unsigned parallel,
+                         const char **result, int *rc)
+{
+    struct fanout f;
+    cJSON *detail;
+
+    fprintf(stderr, "pushing %s to %zu target%s (%u at once)\n", a->version, c->s.fleet.n,
+            c->s.fleet.n == 1 ? "" : "s", parallel);
+    memset(&f, 0, sizeof f);
+    f.c = c;
+    f.n = c->s.fleet.n;
+    f.parallel = parallel;
+    f.start = start_push;
+    f.a = a;
+    run_fanout(&f);
+    detail = cJSON_CreateObject();
+    cJSON_AddStringToObject(detail, "version", a->version);
+    cJSON_AddStringToObject(detail, "commit", a->commit);
+    cJSON_AddStringToObject(detail, "sha256", a->sha256);
+    *result = summarize(&f, detail, rc);
+    return detail;
+}
+
 static int do_push(const struct fleet_args *fa, const char *version, unsigned parallel,
                    bool rebuild)
 {
     struct change c;
     struct release_artifact a;
-    struct fanout f;
     cJSON *detail;
     char message[200];
     const char *result;
@@ -451,21 +475,24 @@ static int do_push(const struct fleet_args *fa, const char *version, unsigned pa
         release_artifact_done(&a);
         return rc;
     }
-    fprintf(stderr, "pushing %s to %zu target%s (%u at once)\n", a.version, c.s.fleet.n,
-            c.s.fleet.n == 1 ? "" : "s", parallel);
-    memset(&f, 0, sizeof f);
-    f.c = &c;
-    f.n = c.s.fleet.n;
-    f.parallel = parallel;
-    f.start = start_push;
-    f.a = &a;
-    run_fanout(&f);
-    detail = cJSON_CreateObject();
-    cJSON_AddStringToObject(detail, "version", a.version);
-    cJSON_AddStringToObject(detail, "commit", a.commit);
-    cJSON_AddStringToObject(detail, "sha256", a.sha256);
-    result = summarize(&f, detail, &rc);
+    detail = push_built(&c, &a, parallel, &result, &rc);
     rc = change_end(&c, rc, result, detail);
+    cJSON_Delete(detail);
+    release_artifact_done(&a);
+    return rc;
+}
+
+int change_push_release(struct change *c, const char *version, unsigned parallel)
+{
+    struct release_artifact a;
+    cJSON *detail;
+    const char *result;
+    int rc = build(c, version, false, &a);
+
+    if (rc != 0)
+        return rc;
+    detail = push_built(c, &a, parallel, &result, &rc);
+    change_audit_local("release.push", (const char *const *)c->s.fleet.names, result, detail);
     cJSON_Delete(detail);
     release_artifact_done(&a);
     return rc;

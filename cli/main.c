@@ -92,6 +92,29 @@ static const struct cli_opt lock_opts[] = {
     {0, NULL, NULL, NULL},
 };
 
+static const struct cli_opt slots_opts[] = {
+    FLEET_OPTS,
+    {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
+    {'j', "json", NULL, "print JSON"},
+    {'w', "watch", NULL, "look again every --interval seconds, until Ctrl-C"},
+    {'i', "interval", "SECONDS", "--watch: seconds between looks (default 2)"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt slot_opts[] = {
+    FLEET_OPTS,
+    {'f', "force", NULL, "stop: also a slot that has traffic (drained first) or is live"},
+    {0, NULL, NULL, NULL},
+};
+
+static const struct cli_opt traffic_opts[] = {
+    FLEET_OPTS,
+    {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
+    {'f', "force", NULL, "set: send traffic to a slot that is not healthy all the same"},
+    {'j', "json", NULL, "print JSON"},
+    {0, NULL, NULL, NULL},
+};
+
 static const struct cli_opt audit_opts[] = {
     FLEET_OPTS,
     {'H', "hosts", "SELECTOR", "verify --targets: these targets only"},
@@ -207,6 +230,59 @@ const struct cli_cmd cli_cmds[] = {
                    "lock changes nothing more. The lock target needs flock(1).",
         .opts = lock_opts,
         .exec = cmd_lock,
+    },
+    {
+        .name = "slots",
+        .args = NULL,
+        .summary = "every instance: version, state, health, weight, which slot is live",
+        .details = "For each selected target and slot (blue, green): the version state.json\n"
+                   "says runs there, the state of its process (running, starting, stopped,\n"
+                   "crashed), its pid and port, its health after one round of its probes with\n"
+                   "the reason, and the weight the router gives it, read back from the router.\n"
+                   "* marks the live slot: the one with traffic (with a router), or the one\n"
+                   "current points to. --watch looks again every --interval seconds.\n"
+                   "\n"
+                   "Exit status: 0 everything could be read, 1 a target or the router could\n"
+                   "not be, 2 usage or configuration error.",
+        .opts = slots_opts,
+        .exec = cmd_slots,
+    },
+    {
+        .name = "slot",
+        .args = "start TARGETS SLOT [VERSION] | stop TARGETS SLOT",
+        .summary = "start a version in a slot and wait until it is ready; stop a slot",
+        .details = "TARGETS is a target's name, label:NAME or all. start runs VERSION (by\n"
+                   "default the one the slot ran last) in the slot as the environment's\n"
+                   "service says, pushing its release first where it is missing, and waits\n"
+                   "until its probes pass (service.ready_timeout_seconds); a version that\n"
+                   "crashes or never gets healthy is stopped again and reported. stop stops\n"
+                   "the slot's instance (TERM, then KILL after service.stop_grace_seconds);\n"
+                   "a slot that has traffic is refused unless --force, which drains it in the\n"
+                   "router first. Both take the deploy lock and write the audit logs.\n"
+                   "\n"
+                   "Exit status: 0 done everywhere, 1 failed somewhere, 2 usage or\n"
+                   "configuration error, 3 refused (the lock, a slot with traffic).",
+        .opts = slot_opts,
+        .exec = cmd_slot,
+    },
+    {
+        .name = "traffic",
+        .args = "[set SLOT=WEIGHT [SLOT=WEIGHT]]",
+        .summary = "the router's weights, read back; move traffic between the slots",
+        .details = "traffic shows each selected target's servers in the router with the\n"
+                   "weight, state and sessions the router reports, and each slot's share.\n"
+                   "traffic set blue=90 green=10 (one slot alone: the other gets the rest of\n"
+                   "100) takes the deploy lock, looks at every slot it gives traffic to and\n"
+                   "refuses one that is not healthy (exit 3; --force sends it all the same),\n"
+                   "sets the weights of the selected targets' servers (the others keep\n"
+                   "theirs), reads them back (a weight not applied as asked is an error that\n"
+                   "names both), points current at the slot with the most traffic, and\n"
+                   "writes the audit logs.\n"
+                   "\n"
+                   "Exit status: 0 done, 1 failed, 2 usage or configuration error (no\n"
+                   "router), 3 refused (the lock, a slot not healthy).",
+        .opts = traffic_opts,
+        .exec = cmd_traffic,
     },
     {
         .name = "audit",

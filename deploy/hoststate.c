@@ -234,6 +234,11 @@ void hoststate_set_slot(struct hoststate *s, enum hs_slot slot, const char *vers
     s->slot_port[slot] = port;
 }
 
+void hoststate_set_live(struct hoststate *s, enum hs_slot slot)
+{
+    s->live = (int)slot;
+}
+
 bool hoststate_live(const struct hoststate *s, enum hs_slot *slot)
 {
     if (s->live < 0)

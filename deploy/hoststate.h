@@ -81,6 +81,8 @@ const char *hoststate_slot_version(const struct hoststate *s, enum hs_slot slot)
 int hoststate_slot_port(const struct hoststate *s, enum hs_slot slot);            /* or 0 */
 void hoststate_set_slot(struct hoststate *s, enum hs_slot slot, const char *version, int port);
 bool hoststate_live(const struct hoststate *s, enum hs_slot *slot);
+/* current points to slots/<slot> now. */
+void hoststate_set_live(struct hoststate *s, enum hs_slot slot);
 const char *hoststate_previous_version(const struct hoststate *s); /* the rollback target */
 const char *hs_slot_name(enum hs_slot slot);
 

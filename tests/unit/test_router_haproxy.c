@@ -50,11 +50,11 @@ static bool sock_there(void *arg)
 static void haproxy_start(struct fx *f)
 {
     const char *argv[] = {"haproxy", "-db", "-f", f->cfg, NULL};
-    int rc;
 
     unlink(f->sock);
-    rc = posix_spawnp(&f->haproxy, "haproxy", NULL, NULL, (char *const *)argv, environ);
-    ck_assert_msg(rc == 0, "cannot start haproxy (scripts/check installs the Debian package)");
+    f->haproxy = tu_spawn(argv);
+    ck_assert_msg(f->haproxy > 0,
+                  "cannot start haproxy (scripts/check installs the Debian package)");
     ck_assert_msg(tu_run_until(f->loop, sock_there, f->sock, WAIT_MS),
                   "HAProxy's admin socket %s did not come", f->sock);
 }

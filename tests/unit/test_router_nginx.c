@@ -50,7 +50,6 @@ static void fx_init(struct fx *f)
 {
     char *text, *nginx_cmd;
     const char *argv[8];
-    int rc;
 
     memset(f, 0, sizeof *f);
     plugins_register_builtins();
@@ -80,12 +79,8 @@ static void fx_init(struct fx *f)
     argv[5] = "-g";
     argv[6] = "daemon off;";
     argv[7] = NULL;
-    rc = posix_spawnp(&f->nginx, "nginx", NULL, NULL, (char *const *)argv, environ);
-    if (rc != 0) {
-        /* /usr/sbin may not be on a non-root PATH */
-        rc = posix_spawn(&f->nginx, "/usr/sbin/nginx", NULL, NULL, (char *const *)argv, environ);
-    }
-    ck_assert_msg(rc == 0, "cannot start nginx (scripts/check installs the Debian package)");
+    f->nginx = tu_spawn(argv);
+    ck_assert_msg(f->nginx > 0, "cannot start nginx (scripts/check installs the Debian package)");
     ck_assert_msg(tu_run_until(f->loop, file_there, f->pidfile, WAIT_MS), "nginx did not start");
     snprintf(f->servers[0].target, sizeof f->servers[0].target, "t1");
     f->servers[0].slot = HS_BLUE;

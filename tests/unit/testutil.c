@@ -1,9 +1,15 @@
 /* Helpers shared by the unit tests. */
 #include "config.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <check.h>
 #include <uv.h>
 
@@ -105,4 +111,46 @@ int tu_run_suite(Suite *s)
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+pid_t tu_spawn(const char *const *argv)
+{
+    pid_t parent = getpid(), pid;
+    int pipefd[2], e = 0;
+
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return -1;
+    pid = fork();
+    if (pid < 0) {
+        e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        errno = e;
+        return -1;
+    }
+    if (pid == 0) {
+        char path[512];
+
+        close(pipefd[0]);
+        /* Ended with the test; and if the test is gone already, at once. */
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+            _exit(127);
+        execvp(argv[0], (char *const *)argv);
+        snprintf(path, sizeof path, "/usr/sbin/%s", argv[0]);
+        execv(path, (char *const *)argv);
+        e = errno;
+        if (write(pipefd[1], &e, sizeof e) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    close(pipefd[1]);
+    /* The exec went through when the pipe closes with nothing in it. */
+    if (read(pipefd[0], &e, sizeof e) == (ssize_t)sizeof e) {
+        close(pipefd[0]);
+        waitpid(pid, NULL, 0);
+        errno = e;
+        return -1;
+    }
+    close(pipefd[0]);
+    return pid;
 }

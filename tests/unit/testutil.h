@@ -3,6 +3,7 @@
 #define N3_TESTUTIL_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 struct loop;
 struct Suite;
@@ -20,5 +21,10 @@ void tu_rmdir_r(const char *path);
 void tu_write_file(const char *path, const char *text);
 /* Read a whole file into a new string, or NULL. */
 char *tu_read_file(const char *path);
+
+/* Start a server for a test (argv[0] looked up in PATH, then in /usr/sbin): its pid, or -1
+ * with errno. It is tied to the test's process: TERM when that one ends, also when an assertion
+ * ends it before its teardown could stop the server. */
+pid_t tu_spawn(const char *const *argv);
 
 #endif
