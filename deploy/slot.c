@@ -10,13 +10,16 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/buf.h"
 #include "core/loop.h"
+#include "core/shell.h"
 #include "core/xalloc.h"
 #include "deploy/auditlog.h"
 #include "deploy/inventory.h"
 #include "deploy/probe.h"
 #include "deploy/release.h"
 #include "deploy/slot.h"
+#include "deploy/transport.h"
 
 /* How often a starting instance is looked at for a crash (and, without probes, its port). */
 #define POLL_MS 250u
@@ -35,6 +38,8 @@ struct slotop {
     enum kind kind;
     struct slot_req req;
     char *version, *who;
+    char *prev;  /* start: the version the slot pointed to before (NULL: none) */
+    int fail_rc; /* start: the status a failure ends with, once the link is put back */
     slot_fn done;
     void *arg;
     struct hoststate *state;
@@ -90,6 +95,7 @@ static void op_free(struct slotop *o)
     loop_timer_free(o->eval);
     hoststate_free(o->state);
     free(o->version);
+    free(o->prev);
     free(o->who);
     free(o);
 }
@@ -300,6 +306,42 @@ static void after_ready(struct slotop *o)
     release_write_state(o->req.t, o->req.target, o->state, now, start_written, o);
 }
 
+/* A start that failed: slots/<slot> points where it pointed before (or nowhere, as before),
+ * so that the slot is left as it was; then it ends with the message said so far. */
+static void restored(void *arg, const struct transport_result *r)
+{
+    struct slotop *o = arg;
+
+    if (r->status != TRANSPORT_OK || r->exit_code != 0)
+        append(o, "; and slots/%s could not be put back as it was: %s", hs_slot_name(o->req.slot),
+               r->status != TRANSPORT_OK ? r->msg : "the command failed");
+    finish(o, o->fail_rc, NULL);
+}
+
+static void fail_start(struct slotop *o, int rc)
+{
+    char link[1024], to[300];
+
+    o->fail_rc = rc;
+    snprintf(link, sizeof link, "%s/slots/%s", o->req.target->deploy_path,
+             hs_slot_name(o->req.slot));
+    if (o->prev != NULL) {
+        snprintf(to, sizeof to, "../releases/%s", o->prev);
+        transport_symlink(o->req.t, to, link, restored, o);
+    } else {
+        struct buf cmd;
+        struct transport_run run = {0};
+
+        buf_init(&cmd);
+        shell_cmdf(&cmd, "rm -f -- %s", link);
+        run.command = cmd.data;
+        run.on_done = restored;
+        run.arg = o;
+        transport_run(o->req.t, &run);
+        buf_done(&cmd);
+    }
+}
+
 /* Not ready in time (or crashed): stopped, said with why. */
 struct failed_start {
     struct slotop *o;
@@ -315,7 +357,7 @@ static void failed_stopped(void *arg, int rc, const struct service_status *st, c
         append(o, "; stopping it failed too: %s", msg != NULL ? msg : "");
     else
         append(o, "; stopped it");
-    finish(o, -1, NULL);
+    fail_start(o, -1);
 }
 
 static void not_ready(struct slotop *o)
@@ -349,9 +391,11 @@ static void polled(void *arg, int rc, const struct service_status *st, const cha
     if (rc == 0 && st->state == SERVICE_CRASHED) {
         o->res.service = *st;
         probes_free(o);
-        finish(o, -1, "%s on slot %s of %s crashed while it started; its log ends with:\n%s",
-               o->version, hs_slot_name(o->req.slot), o->req.target->name,
-               st->log_tail[0] ? st->log_tail : "(nothing)");
+        snprintf(o->res.msg, sizeof o->res.msg,
+                 "%s on slot %s of %s crashed while it started; its log ends with:\n%s", o->version,
+                 hs_slot_name(o->req.slot), o->req.target->name,
+                 st->log_tail[0] ? st->log_tail : "(nothing)");
+        fail_start(o, -1);
         return;
     }
     (void)msg;
@@ -380,8 +424,12 @@ static void started(void *arg, int rc, const struct service_status *st, const ch
 
     o->res.service = *st;
     if (rc != 0) {
-        finish(o, st->state == SERVICE_RUNNING ? 3 : -1, "%s%s%s", msg,
-               st->log_tail[0] ? "; its log ends with:\n" : "", st->log_tail);
+        snprintf(o->res.msg, sizeof o->res.msg, "%s%s%s", msg,
+                 st->log_tail[0] ? "; its log ends with:\n" : "", st->log_tail);
+        if (st->state == SERVICE_RUNNING)
+            finish(o, 3, NULL); /* refused: the one that runs keeps its link */
+        else
+            fail_start(o, -1);
         return;
     }
     say(o, "waiting until ready");
@@ -412,6 +460,8 @@ static void do_start(struct slotop *o)
                o->req.target->name, v);
         return;
     }
+    if (hoststate_slot_version(o->state, o->req.slot) != NULL)
+        o->prev = xstrdup(hoststate_slot_version(o->state, o->req.slot));
     o->sreq.version = o->version;
     say(o, "starting");
     o->t0_ms = loop_now_ms(o->req.loop);

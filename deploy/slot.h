@@ -45,7 +45,7 @@ struct slot_req {
     void (*on_stage)(void *arg, const char *stage);
 };
 
-#define SLOT_MSG_MAX 1024
+#define SLOT_MSG_MAX 4096
 
 struct slot_result {
     int rc;                 /* 0 done; -1 failed; 3 refused (live slot, no release, ...) */

@@ -795,3 +795,90 @@ nginx_stop() {
     kill -TERM "$pid" 2>/dev/null || :
     wait_exit "$pid" "nginx $1 (pid $pid)"
 }
+
+# ---- HAProxy (the Debian package haproxy), started by the test ----
+
+# haproxy_start NAME FE_PORT SERVER...: HAProxy in the foreground (-db) with its files in
+# $T/NAME: its admin socket admin.sock (level admin), its server-state-file state (loaded at
+# start: a restart keeps what was saved), one frontend on 127.0.0.1:FE_PORT to the backend
+# "app", whose servers are SERVER ("NAME ADDRESS:PORT WEIGHT"). Its pid in $T/NAME/pid; it is
+# stopped on exit, as a background child. Skips the test when haproxy is not installed.
+haproxy_start() {
+    local name=$1 port=$2 dir="$T/$1" s
+    shift 2
+    command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] ||
+        skip "haproxy is not installed (scripts/check installs the Debian package haproxy)"
+    mkdir -p "$dir"
+    {
+        printf 'global\n    stats socket %s/admin.sock mode 600 level admin\n' "$dir"
+        printf '    stats timeout 30s\n    server-state-file %s/state\n' "$dir"
+        printf 'defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n'
+        printf '    timeout server 30s\n    load-server-state-from-file global\n'
+        printf 'frontend fe\n    bind 127.0.0.1:%s\n    default_backend app\n' "$port"
+        printf 'backend app\n    balance roundrobin\n'
+        for s in "$@"; do
+            set -- $s
+            printf '    server %s %s weight %s\n' "$1" "$2" "$3"
+        done
+    } >"$dir/haproxy.cfg"
+    haproxy_run "$name"
+}
+
+# haproxy_run NAME: start the HAProxy of haproxy_start again (after haproxy_stop).
+haproxy_run() {
+    local dir="$T/$1" pid
+    rm -f "$dir/admin.sock"
+    PATH="$PATH:/usr/sbin" haproxy -db -f "$dir/haproxy.cfg" </dev/null >>"$dir/haproxy.log" 2>&1 &
+    pid=$!
+    T_BG="$T_BG$pid "
+    printf '%s\n' "$pid" >"$dir/pid"
+    wait_until "HAProxy $1's admin socket" haproxy_up "$1" "$pid"
+}
+
+haproxy_up() { # NAME PID
+    pid_alive "$2" || fail "HAProxy $1 exited:
+$(show "$T/$1/haproxy.log")"
+    [ -S "$T/$1/admin.sock" ]
+}
+
+# haproxy_stop NAME: TERM, and wait until it is gone.
+haproxy_stop() {
+    local pid
+    pid=$(cat "$T/$1/pid")
+    kill -TERM "$pid" 2>/dev/null || :
+    wait_exit "$pid" "HAProxy $1 (pid $pid)"
+}
+
+# haproxy_cmd NAME COMMAND: a runtime API command on its admin socket (socat), the answer on
+# stdout.
+haproxy_cmd() {
+    command -v socat >/dev/null 2>&1 || skip "socat is not installed (scripts/check installs the Debian package socat)"
+    printf '%s\n' "$2" | socat - "UNIX-CONNECT:$T/$1/admin.sock"
+}
+
+# haproxy_weight NAME SERVER: the server's weight in backend app, as HAProxy has it now.
+haproxy_weight() {
+    haproxy_cmd "$1" "show servers state app" | awk -v s="$2" '$4 == s { print $8 }'
+}
+
+# ---- slots started by n3ctl: instances in sessions of their own ----
+
+# stop_instances DEPLOY_PATH...: on exit, KILL the process group of every instance whose pid
+# file is under DEPLOY_PATH/.n3/run (a test that failed may leave them running).
+stop_instances() {
+    on_exit "kill_instances $*"
+}
+
+kill_instances() {
+    local d f pid start now
+    for d in "$@"; do
+        for f in "$d"/.n3/run/*.pid; do
+            [ -f "$f" ] || continue
+            read -r pid start <"$f" || continue
+            # the same process (its start time), not a pid reused since
+            now=$(awk '{ sub(/.*\) /, ""); split($0, a, " "); print a[20] }' "/proc/$pid/stat" 2>/dev/null) || continue
+            [ "$now" = "$start" ] && kill -KILL -- "-$pid" 2>/dev/null
+        done
+    done
+    return 0
+}
