@@ -55,7 +55,9 @@ static const char *const top_keys[] = {
     "service", "probes", "router", "environments", "default_environment",
     NULL};
 static const char *const service_keys[] = {
-    "ports", "start", "stop", "stop_grace_seconds", "ready_timeout_seconds", "mode", NULL};
+    "ports", "start",  "stop", "stop_grace_seconds", "ready_timeout_seconds",
+    "mode",  "listen", NULL};
+static const char *const listen_kinds[] = {"public", "loopback", NULL};
 static const char *const slot_keys[] = {"blue", "green", NULL};
 static const char *const service_modes[] = {
     [INV_SERVICE_DETACHED] = "detached", [INV_SERVICE_SYSTEMD] = "systemd", NULL};
@@ -457,7 +459,7 @@ static int check_hook(struct loader *ld, const cJSON *node, int hook, const char
 static int load_service(struct loader *ld, const cJSON *o, struct inv_service *sv)
 {
     const cJSON *ports, *node;
-    const char *mode = NULL, *cmd = NULL;
+    const char *mode = NULL, *cmd = NULL, *listen = NULL;
     int64_t port;
     unsigned i, m;
 
@@ -467,8 +469,23 @@ static int load_service(struct loader *ld, const cJSON *o, struct inv_service *s
     if (cfg_check_object(ld->cfg, o, service_keys, ld->err) != 0 ||
         get_ms(ld, o, "stop_grace_seconds", 3600, &sv->stop_grace_ms) != 0 ||
         get_ms(ld, o, "ready_timeout_seconds", 3600, &sv->ready_timeout_ms) != 0 ||
-        get_text(ld, o, "mode", false, &mode) != 0)
+        get_text(ld, o, "mode", false, &mode) != 0 ||
+        get_text(ld, o, "listen", false, &listen) != 0)
         return -1;
+    if (listen != NULL) {
+        if (strcmp(listen, "loopback") == 0) {
+            sv->loopback = true;
+        } else if (strcmp(listen, "public") != 0) {
+            const char *hint = cfg_suggest(listen, listen_kinds);
+
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "listen"),
+                             "unknown listen \"%.40s\"%s%s%s; it is public (the default: probes "
+                             "connect to the target's host) or loopback (the app listens only on "
+                             "the target's 127.0.0.1: probes go through its SSH connection)",
+                             listen, hint != NULL ? "; did you mean \"" : "",
+                             hint != NULL ? hint : "", hint != NULL ? "\"?" : "");
+        }
+    }
     if (mode != NULL) {
         for (m = 0; service_modes[m] != NULL && strcmp(service_modes[m], mode) != 0; m++)
             ;

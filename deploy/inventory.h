@@ -75,6 +75,8 @@ struct inv_service {
     uint64_t stop_grace_ms;    /* TERM, then KILL after this; 10 s */
     uint64_t ready_timeout_ms; /* a started slot must be ready within this; 60 s */
     enum inv_service_mode mode;
+    bool loopback; /* "listen": "loopback": the instances listen only on the target's 127.0.0.1;
+                    * probes reach them through the target's transport (an SSH tunnel) */
 };
 
 #define INVENTORY_FILE "n3.json"

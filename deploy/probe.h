@@ -30,7 +30,10 @@ struct probe_endpoint {
     unsigned port;
     const char *slot;    /* "blue", "green" */
     const char *version; /* what runs there, or NULL */
-    struct httpc *http;  /* a client on the loop, shared by the checks (plugins/httpc.h) */
+    /* The instance listens only on the target's loopback: host is "127.0.0.1" as the target
+     * sees it, reached through t (transport_bridge, transport_dial). */
+    bool via_target;
+    struct httpc *http; /* a client on the loop, shared by the checks (plugins/httpc.h) */
 };
 
 struct probe_kind;

@@ -643,8 +643,11 @@ static void run(enum kind kind, const struct slot_req *req, slot_fn done, void *
     o->sreq.target = req->target;
     o->sreq.svc = svc;
     o->sreq.slot = req->slot;
+    /* An instance on the target's loopback only is reached through its transport. */
     snprintf(o->host, sizeof o->host, "%s",
-             req->target->transport == INV_LOCAL ? "127.0.0.1" : req->target->host);
+             req->target->transport == INV_LOCAL || svc->loopback ? "127.0.0.1"
+                                                                  : req->target->host);
+    o->ep.via_target = svc->loopback;
     o->ep.loop = req->loop;
     o->ep.t = req->t;
     o->ep.target = req->target;

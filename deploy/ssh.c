@@ -72,7 +72,7 @@ struct ssh_pool {
     struct ssh_conn *wait_head, *wait_tail; /* for a handshake slot */
 };
 
-enum chan_kind { K_EXEC, K_PUT, K_CONNECT };
+enum chan_kind { K_EXEC, K_PUT, K_CONNECT, K_TUNNEL };
 
 enum chan_state {
     S_QUEUED,
@@ -101,6 +101,12 @@ struct ssh_chan {
     char *input;
     size_t input_len, input_off;
     bool eof_sent;
+    bool input_open; /* a tunnel: more input may come (ssh_tunnel_write), EOF not yet */
+    size_t input_cap;
+    /* tunnel: where the target connects to, and who hears that it did */
+    char *dest_host;
+    unsigned dest_port;
+    void (*on_open)(void *arg);
     struct tail out, err;
     ssh_output_fn on_output;
     ssh_done_fn done;
@@ -217,6 +223,7 @@ static void chan_free(struct ssh_chan *ch)
     tail_done(&ch->out);
     tail_done(&ch->err);
     free(ch->command);
+    free(ch->dest_host);
     free(ch->input);
     free(ch->local);
     free(ch->path);
@@ -911,6 +918,23 @@ static enum step chan_exec_step(struct ssh_chan *ch)
         if (ch->state == S_QUEUED)
             ch->started_us = loop_now_us(c->pool->loop);
         ch->state = S_OPEN;
+        if (ch->kind == K_TUNNEL) {
+            char what[400];
+
+            /* libssh2 adds the server's reason: "administratively prohibited" (sshd's
+             * AllowTcpForwarding), "connect failed" (nothing listens there). */
+            snprintf(what, sizeof what, "no tunnel to %.255s:%u", ch->dest_host, ch->dest_port);
+            ch->ch = libssh2_channel_direct_tcpip_ex(c->session, ch->dest_host, (int)ch->dest_port,
+                                                     "127.0.0.1", 0);
+            st = open_result(ch, ch->ch != NULL, what);
+            if (ch->ch != NULL) {
+                ch->started_remote = true; /* bytes may go out: never replayed elsewhere */
+                ch->state = ch->abandoned ? S_CLOSE : S_IO;
+                if (!ch->abandoned && ch->on_open != NULL)
+                    ch->on_open(ch->arg);
+            }
+            return st;
+        }
         ch->ch = libssh2_channel_open_session(c->session);
         st = open_result(ch, ch->ch != NULL, "cannot open a channel");
         if (ch->ch != NULL)
@@ -946,9 +970,13 @@ static enum step chan_exec_step(struct ssh_chan *ch)
                     continue;
                 }
                 ch->input_off += (size_t)n;
+                if (ch->input_off == ch->input_len && ch->input_open)
+                    ch->input_off = ch->input_len = 0; /* all out: the buffer starts over */
                 progress = true;
                 continue;
             }
+            if (ch->input_open)
+                break; /* a tunnel waits for more, or for its end */
             rc = libssh2_channel_send_eof(ch->ch);
             if (rc == LIBSSH2_ERROR_EAGAIN)
                 break;
@@ -1139,7 +1167,8 @@ static void conn_run_chans(struct ssh_conn *c)
             if (st == STEP_CONN_GONE)
                 return; /* conn_fail has delivered every channel */
             if (st == STEP_FINISHED) {
-                if (ch->kind == K_EXEC && ch->ch != NULL && ch->state != S_DONE) {
+                if ((ch->kind == K_EXEC || ch->kind == K_TUNNEL) && ch->ch != NULL &&
+                    ch->state != S_DONE) {
                     ch->state = S_CLOSE; /* a failed channel still closes properly */
                     progress = true;
                     continue;
@@ -1464,6 +1493,51 @@ struct ssh_chan *ssh_connect(struct ssh_conn *c, ssh_done_fn done, void *arg)
     return ch;
 }
 
+struct ssh_chan *ssh_tunnel(struct ssh_conn *c, const struct ssh_tunnel_spec *spec)
+{
+    struct ssh_chan *ch = chan_new(c, K_TUNNEL, spec->on_done, spec->arg, 1);
+
+    ch->dest_host = xstrdup(spec->host);
+    ch->dest_port = spec->port;
+    ch->on_open = spec->on_open;
+    ch->on_output = spec->on_data;
+    ch->input_open = true;
+    conn_want(c);
+    return ch;
+}
+
+void ssh_tunnel_write(struct ssh_chan *ch, const void *data, size_t len)
+{
+    if (ch->abandoned || !ch->input_open || len == 0)
+        return;
+    if (ch->input_off > 0 && ch->input_off == ch->input_len)
+        ch->input_off = ch->input_len = 0;
+    if (ch->input_len + len > ch->input_cap) {
+        size_t cap = ch->input_cap ? ch->input_cap : SSH_CHUNK;
+
+        while (cap < ch->input_len + len)
+            cap *= 2;
+        ch->input = xrealloc(ch->input, cap);
+        ch->input_cap = cap;
+    }
+    memcpy(ch->input + ch->input_len, data, len);
+    ch->input_len += len;
+    conn_want(ch->conn);
+}
+
+size_t ssh_tunnel_pending(const struct ssh_chan *ch)
+{
+    return ch->input_len - ch->input_off;
+}
+
+void ssh_tunnel_shut(struct ssh_chan *ch)
+{
+    if (ch->abandoned || !ch->input_open)
+        return;
+    ch->input_open = false;
+    conn_want(ch->conn);
+}
+
 void ssh_chan_abandon(struct ssh_chan *ch, const char *why)
 {
     struct ssh_conn *c = ch->conn;
@@ -1491,7 +1565,7 @@ void ssh_chan_abandon(struct ssh_chan *ch, const char *why)
         return;
     }
     /* An open in progress completes first (libssh2 holds it for the session), then closes. */
-    if (ch->kind == K_EXEC && ch->state > S_OPEN && ch->state < S_CLOSE)
+    if ((ch->kind == K_EXEC || ch->kind == K_TUNNEL) && ch->state > S_OPEN && ch->state < S_CLOSE)
         ch->state = S_CLOSE;
     else if (ch->kind == K_PUT && ch->state == S_SFTP_WRITE)
         ch->state = S_SFTP_CLOSE;

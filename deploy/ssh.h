@@ -81,6 +81,30 @@ struct ssh_chan *ssh_put(struct ssh_conn *c, const char *local, const char *path
                          ssh_progress_fn progress, ssh_done_fn done, void *arg);
 /* Connect, check the host key and authenticate, if that is not done yet. */
 struct ssh_chan *ssh_connect(struct ssh_conn *c, ssh_done_fn done, void *arg);
+/*
+ * A tunnel: a TCP connection the target makes to host:port (a direct-tcpip channel on the
+ * pooled session), for an app that listens only on the target's loopback; nothing is opened or
+ * started on the target. on_open when the target has connected (on_data may follow: what the
+ * far end sends, with PROC_STDOUT); done when it has ended: the far end closed it (SSH_DONE,
+ * exit_code -1), it could not be opened (SSH_FAILED: nothing listens there, or the server
+ * forbids forwarding), or the connection was lost.
+ */
+struct ssh_tunnel_spec {
+    const char *host; /* as the target sees it: "127.0.0.1" */
+    unsigned port;
+    void (*on_open)(void *arg);
+    ssh_output_fn on_data;
+    ssh_done_fn on_done;
+    void *arg;
+};
+struct ssh_chan *ssh_tunnel(struct ssh_conn *c, const struct ssh_tunnel_spec *spec);
+/* Send bytes to the far end (copied, sent as the channel's window allows). */
+void ssh_tunnel_write(struct ssh_chan *ch, const void *data, size_t len);
+/* Bytes written and not sent yet (to hold back a fast writer). */
+size_t ssh_tunnel_pending(const struct ssh_chan *ch);
+/* Nothing more to send: EOF once what is pending is out (the far end's answer still comes). */
+void ssh_tunnel_shut(struct ssh_chan *ch);
+
 /* Stop waiting for an operation: done follows with SSH_ABANDONED and why; what runs on the
  * target is not stopped by this (see transport_ssh.c for that). */
 void ssh_chan_abandon(struct ssh_chan *ch, const char *why);

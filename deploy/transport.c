@@ -65,6 +65,22 @@ void transport_free(struct transport *t)
     }
 }
 
+int transport_bridge(struct transport *t, const char *host, unsigned port, const char **path,
+                     const char **last_error, struct err *err)
+{
+    *path = NULL;
+    *last_error = "";
+    if (t->ops->bridge == NULL)
+        return 0;
+    return t->ops->bridge(t, host, port, path, last_error, err) == 0 ? 1 : -1;
+}
+
+struct transport_op *transport_dial(struct transport *t, const char *host, unsigned port,
+                                    uint64_t timeout_ms, transport_done_fn done, void *arg)
+{
+    return t->ops->dial != NULL ? t->ops->dial(t, host, port, timeout_ms, done, arg) : NULL;
+}
+
 void transport_set_fence(struct transport *t, const struct transport_fence *f,
                          const char *deploy_path)
 {

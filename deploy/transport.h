@@ -88,6 +88,11 @@ struct transport_ops {
     struct transport_op *(*connect)(struct transport *t, transport_done_fn done, void *arg);
     /* Microseconds the last connection took to be ready (0: not connected yet). */
     uint64_t (*handshake_us)(const struct transport *t);
+    /* NULL when this machine reaches the target's addresses itself (local): */
+    int (*bridge)(struct transport *t, const char *host, unsigned port, const char **path,
+                  const char **last_error, struct err *err);
+    struct transport_op *(*dial)(struct transport *t, const char *host, unsigned port,
+                                 uint64_t timeout_ms, transport_done_fn done, void *arg);
     void (*free)(struct transport *t);
 };
 
@@ -146,6 +151,19 @@ void transport_stop(struct transport_op *op, uint64_t grace_ms);
 bool transport_exited(const struct transport_op *op);
 struct transport_op *transport_connect(struct transport *t, transport_done_fn done, void *arg);
 uint64_t transport_handshake_us(const struct transport *t);
+
+/* A local unix socket through which a connection reaches host:port as the target sees it
+ * ("127.0.0.1": an app that listens only on the target's loopback), kept until t is freed
+ * (ssh: deploy/bridge.h, tunnels on the pooled session). 1 with *path, and *last_error (why
+ * the bridge's last tunnel failed, "" when none has; both valid as long as t); 0 when the
+ * target is this machine (connect to host:port itself); -1 with err. */
+int transport_bridge(struct transport *t, const char *host, unsigned port, const char **path,
+                     const char **last_error, struct err *err);
+/* Can the target open a TCP connection to host:port (closed at once)? TRANSPORT_OK, or
+ * FAILED (refused there, or forwarding forbidden), UNREACHABLE, TIMEOUT. NULL when the target
+ * is this machine: connect yourself. */
+struct transport_op *transport_dial(struct transport *t, const char *host, unsigned port,
+                                    uint64_t timeout_ms, transport_done_fn done, void *arg);
 
 /* run with only a command, a timeout and a limit on the output kept (0: 64 KiB). */
 struct transport_op *transport_sh(struct transport *t, const char *command, uint64_t timeout_ms,

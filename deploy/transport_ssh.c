@@ -21,6 +21,7 @@
 #include "core/shell.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+#include "deploy/bridge.h"
 #include "deploy/ssh.h"
 #include "deploy/transport.h"
 
@@ -51,6 +52,8 @@ struct frame {
 struct ssh_transport {
     struct transport t;
     struct ssh_conn *conn;
+    struct bridge **bridges; /* one a host and port asked for, kept until the transport goes */
+    size_t nbridges;
 };
 
 enum op_kind { OP_RUN, OP_PUT, OP_CONNECT };
@@ -488,8 +491,150 @@ static uint64_t ssh_handshake_us(const struct transport *t)
     return ssh_conn_handshake_us(((const struct ssh_transport *)t)->conn);
 }
 
+static int ssh_bridge(struct transport *t, const char *host, unsigned port, const char **path,
+                      const char **last_error, struct err *err)
+{
+    struct ssh_transport *s = (struct ssh_transport *)t;
+    struct bridge *b;
+    size_t i;
+
+    for (i = 0; i < s->nbridges; i++) {
+        if (bridge_port(s->bridges[i]) == port && strcmp(bridge_host(s->bridges[i]), host) == 0) {
+            *path = bridge_path(s->bridges[i]);
+            *last_error = bridge_last_error(s->bridges[i]);
+            return 0;
+        }
+    }
+    b = bridge_new(t->loop, s->conn, host, port, err);
+    if (b == NULL)
+        return -1;
+    s->bridges = xreallocarray(s->bridges, s->nbridges + 1, sizeof *s->bridges);
+    s->bridges[s->nbridges++] = b;
+    *path = bridge_path(b);
+    *last_error = bridge_last_error(b);
+    return 0;
+}
+
+/* ---- dial: a tunnel opened and closed, to know whether the target can connect ---- */
+
+struct dial_op {
+    struct transport_op op;
+    struct ssh_chan *ch;
+    struct loop_timer *timeout;
+    transport_done_fn done;
+    void *arg;
+    char where[300];
+    bool reported, chan_over;
+};
+
+static void dial_free_if_over(struct dial_op *d)
+{
+    if (d->reported && d->chan_over) {
+        loop_timer_free(d->timeout);
+        free(d);
+    }
+}
+
+static void dial_report(struct dial_op *d, const struct transport_result *r)
+{
+    if (d->reported)
+        return;
+    d->reported = true;
+    loop_timer_stop(d->timeout);
+    d->done(d->arg, r);
+}
+
+static void dial_opened(void *arg)
+{
+    struct dial_op *d = arg;
+    struct transport_result r;
+
+    transport_result_init(&r, TRANSPORT_OK);
+    r.exit_code = 0;
+    ssh_tunnel_shut(d->ch); /* nothing to say: it closes */
+    dial_report(d, &r);
+}
+
+static void dial_done(void *arg, const struct ssh_result *sr)
+{
+    struct dial_op *d = arg;
+    struct transport_result r;
+
+    d->chan_over = true;
+    d->ch = NULL;
+    if (!d->reported) {
+        if (sr->status == SSH_UNREACHABLE)
+            transport_result_fail(&r, TRANSPORT_UNREACHABLE, sr->kind, "%s", sr->msg);
+        else if (sr->status == SSH_REFUSED)
+            transport_result_fail(&r, TRANSPORT_REFUSED, sr->kind, "%s", sr->msg);
+        else if (sr->status == SSH_ABANDONED)
+            transport_result_fail(&r, TRANSPORT_STOPPED, RETRY_SIGNAL, "%s", sr->msg);
+        else
+            transport_result_fail(&r, TRANSPORT_FAILED, RETRY_CONNECT, "%s", sr->msg);
+        dial_report(d, &r);
+    }
+    dial_free_if_over(d);
+}
+
+static void dial_timeout(void *arg)
+{
+    struct dial_op *d = arg;
+    struct transport_result r;
+
+    transport_result_fail(&r, TRANSPORT_TIMEOUT, RETRY_TIMEOUT,
+                          "%s: no connection to %s within the timeout", d->op.t->name, d->where);
+    if (d->ch != NULL)
+        ssh_chan_abandon(d->ch, "timed out");
+    dial_report(d, &r);
+}
+
+static void dial_stop(struct transport_op *op, uint64_t grace_ms)
+{
+    struct dial_op *d = (struct dial_op *)op;
+
+    (void)grace_ms;
+    if (d->ch != NULL && !d->reported)
+        ssh_chan_abandon(d->ch, "stopped"); /* dial_done reports TRANSPORT_STOPPED */
+}
+
+static bool dial_exited(const struct transport_op *op)
+{
+    return ((const struct dial_op *)op)->reported;
+}
+
+static struct transport_op *ssh_dial(struct transport *t, const char *host, unsigned port,
+                                     uint64_t timeout_ms, transport_done_fn done, void *arg)
+{
+    struct dial_op *d = xcalloc(1, sizeof *d);
+    struct ssh_tunnel_spec spec;
+
+    d->op.t = t;
+    d->op.stop = dial_stop;
+    d->op.exited = dial_exited;
+    d->done = done;
+    d->arg = arg;
+    snprintf(d->where, sizeof d->where, "%.255s:%u", host, port);
+    d->timeout = loop_timer_new(t->loop, dial_timeout, d);
+    if (timeout_ms > 0)
+        loop_timer_start(d->timeout, timeout_ms);
+    memset(&spec, 0, sizeof spec);
+    spec.host = host;
+    spec.port = port;
+    spec.on_open = dial_opened;
+    spec.on_done = dial_done;
+    spec.arg = d;
+    d->ch = ssh_tunnel(conn_of(t), &spec);
+    return &d->op;
+}
+
 static void ssh_free(struct transport *t)
 {
+    struct ssh_transport *s = (struct ssh_transport *)t;
+    size_t i;
+
+    for (i = 0; i < s->nbridges; i++)
+        bridge_free(s->bridges[i]);
+    free(s->bridges);
     free(t->name);
     free(t);
 }
@@ -500,6 +645,8 @@ static const struct transport_ops ssh_ops = {
     .put = ssh_put_op,
     .connect = ssh_connect_op,
     .handshake_us = ssh_handshake_us,
+    .bridge = ssh_bridge,
+    .dial = ssh_dial,
     .free = ssh_free,
 };
 

@@ -339,6 +339,10 @@ struct httpc_op *httpc_request(struct httpc *c, const struct httpc_req *req, htt
         /* A bridge serves one connection: none kept in curl's cache for another request. */
         curl_easy_setopt(o->easy, CURLOPT_FORBID_REUSE, 1L);
     }
+    if (req->unix_socket != NULL) {
+        curl_easy_setopt(o->easy, CURLOPT_UNIX_SOCKET_PATH, req->unix_socket);
+        curl_easy_setopt(o->easy, CURLOPT_FORBID_REUSE, 1L); /* a tunnel a request */
+    }
     /* The work starts from the timer curl asks for now: done comes after this returns. */
     curl_multi_add_handle(c->multi, o->easy);
     return o;

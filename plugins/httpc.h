@@ -32,6 +32,8 @@ struct httpc_req {
     size_t body_max;            /* response bytes kept; 0: 64 KiB (more is counted, and cut) */
     /* Response headers to keep (case-insensitive names), at most HTTPC_HEADERS_MAX. */
     const char *want_headers[HTTPC_HEADERS_MAX];
+    /* When not NULL: connect to this unix socket instead (a bridge, deploy/bridge.h). */
+    const char *unix_socket;
     /* When not NULL: connect to this address and port instead of the URL's. */
     const char *connect_to_host;
     unsigned connect_to_port;

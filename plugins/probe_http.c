@@ -7,7 +7,9 @@
 
 #include "core/cfg.h"
 #include "core/xalloc.h"
+#include "deploy/inventory.h"
 #include "deploy/probe.h"
+#include "deploy/transport.h"
 #include "plugins/builtin.h"
 #include "plugins/httpc.h"
 
@@ -24,6 +26,11 @@ struct ctx {
     char *body_contains;
     size_t body_max;
     uint64_t timeout_ms;
+    /* An instance on the target's loopback: the bridge to it, or why there is none. */
+    char *unix_socket;
+    const char *bridge_error; /* the bridge's last tunnel failure, "" when none */
+    char *no_bridge;
+    const char *target;
 };
 
 struct check {
@@ -99,6 +106,22 @@ static void *new_ctx(const struct probe_spec *spec, const struct probe_endpoint 
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(spec->config, "body_max_bytes")))
         x->body_max = (size_t)v->valuedouble;
     x->timeout_ms = spec->policy.timeout_ms;
+    if (ep->via_target) {
+        const char *bridge = NULL;
+        struct err err;
+
+        x->target = ep->target != NULL ? ep->target->name : "the target";
+        switch (transport_bridge(ep->t, ep->host, ep->port, &bridge, &x->bridge_error, &err)) {
+        case 1:
+            x->unix_socket = xstrdup(bridge);
+            break;
+        case -1:
+            x->no_bridge = xstrdup(err.msg);
+            break;
+        default:
+            break; /* this machine: connect to it directly */
+        }
+    }
     return x;
 }
 
@@ -108,6 +131,8 @@ static void free_ctx(void *arg)
 
     free(x->url);
     free(x->body_contains);
+    free(x->unix_socket);
+    free(x->no_bridge);
     free(x);
 }
 
@@ -120,7 +145,18 @@ static void answered(void *arg, const struct httpc_result *r)
 
     memset(&o, 0, sizeof o);
     o.latency_us = r->total_us;
-    if (!r->ok) {
+    if (x->no_bridge != NULL) {
+        o.verdict = PROBE_FAIL;
+        snprintf(o.detail, sizeof o.detail, "no way through %.30s's SSH connection: %.120s",
+                 x->target, x->no_bridge);
+    } else if (!r->ok && x->unix_socket != NULL) {
+        /* Through the target's SSH: a tunnel that could not be opened closes the bridge's end
+         * at once, which curl calls an empty reply; the bridge knows why. */
+        o.verdict = PROBE_FAIL;
+        snprintf(o.detail, sizeof o.detail, "through SSH: %.180s",
+                 x->bridge_error != NULL && x->bridge_error[0] != '\0' ? x->bridge_error
+                                                                       : r->error);
+    } else if (!r->ok) {
         o.verdict = r->refused ? PROBE_GONE : PROBE_FAIL;
         snprintf(o.detail, sizeof o.detail, "%.190s", r->refused ? "connection refused" : r->error);
     } else {
@@ -156,6 +192,9 @@ static void *start(void *arg, probe_done_fn done, void *done_arg)
     /* A little past the health check's own timeout: the check ends it, with its message. */
     req.timeout_ms = x->timeout_ms + 1000;
     req.body_max = x->body_max;
+    req.unix_socket = x->unix_socket;
+    if (x->no_bridge != NULL)
+        req.unix_socket = "/nonexistent/n3ctl-no-bridge"; /* fails at once, said in answered */
     k->op = httpc_request(x->http, &req, answered, k);
     return k;
 }

@@ -1,4 +1,6 @@
-/* The tcp probe: a TCP connection to the instance's port, on the loop. */
+/* The tcp probe: a TCP connection to the instance's port, on the loop; for an instance that
+ * listens only on its target's loopback, one the target opens (transport_dial: an SSH tunnel
+ * opened and closed). */
 #include "config.h"
 
 #include <stdio.h>
@@ -10,12 +12,16 @@
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/probe.h"
+#include "deploy/transport.h"
 #include "plugins/builtin.h"
 
 struct ctx {
     struct loop *loop;
     char *host;
     char port[8];
+    unsigned portnum;
+    struct transport *via; /* the target's transport, when it opens the connection */
+    uint64_t timeout_ms;
 };
 
 /* One check; it lives until libuv has let go of its requests and handle, also when cancelled
@@ -28,6 +34,7 @@ struct check {
     uv_getaddrinfo_t gai;
     uv_connect_t conn;
     uv_tcp_t tcp;
+    struct transport_op *dial; /* through the target */
     uint64_t t0_us;
     struct probe_outcome o;
 };
@@ -36,10 +43,12 @@ static void *new_ctx(const struct probe_spec *spec, const struct probe_endpoint 
 {
     struct ctx *x = xcalloc(1, sizeof *x);
 
-    (void)spec;
     x->loop = ep->loop;
     x->host = xstrdup(ep->host);
     snprintf(x->port, sizeof x->port, "%u", ep->port);
+    x->portnum = ep->port;
+    x->via = ep->via_target ? ep->t : NULL;
+    x->timeout_ms = spec->policy.timeout_ms + 1000; /* the health check ends it first */
     return x;
 }
 
@@ -110,6 +119,25 @@ static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     k->connecting = true;
 }
 
+/* The target's answer (a dial through its transport). */
+static void dialed(void *arg, const struct transport_result *r)
+{
+    struct check *k = arg;
+
+    if (!k->cancelled) {
+        k->o.latency_us = loop_now_us(k->x->loop) - k->t0_us;
+        if (r->status == TRANSPORT_OK) {
+            k->o.verdict = PROBE_OK;
+            snprintf(k->o.detail, sizeof k->o.detail, "connected (through the target's SSH)");
+        } else {
+            k->o.verdict = PROBE_FAIL;
+            snprintf(k->o.detail, sizeof k->o.detail, "%.190s", r->msg);
+        }
+        k->done(k->arg, &k->o);
+    }
+    free(k);
+}
+
 static void *start(void *arg, probe_done_fn done, void *done_arg)
 {
     struct ctx *x = arg;
@@ -120,6 +148,12 @@ static void *start(void *arg, probe_done_fn done, void *done_arg)
     k->done = done;
     k->arg = done_arg;
     k->t0_us = loop_now_us(x->loop);
+    if (x->via != NULL) {
+        k->dial = transport_dial(x->via, x->host, x->portnum, x->timeout_ms, dialed, k);
+        if (k->dial != NULL)
+            return k;
+        /* This machine is the target: connect from here. */
+    }
     k->gai.data = k;
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
@@ -143,7 +177,9 @@ static void cancel(void *arg, void *check)
 
     (void)arg;
     k->cancelled = true;
-    if (k->resolving)
+    if (k->dial != NULL)
+        transport_stop(k->dial, 0); /* dialed() frees it */
+    else if (k->resolving)
         uv_cancel((uv_req_t *)&k->gai); /* resolved() frees it, whether this worked or not */
     else if (!uv_is_closing((uv_handle_t *)&k->tcp))
         uv_close((uv_handle_t *)&k->tcp, closed);
