@@ -581,6 +581,24 @@ static int load_probes(struct loader *ld, const cJSON *o, struct probe_spec **ou
 }
 
 /* "router": its type (a registered kind) and the kind's keys, checked by it. */
+/* "HOST:PORT" ("[::1]:80" too): its port, and a pointer to where the host ends; NULL when it
+ * is not that. */
+static const char *host_port(const char *s, unsigned *port)
+{
+    const char *colon = strrchr(s, ':');
+    char *end;
+    unsigned long p;
+
+    if (colon == NULL || colon == s || colon[1] < '0' || colon[1] > '9')
+        return NULL;
+    errno = 0;
+    p = strtoul(colon + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || p < 1 || p > 65535)
+        return NULL;
+    *port = (unsigned)p;
+    return colon;
+}
+
 static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
 {
     const cJSON *node = cfg_get(ld->cfg, o, "router", cJSON_Object, true, ld->err);
@@ -599,12 +617,24 @@ static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
                          hint ? hint : "", hint ? "\"?" : "");
     }
     allowed[n++] = "type";
+    allowed[n++] = "frontend";
     for (i = 0; k->keys != NULL && k->keys[i] != NULL && n < 39; i++)
         allowed[n++] = k->keys[i];
     allowed[n] = NULL;
     if (cfg_check_object(ld->cfg, node, allowed, ld->err) != 0 ||
         (k->check != NULL && k->check(ld->cfg, node, ld->err) != 0))
         return -1;
+    if (cfg_has(node, "frontend")) {
+        const char *fe = NULL;
+        unsigned port;
+
+        if (cfg_get_string(ld->cfg, node, "frontend", false, &fe, ld->err) != 0)
+            return -1;
+        if (host_port(fe, &port) == NULL)
+            return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(node, "frontend"),
+                             "HOST:PORT where the router takes the traffic (\"127.0.0.1:8080\"), "
+                             "a port from 1 to 65535");
+    }
     r->kind = k;
     r->config = cJSON_Duplicate(node, true);
     return 0;
@@ -796,6 +826,63 @@ static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
     return 0;
 }
 
+/* The router's own ports (its frontend, and haproxy's stats socket on TCP) against the
+ * slots': an instance started on the router's port could not bind it, or would take the
+ * router's traffic. Only where they can meet: a router on this machine's loopback or on
+ * every address, or on a target's host. */
+static int check_router_ports(struct loader *ld, const cJSON *o, const struct inv_env *e)
+{
+    static const char *const keys[] = {"frontend", "address"};
+    const cJSON *root = cfg_root(ld->cfg);
+    const cJSON *svc =
+        cJSON_GetObjectItemCaseSensitive(cfg_has(o, "service") ? o : root, "service");
+    const cJSON *ports = cJSON_GetObjectItemCaseSensitive(svc, "ports");
+    size_t k, i;
+    int s;
+
+    if (!e->has_service || e->router.kind == NULL)
+        return 0;
+    for (k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(e->router.config, keys[k]);
+        const char *colon;
+        char host[256];
+        unsigned port;
+        bool meets = false;
+
+        if (!cJSON_IsString(v) || (colon = host_port(v->valuestring, &port)) == NULL)
+            continue;
+        snprintf(host, sizeof host, "%.*s", (int)(colon - v->valuestring), v->valuestring);
+        if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+            memmove(host, host + 1, strlen(host));
+            host[strlen(host) - 1] = '\0';
+        }
+        if (strcmp(host, "*") == 0 || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0 ||
+            strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+            strcmp(host, "::1") == 0)
+            meets = true;
+        for (i = 0; i < e->ntargets && !meets; i++)
+            meets = e->targets[i].transport == INV_LOCAL ||
+                    (e->targets[i].host != NULL && strcmp(e->targets[i].host, host) == 0);
+        if (!meets)
+            continue;
+        for (s = 0; s < INV_SLOTS; s++) {
+            if (e->service.ports[s] != port)
+                continue;
+            return cfg_error(ld->cfg, ld->err,
+                             cJSON_GetObjectItemCaseSensitive(ports, slot_keys[s]) != NULL
+                                 ? cJSON_GetObjectItemCaseSensitive(ports, slot_keys[s])
+                                 : o,
+                             "%s's port %u is the router's (router.%s \"%s\"%s%s): the instance "
+                             "could not listen there, or would take the router's traffic; give "
+                             "the slot a port of its own",
+                             slot_keys[s], port, keys[k], v->valuestring,
+                             e->name != NULL ? ", environment " : "",
+                             e->name != NULL ? e->name : "");
+        }
+    }
+    return 0;
+}
+
 static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
 {
     const cJSON *targets, *item;
@@ -879,6 +966,8 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
             return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(o, "lock_target"),
                              "no target \"%.60s\" in environment \"%s\"", lt, e->name);
     }
+    if (rc == 0)
+        rc = check_router_ports(ld, o, e);
     return rc;
 }
 

@@ -65,7 +65,7 @@ typedef void (*answer_fn)(struct hap *h, void *arg, int rc, const char *text, si
 
 struct cmd {
     char *text;
-    unsigned parts;   /* commands in text, separated by ';': each answer ends with a prompt */
+    unsigned parts; /* commands in text, separated by ';': each answer ends with a prompt */
     unsigned answered;
     struct buf answer; /* the parts' answers so far */
     answer_fn done;
@@ -563,16 +563,27 @@ static void op_next(struct op *o)
     struct hap *h = o->h;
     struct buf cmd;
     size_t i;
+    int pass;
 
     buf_init(&cmd);
     switch (o->step) {
     case 0: /* set: the weights, and a drained server that gets some taken out of the drain */
-        for (i = 0; i < h->n; i++) {
-            if (o->weights[i] > 0 && strcmp(o->v.servers[i].state, "drain") == 0)
-                buf_addf(&cmd, "%sset server %s/%s state ready", cmd.len ? "; " : "", h->backend,
-                         h->servers[i].name);
-            buf_addf(&cmd, "%sset weight %s/%s %u", cmd.len ? "; " : "", h->backend,
-                     h->servers[i].name, o->weights[i]);
+        /* Those that gain first, then those that lose: HAProxy runs the commands of a line one
+         * after the other while its other threads serve requests, and between a "blue 0" and a
+         * "green 100" every weight would be 0 (a 503 for whoever comes then). */
+        for (pass = 0; pass < 2; pass++) {
+            for (i = 0; i < h->n; i++) {
+                bool gains = !o->v.servers[i].found || o->weights[i] > o->v.servers[i].weight ||
+                             (o->weights[i] > 0 && strcmp(o->v.servers[i].state, "drain") == 0);
+
+                if (gains != (pass == 0))
+                    continue;
+                if (o->weights[i] > 0 && strcmp(o->v.servers[i].state, "drain") == 0)
+                    buf_addf(&cmd, "%sset server %s/%s state ready", cmd.len ? "; " : "",
+                             h->backend, h->servers[i].name);
+                buf_addf(&cmd, "%sset weight %s/%s %u", cmd.len ? "; " : "", h->backend,
+                         h->servers[i].name, o->weights[i]);
+            }
         }
         break;
     case 1: /* drain */

@@ -147,6 +147,21 @@ refused routersock '.router = {"type": "haproxy", "backend": "app"}' router rout
     'give the admin socket: "socket" (a unix socket'"'"'s path) or "address"'
 refused routerbackend '.router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "a;b"}' backend router.backend \
     "a backend's name has no spaces, '/' or ';'"
+# A slot on the router's own port, where they can meet (the router on this machine's loopback).
+refused routerport '.service = '"$SVC"' | .router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "app", "frontend": "127.0.0.1:8002"}' \
+    green service.ports.green \
+    'green'"'"'s port 8002 is the router'"'"'s (router.frontend "127.0.0.1:8002", environment fleet): the instance could not listen there, or would take the router'"'"'s traffic; give the slot a port of its own'
+refused routerstats '.service = '"$SVC"' | .router = {"type": "haproxy", "address": "127.0.0.1:8001", "backend": "app"}' \
+    blue service.ports.blue \
+    'blue'"'"'s port 8001 is the router'"'"'s (router.address "127.0.0.1:8001", environment fleet)'
+refused routerfe '.router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "app", "frontend": "8080"}' \
+    '"8080"' router.frontend 'HOST:PORT where the router takes the traffic ("127.0.0.1:8080"), a port from 1 to 65535'
+refused svclisten '.service = '"$SVC"' | .service.listen = "loopbak"' listen service.listen \
+    'unknown listen "loopbak"; did you mean "loopback"?'
+# The same port on a router elsewhere is no clash.
+cfg=$(fleet_config routerfar '.service = '"$SVC"' | .router = {"type": "haproxy", "address": "192.0.2.1:8001", "backend": "app", "frontend": "192.0.2.1:8001"}')
+run_n3_detached routerfar exec -c "$cfg" -- true
+expect_rc 0
 cfg=$(fleet_config routerok '.router = {"type": "haproxy", "socket": "/run/h.sock", "backend": "app"} | .probes = [{"type": "http", "path": "/health", "expect_status": [200, 204]}, {"type": "tcp", "name": "port"}]')
 run_n3_detached routerok exec -c "$cfg" -- true
 expect_rc 0
