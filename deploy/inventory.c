@@ -517,6 +517,7 @@ static int load_service(struct loader *ld, const cJSON *o, struct inv_service *s
         const char *key = i == 0 ? "start" : "stop";
         bool required = i == 0 || sv->mode == INV_SERVICE_SYSTEMD;
 
+        cmd = NULL; /* a missing key leaves it as it was: not start's for stop */
         if (cfg_get_string(ld->cfg, o, key, required, &cmd, ld->err) != 0) {
             if (required && !cfg_has(o, key))
                 return cfg_error(ld->cfg, ld->err, o, "\"%s\" is missing: %s", key,

@@ -600,8 +600,10 @@ static void state_read(void *arg, struct hoststate *s, const char *warning, cons
     else {
         const char *v = hoststate_slot_version(s, o->req.slot);
 
-        if (v != NULL)
+        if (v != NULL) {
             snprintf(o->res.version, sizeof o->res.version, "%s", v);
+            o->ep.version = o->res.version; /* its probes' {version} */
+        }
         service_status(&o->sreq, looked, o);
     }
 }
