@@ -8,6 +8,8 @@
 
 #include "core/breaker.h"
 #include "core/loop.h"
+#include "core/metrics.h"
+#include "core/trace.h"
 #include "core/xalloc.h"
 #include "deploy/health.h"
 
@@ -26,7 +28,81 @@ struct health {
     void *check;                /* in flight, or NULL */
     uint64_t check_started_ms;
     bool running;
+    /* health_observe */
+    struct metrics *metrics;
+    struct trace *trace;
+    const struct span *parent;
+    char *labels[3]; /* probe, target, slot */
+    struct metric_family *m_checks, *m_duration, *m_state, *m_breaker, *m_held;
+    struct span *span; /* the check in flight's */
+    bool timing_out;
 };
+
+static const char *const obs_labels[] = {"probe", "target", "slot", NULL};
+static const char *const obs_result_labels[] = {"probe", "target", "slot", "result", NULL};
+
+/* The check in flight is over: count it, end its span. result: ok, fail, gone, timeout,
+ * cancelled. */
+static void observe_check(struct health *h, const char *result, const struct probe_outcome *o)
+{
+    if (h->metrics != NULL && strcmp(result, "cancelled") != 0) {
+        const char *v[] = {h->labels[0], h->labels[1], h->labels[2], result};
+
+        metric_inc(h->m_checks, v, 1);
+        if (strcmp(result, "timeout") != 0 && o != NULL)
+            metric_observe(h->m_duration, (const char *const *)h->labels,
+                           (double)o->latency_us / 1e6);
+    }
+    if (h->span != NULL) {
+        span_set_attr(h->span, "result", result);
+        if (o != NULL) {
+            span_set_attr(h->span, "detail", o->detail);
+            span_set_attrf(h->span, "latency_ms", "%.3f", (double)o->latency_us / 1000.0);
+        }
+        trace_span_end(h->trace, h->span,
+                       strcmp(result, "ok") == 0          ? "ok"
+                       : strcmp(result, "cancelled") == 0 ? "cancelled"
+                                                          : "error");
+        h->span = NULL;
+    }
+}
+
+static void observe_state(struct health *h)
+{
+    if (h->metrics == NULL)
+        return;
+    metric_set(h->m_state, (const char *const *)h->labels, (double)h->st.state);
+    metric_set(h->m_breaker, (const char *const *)h->labels, h->st.breaker_open ? 1.0 : 0.0);
+}
+
+void health_observe(struct health *h, const struct health_obs *obs)
+{
+    size_t i;
+
+    for (i = 0; i < 3; i++)
+        free(h->labels[i]);
+    h->labels[0] = xstrdup(obs->probe != NULL ? obs->probe : "");
+    h->labels[1] = xstrdup(obs->target != NULL ? obs->target : "");
+    h->labels[2] = xstrdup(obs->slot != NULL ? obs->slot : "");
+    h->metrics = obs->metrics;
+    h->trace = obs->trace;
+    h->parent = obs->parent;
+    if (h->metrics != NULL) {
+        h->m_checks = metrics_counter(h->metrics, "n3ctl_probe_checks_total",
+                                      "Health checks done, by result", obs_result_labels);
+        h->m_duration =
+            metrics_histogram(h->metrics, "n3ctl_probe_duration_seconds",
+                              "How long the checks that answered took", obs_labels, NULL, 0);
+        h->m_state =
+            metrics_gauge(h->metrics, "n3ctl_probe_state",
+                          "0 unknown, 1 healthy, 2 degraded, 3 unhealthy, 4 critical", obs_labels);
+        h->m_breaker = metrics_gauge(h->metrics, "n3ctl_probe_breaker_open",
+                                     "1 while the circuit breaker holds checks back", obs_labels);
+        h->m_held = metrics_counter(h->metrics, "n3ctl_probe_held_back_total",
+                                    "Checks the open circuit breaker did not send", obs_labels);
+        observe_state(h);
+    }
+}
 
 void health_policy_default(struct health_policy *p)
 {
@@ -67,6 +143,7 @@ static void set_state(struct health *h, enum health_state s, const char *fmt, ..
         h->st.since_ms = loop_now_ms(h->loop);
     h->st.state = s;
     memcpy(h->st.message, msg, sizeof msg);
+    observe_state(h);
     if (changed && h->on_change != NULL)
         h->on_change(h->arg, &h->st);
 }
@@ -124,6 +201,13 @@ static void check_done(void *arg, const struct probe_outcome *o)
 
     h->check = NULL;
     loop_timer_stop(h->timeout);
+    if (h->span != NULL || h->metrics != NULL)
+        observe_check(h,
+                      h->timing_out              ? "timeout"
+                      : o->verdict == PROBE_OK   ? "ok"
+                      : o->verdict == PROBE_GONE ? "gone"
+                                                 : "fail",
+                      o);
     outcome(h, o);
     if (!h->running)
         return;
@@ -145,7 +229,9 @@ static void timeout_cb(void *arg)
     o.latency_us = h->p.timeout_ms * 1000;
     snprintf(o.detail, sizeof o.detail, "no answer within %.3g s",
              (double)h->p.timeout_ms / 1000.0);
+    h->timing_out = true;
     check_done(h, &o);
+    h->timing_out = false;
 }
 
 static void next_cb(void *arg)
@@ -155,10 +241,18 @@ static void next_cb(void *arg)
 
     h->st.next_check_ms = 0;
     if (!breaker_allow(&h->breaker, now)) {
+        if (h->metrics != NULL)
+            metric_inc(h->m_held, (const char *const *)h->labels, 1);
         schedule(h, breaker_retry_in_ms(&h->breaker, now));
         return;
     }
     h->check_started_ms = now;
+    if (h->trace != NULL) {
+        h->span = trace_span_start(h->trace, h->parent, "probe.check");
+        span_set_attr(h->span, "probe", h->labels[0]);
+        span_set_attr(h->span, "target", h->labels[1]);
+        span_set_attr(h->span, "slot", h->labels[2]);
+    }
     loop_timer_start(h->timeout, h->p.timeout_ms);
     h->check = h->ops->start(h->ctx, check_done, h);
 }
@@ -220,6 +314,7 @@ void health_stop(struct health *h)
         h->ops->cancel(h->ctx, h->check);
         h->check = NULL;
         loop_timer_stop(h->timeout);
+        observe_check(h, "cancelled", NULL);
     }
 }
 
@@ -230,6 +325,8 @@ void health_free(struct health *h)
     health_stop(h);
     loop_timer_free(h->next);
     loop_timer_free(h->timeout);
+    for (size_t i = 0; i < 3; i++)
+        free(h->labels[i]);
     free(h->name);
     free(h);
 }

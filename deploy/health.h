@@ -91,6 +91,27 @@ void health_start(struct health *h);
 void health_stop(struct health *h);
 
 const struct health_status *health_status(const struct health *h);
+
+struct metrics;
+struct trace;
+struct span;
+
+/*
+ * Where an endpoint's checks are counted and traced (any member NULL: not that). Metrics
+ * (labels probe, target, slot): n3ctl_probe_checks_total{result="ok|fail|gone|timeout"},
+ * n3ctl_probe_duration_seconds (a histogram of the checks that answered),
+ * n3ctl_probe_state (0 unknown, 1 healthy, 2 degraded, 3 unhealthy, 4 critical),
+ * n3ctl_probe_breaker_open (0/1) and n3ctl_probe_held_back_total (checks the open breaker did
+ * not send). A span "probe.check" a check, under parent, with the labels, its result, detail
+ * and latency; status ok, error or cancelled. The strings are copied.
+ */
+struct health_obs {
+    struct metrics *metrics;
+    struct trace *trace;
+    const struct span *parent;
+    const char *probe, *target, *slot;
+};
+void health_observe(struct health *h, const struct health_obs *obs);
 const char *health_state_name(enum health_state s); /* "healthy", ... */
 
 #endif

@@ -229,6 +229,16 @@ static void probes_start(struct slotop *o, bool once)
         }
         p->h = health_new(o->req.loop, specs[i].name, &pol, specs[i].kind->ops, p->ctx,
                           probe_changed, p);
+        if (o->req.metrics != NULL || o->req.trace != NULL) {
+            struct health_obs obs = {0};
+
+            obs.metrics = o->req.metrics;
+            obs.trace = o->req.trace;
+            obs.probe = specs[i].name;
+            obs.target = o->req.target->name;
+            obs.slot = hs_slot_name(o->req.slot);
+            health_observe(p->h, &obs);
+        }
     }
     for (i = 0; i < n; i++)
         health_start(o->probes[i].h);

@@ -30,6 +30,8 @@ struct transport;
 struct inv_target;
 struct inv_env;
 struct httpc;
+struct metrics;
+struct trace;
 
 struct slot_req {
     struct loop *loop;
@@ -41,6 +43,9 @@ struct slot_req {
     const char *version; /* start: what to run (NULL: the version the slot had) */
     const char *who;     /* user@host, for state.json and the audit log */
     bool force;          /* stop: also the live slot */
+    /* When not NULL: the probes' checks are counted and traced there (deploy/health.h). */
+    struct metrics *metrics;
+    struct trace *trace;
     /* When not NULL: the operation moved on ("starting", "waiting for ready", ...). */
     void (*on_stage)(void *arg, const char *stage);
 };

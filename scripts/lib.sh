@@ -10,7 +10,8 @@ N3_BUILD_PACKAGES=(build-essential autoconf automake pkg-config
 # curl: the tests' HTTP client; prometheus: promtool checks the sample app's /metrics text.
 N3_TEST_PACKAGES=(tmux jq procps util-linux openssh-server openssh-client iproute2 time git faketime
     socat haproxy nginx curl prometheus)
-N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils openssl nginx wrk iproute2)
+# bench/switch: HAProxy in front of the slots, socat to its runtime API, curl, git for the app.
+N3_BENCH_PACKAGES=(hyperfine parallel time jq findutils openssl nginx wrk iproute2 haproxy socat curl git make)
 # bench/ssh (installed there, as root only: the sshd fleet needs root anyway).
 N3_BENCH_SSH_PACKAGES=(hyperfine jq pdsh pssh openssh-server openssh-client iproute2 procps)
 

@@ -3,7 +3,8 @@
  * unknown until the threshold, healthy, degraded by latency, unhealthy after failures in a
  * row, critical when nothing is there, back to healthy; a check past its timeout cancelled
  * and failed; the interval counted from a check's start; the breaker holding checks back and
- * letting one trial through after its recovery time; stop and free with a check in flight.
+ * letting one trial through after its recovery time; stop and free with a check in flight;
+ * every check counted by result, timed and traced, the state and the breaker as gauges.
  */
 #include "config.h"
 
@@ -11,7 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/buf.h"
 #include "core/loop.h"
+#include "core/metrics.h"
+#include "core/trace.h"
 #include "deploy/health.h"
 #include "tests/unit/testutil.h"
 
@@ -252,6 +256,85 @@ START_TEST(stop_and_free_in_flight)
 }
 END_TEST
 
+START_TEST(observed)
+{
+    struct fx x;
+    struct metrics *m = metrics_new();
+    struct trace *tr;
+    struct health_obs obs = {0};
+    const char *ok[] = {"web", "t1", "blue", "ok"}, *fail[] = {"web", "t1", "blue", "fail"},
+               *gone[] = {"web", "t1", "blue", "gone"}, *late[] = {"web", "t1", "blue", "timeout"};
+    const char *lv[] = {"web", "t1", "blue"};
+    const struct span *sp;
+    struct buf text;
+    unsigned i;
+
+    fx_init(&x);
+    tr = trace_new(x.loop, 64);
+    x.p.breaker_failures = 3;
+    x.h = health_new(x.loop, "t1 blue", &x.p, &fake_ops, &x.f, on_change, &x.f);
+    obs.metrics = m;
+    obs.trace = tr;
+    obs.probe = "web";
+    obs.target = "t1";
+    obs.slot = "blue";
+    health_observe(x.h, &obs);
+    health_start(x.h);
+    loop_fake_advance(x.loop, 0);
+    answer(&x.f, PROBE_OK, 10, "HTTP 200");
+    next(&x, 1000);
+    answer(&x.f, PROBE_OK, 20, "HTTP 200");
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_state"), lv), 1.0);
+    next(&x, 1000);
+    answer(&x.f, PROBE_FAIL, 5, "HTTP 503");
+    next(&x, 1000);
+    loop_fake_advance(x.loop, 500); /* no answer: a timeout */
+    next(&x, 500);
+    answer(&x.f, PROBE_GONE, 1, "connection refused");
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_checks_total"), ok), 2.0);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_checks_total"), fail), 1.0);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_checks_total"), late), 1.0);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_checks_total"), gone), 1.0);
+    /* the histogram has the checks that answered: 4, the timeout not */
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_duration_seconds"), lv), 4.0);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_state"), lv), 4.0);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_breaker_open"), lv), 1.0);
+    /* the breaker holds the next one back, and that is counted */
+    loop_fake_advance(x.loop, 1000);
+    ck_assert(!x.f.pending);
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_held_back_total"), lv), 1.0);
+    /* one span a check, in order, with the result and the detail */
+    ck_assert_uint_eq(trace_count(tr), 5);
+    for (i = 0; i < 5; i++) {
+        static const char *const results[] = {"ok", "ok", "fail", "timeout", "gone"};
+
+        sp = trace_get(tr, i);
+        ck_assert_str_eq(span_name(sp), "probe.check");
+        ck_assert_str_eq(span_attr(sp, "result"), results[i]);
+        ck_assert_str_eq(span_attr(sp, "target"), "t1");
+        ck_assert_str_eq(span_status(sp), i < 2 ? "ok" : "error");
+    }
+    ck_assert_str_eq(span_attr(trace_get(tr, 2), "detail"), "HTTP 503");
+    ck_assert_str_eq(span_attr(trace_get(tr, 3), "detail"), "no answer within 0.5 s");
+    ck_assert_str_eq(span_attr(trace_get(tr, 0), "latency_ms"), "10.000");
+    buf_init(&text);
+    metrics_write_prometheus(m, &text);
+    ck_assert_ptr_nonnull(strstr(text.data, "n3ctl_probe_checks_total{probe=\"web\",target=\"t1\","
+                                            "slot=\"blue\",result=\"ok\"} 2"));
+    buf_done(&text);
+    /* a check stopped in flight: its span is cancelled, not counted */
+    for (i = 0; i < 600 && !x.f.pending; i++)
+        loop_fake_advance(x.loop, 100); /* the breaker's trial */
+    ck_assert(x.f.pending);
+    health_stop(x.h);
+    ck_assert_str_eq(span_status(trace_get(tr, trace_count(tr) - 1)), "cancelled");
+    ck_assert_double_eq(metric_value(metrics_find(m, "n3ctl_probe_checks_total"), ok), 2.0);
+    fx_done(&x);
+    trace_free(tr);
+    metrics_free(m);
+}
+END_TEST
+
 static Suite *health_suite(void)
 {
     Suite *s = suite_create("health");
@@ -261,6 +344,7 @@ static Suite *health_suite(void)
     tcase_add_test(t, timeout_and_interval);
     tcase_add_test(t, breaker_holds_checks_back);
     tcase_add_test(t, stop_and_free_in_flight);
+    tcase_add_test(t, observed);
     suite_add_tcase(s, t);
     return s;
 }
