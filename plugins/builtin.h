@@ -13,6 +13,11 @@ struct router_kind;
 extern const struct router_kind router_haproxy;
 extern const struct router_kind router_nginx;
 
+struct metricsrc_kind;
+
+extern const struct metricsrc_kind metrics_prometheus;
+extern const struct metricsrc_kind metrics_haproxy;
+
 /* Register every built-in plugin (before n3.json is loaded: it names them). */
 void plugins_register_builtins(void);
 
