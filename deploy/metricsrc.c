@@ -88,7 +88,7 @@ int metricsrc_spec_load(const struct cfg *c, const cJSON *node, struct metricsrc
             snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
                      i == 0 ? "" : ", ", kind_names[i]);
         return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(node, "source"),
-                         "no metric source \"%.40s\"%s%s%s; the sources are %s", source,
+                         "no metric source \"%.40s\"%s%s%s (the sources: %s)", source,
                          hint ? "; did you mean \"" : "", hint ? hint : "", hint ? "\"?" : "",
                          known);
     }

@@ -47,14 +47,19 @@ struct scrape {
     struct httpc_op *op;
 };
 
+/* What to take from a scrape: n3.json's names and labels. */
+struct pmap {
+    char *requests, *bucket, *count, *sum, *duration, *start_time, *code_label;
+    struct filter filters[LABELS_MAX];
+    size_t nfilters;
+};
+
 struct psrc {
     struct loop *loop;
     struct httpc *http;
     size_t n;
     char **urls;
-    char *requests, *bucket, *count, *sum, *duration, *start_time, *code_label;
-    struct filter filters[LABELS_MAX];
-    size_t nfilters;
+    struct pmap map;
     size_t body_max;
     uint64_t timeout_ms;
     /* The read in flight. */
@@ -162,7 +167,7 @@ static int check_config(const struct cfg *c, const cJSON *m, struct err *err)
 /* ---- a scrape ---- */
 
 struct acc {
-    const struct psrc *p;
+    const struct pmap *p;
     bool saw_requests, saw_duration;
     double requests, errors, start_time;
     bool bad_value;
@@ -172,7 +177,7 @@ struct acc {
     double le[METRICSRC_BUCKETS_MAX], count[METRICSRC_BUCKETS_MAX];
 };
 
-static bool chosen(const struct psrc *p, const struct promtext_sample *s)
+static bool chosen(const struct pmap *p, const struct promtext_sample *s)
 {
     size_t i;
 
@@ -236,7 +241,7 @@ static void add_bucket(struct acc *a, const struct promtext_sample *s)
 static void on_sample(void *arg, const struct promtext_sample *s)
 {
     struct acc *a = arg;
-    const struct psrc *p = a->p;
+    const struct pmap *p = a->p;
 
     if (strcmp(s->name, p->requests) == 0) {
         const char *code;
@@ -279,7 +284,7 @@ static void on_type(void *arg, const char *family, const char *type)
 }
 
 /* The text of a scrape into a sample. */
-static void read_text(const struct psrc *p, const char *url, const char *text, size_t len,
+static void read_text(const struct pmap *p, const char *url, const char *text, size_t len,
                       struct metricsrc_sample *out)
 {
     struct acc a;
@@ -346,7 +351,7 @@ static void scraped(void *arg, const struct httpc_result *r)
                  "would miss series",
                  p->urls[k->i], p->body_max);
     else
-        read_text(p, p->urls[k->i], r->body, r->body_len, out);
+        read_text(&p->map, p->urls[k->i], r->body, r->body_len, out);
     if (--p->pending == 0)
         finish(p);
 }
@@ -393,11 +398,68 @@ static char *name_or_null(const char *s)
     return s != NULL && s[0] != '\0' ? xstrdup(s) : NULL;
 }
 
+static void pmap_init(struct pmap *m, const cJSON *config)
+{
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(config, "labels"), *item;
+
+    memset(m, 0, sizeof *m);
+    m->requests = xstrdup(json_string(config, "requests", "n3app_requests_total"));
+    m->duration = name_or_null(json_string(config, "duration", "n3app_request_duration_seconds"));
+    if (m->duration != NULL) {
+        m->bucket = xasprintf("%s_bucket", m->duration);
+        m->count = xasprintf("%s_count", m->duration);
+        m->sum = xasprintf("%s_sum", m->duration);
+    }
+    m->start_time = name_or_null(json_string(config, "start_time", "n3app_start_time_seconds"));
+    m->code_label = xstrdup(json_string(config, "code_label", "code"));
+    if (cJSON_IsObject(labels)) {
+        cJSON_ArrayForEach(item, labels)
+        {
+            if (m->nfilters < LABELS_MAX && cJSON_IsString(item)) {
+                m->filters[m->nfilters].name = xstrdup(item->string);
+                m->filters[m->nfilters++].value = xstrdup(item->valuestring);
+            }
+        }
+    } else {
+        m->filters[0].name = xstrdup("path");
+        m->filters[0].value = xstrdup("/");
+        m->nfilters = 1;
+    }
+}
+
+static void pmap_done(struct pmap *m)
+{
+    size_t i;
+
+    for (i = 0; i < m->nfilters; i++) {
+        free(m->filters[i].name);
+        free(m->filters[i].value);
+    }
+    free(m->requests);
+    free(m->duration);
+    free(m->bucket);
+    free(m->count);
+    free(m->sum);
+    free(m->start_time);
+    free(m->code_label);
+}
+
+void metrics_prometheus_parse(const cJSON *config, const char *url, const char *text, size_t len,
+                              struct metricsrc_sample *out)
+{
+    struct pmap m;
+
+    pmap_init(&m, config);
+    memset(out, 0, sizeof *out);
+    read_text(&m, url, text, len, out);
+    pmap_done(&m);
+}
+
 static void *p_open(const struct metricsrc_ctx *ctx, struct err *err)
 {
     struct psrc *p;
     const char *path = json_string(ctx->config, "path", "/metrics");
-    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(ctx->config, "labels"), *item, *v;
+    const cJSON *v;
     size_t i;
 
     if (ctx->http == NULL) {
@@ -419,30 +481,7 @@ static void *p_open(const struct metricsrc_ctx *ctx, struct err *err)
             xasprintf(strchr(in->host, ':') != NULL ? "http://[%s]:%u%s" : "http://%s:%u%s",
                       in->host, in->port, path);
     }
-    p->requests = xstrdup(json_string(ctx->config, "requests", "n3app_requests_total"));
-    p->duration =
-        name_or_null(json_string(ctx->config, "duration", "n3app_request_duration_seconds"));
-    if (p->duration != NULL) {
-        p->bucket = xasprintf("%s_bucket", p->duration);
-        p->count = xasprintf("%s_count", p->duration);
-        p->sum = xasprintf("%s_sum", p->duration);
-    }
-    p->start_time =
-        name_or_null(json_string(ctx->config, "start_time", "n3app_start_time_seconds"));
-    p->code_label = xstrdup(json_string(ctx->config, "code_label", "code"));
-    if (cJSON_IsObject(labels)) {
-        cJSON_ArrayForEach(item, labels)
-        {
-            if (p->nfilters < LABELS_MAX && cJSON_IsString(item)) {
-                p->filters[p->nfilters].name = xstrdup(item->string);
-                p->filters[p->nfilters++].value = xstrdup(item->valuestring);
-            }
-        }
-    } else {
-        p->filters[0].name = xstrdup("path");
-        p->filters[0].value = xstrdup("/");
-        p->nfilters = 1;
-    }
+    pmap_init(&p->map, ctx->config);
     p->body_max = BODY_MAX_DEFAULT;
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(ctx->config, "body_max_bytes")))
         p->body_max = (size_t)v->valuedouble;
@@ -462,19 +501,9 @@ static void p_close(void *src)
         free(p->urls[i]);
     }
     loop_timer_free(p->later);
-    for (i = 0; i < p->nfilters; i++) {
-        free(p->filters[i].name);
-        free(p->filters[i].value);
-    }
+    pmap_done(&p->map);
     free(p->urls);
     free(p->scrapes);
-    free(p->requests);
-    free(p->duration);
-    free(p->bucket);
-    free(p->count);
-    free(p->sum);
-    free(p->start_time);
-    free(p->code_label);
     free(p);
 }
 
