@@ -236,7 +236,7 @@ const struct cli_cmd cli_cmds[] = {
     {
         .name = "slots",
         .args = NULL,
-        .summary = "every instance: version, state, health, weight, which slot is live",
+        .summary = "every instance: version, state, health, weight, requests, which slot is live",
         .details = "For each selected target and slot (blue, green): the version state.json\n"
                    "says runs there, the state of its process (running, starting, stopped,\n"
                    "crashed), its pid and port, its health after one round of its probes with\n"
