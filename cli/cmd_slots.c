@@ -368,6 +368,7 @@ static void figures_json(cJSON *o, const struct survey_instance *in)
     add_number_or_null(o, "samples", m && f->rate_known, (double)f->samples);
     add_number_or_null(o, "metrics_span_s", m && f->rate_known, f->span_s);
     add_number_or_null(o, "metrics_resets", m, f->resets);
+    add_number_or_null(o, "metrics_bad_lines", m, f->bad_lines); /* of the newest read */
     add_or_null(o, "metrics_why", m ? f->why : NULL);
 }
 
