@@ -1,6 +1,8 @@
 /* n3ctl slots, slot start|stop, traffic [set]: the instances of an environment and its traffic. */
 #include "config.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "deploy/health.h"
 #include "deploy/hoststate.h"
 #include "deploy/inventory.h"
+#include "deploy/metricsrc.h"
 #include "deploy/release.h"
 #include "deploy/remote.h"
 #include "deploy/service.h"
@@ -27,11 +30,13 @@
 #include "deploy/traffic.h"
 #include "plugins/httpc.h"
 
-/* What the commands share: the change, an HTTP client for the probes, the router. */
+/* What the commands share: the change, an HTTP client for the probes, the router, the metric
+ * source. */
 struct ctx {
     struct change c;
     struct httpc *http;
     struct traffic *traffic;
+    struct metricsrc *metrics;
 };
 
 /* Open the change; with needs_router, an environment without a router is refused (exit 2). */
@@ -80,9 +85,24 @@ static int ctx_router(struct ctx *x, bool needed)
     return 0;
 }
 
+/* The metric source, when the environment has one (a warning when it cannot be opened). */
+static void ctx_metrics(struct ctx *x)
+{
+    struct err err;
+
+    if (inv_env_metrics(x->c.s.fleet.env) == NULL)
+        return;
+    x->metrics = metricsrc_open_env(x->c.s.loop, &x->c.s.fleet, x->http, x->traffic, &err);
+    if (x->metrics == NULL)
+        term_printf(stderr, "n3ctl: warning: no request figures: %s\n", err.msg);
+}
+
 static int ctx_end(struct ctx *x, int rc, const char *result, const cJSON *detail)
 {
-    /* The router and the client first: they are on the change's loop. */
+    /* The metric source, the router and the client first: they are on the change's loop (the
+     * source reads through the router and the client). */
+    metricsrc_close(x->metrics);
+    x->metrics = NULL;
     traffic_close(x->traffic);
     x->traffic = NULL;
     httpc_free(x->http);
@@ -95,8 +115,28 @@ struct opts {
     struct fleet_args fa;
     bool json, watch, force;
     unsigned interval_s;
+    uint64_t rate_wait_ms;
+    uint64_t metrics_interval_ms; /* the source's, for the watch's line */
     int first;
 };
+
+/* Seconds, 0 to max, with decimals, into ms; false (said) when it is not that. */
+static bool parse_seconds(const struct cli_cmd *cmd, const char *opt, const char *s, double max,
+                          uint64_t *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || errno != 0 || !(v >= 0 && v <= max)) {
+        cli_usage_error(cmd, "%s wants seconds from 0 to %g (0.5 is half a second), not \"%.40s\"",
+                        opt, max, s);
+        return false;
+    }
+    *out = (uint64_t)llround(v * 1000.0);
+    return true;
+}
 
 static int parse(const struct cli_cmd *cmd, int argc, char **argv, struct opts *o)
 {
@@ -105,6 +145,7 @@ static int parse(const struct cli_cmd *cmd, int argc, char **argv, struct opts *
 
     memset(o, 0, sizeof *o);
     o->interval_s = 2;
+    o->rate_wait_ms = 1000;
     while ((opt = cli_next_opt(cmd, argc, argv, &arg, &o->first)) != -1) {
         int taken = fleet_args_take(&o->fa, cmd, opt, arg);
 
@@ -124,6 +165,10 @@ static int parse(const struct cli_cmd *cmd, int argc, char **argv, struct opts *
             break;
         case 'i':
             if (!cli_parse_uint(cmd, "--interval", arg, 1, 3600, &o->interval_s))
+                return -1;
+            break;
+        case 'r':
+            if (!parse_seconds(cmd, "--rate-wait", arg, 60, &o->rate_wait_ms))
                 return -1;
             break;
         case CLI_OPT_HELP:
@@ -188,17 +233,71 @@ static void print_router_line(FILE *out, const struct survey *s)
             s->router, b, g);
 }
 
-static void print_survey(FILE *out, const struct survey *s, unsigned width)
+/* A latency for people: "0.4ms", "12ms", "1.25s"; ">10.00s" when it is past the histogram's
+ * highest finite bound (at least that). */
+static void latency_text(double s, bool capped, char *out, size_t len)
 {
-    static const char *const head[] = {"TARGET", "SLOT",   "VERSION", "STATE", "PID",
-                                       "PORT",   "HEALTH", "WEIGHT",  "REASON"};
-    struct table *t = table_new(9, head);
+    double ms = s * 1000.0;
+    const char *gt = capped ? ">" : "";
+
+    if (ms < 10)
+        snprintf(out, len, "%s%.1fms", gt, ms);
+    else if (ms < 1000)
+        snprintf(out, len, "%s%.0fms", gt, ms);
+    else
+        snprintf(out, len, "%s%.2fs", gt, s);
+}
+
+/* The REQ/S, ERR% and P95 cells of an instance ("-" when unknown). */
+static void figure_cells(const struct survey_instance *in, char *req, char *err, char *p95,
+                         size_t len)
+{
+    const struct metricsrc_figures *f = &in->figures;
+
+    snprintf(req, len, "-");
+    snprintf(err, len, "-");
+    snprintf(p95, len, "-");
+    if (!in->measured)
+        return;
+    if (f->rate_known)
+        snprintf(req, len, "%.1f", f->req_s);
+    if (f->error_known)
+        snprintf(err, len, "%.1f%%", 100.0 * f->error_rate);
+    if (f->latency_known)
+        latency_text(f->p95_s, f->latency_capped, p95, len);
+}
+
+/* What the figures are over: the two reads of a one-shot, or the watch's window. */
+static void print_metrics_line(FILE *out, const struct survey *s, const struct opts *o)
+{
+    if (s->metrics == NULL)
+        return;
+    if (o->watch)
+        fprintf(out, "Requests (%s): over the last %g s, read every %llu ms\n", s->metrics,
+                (double)s->metrics_window_ms / 1000.0, (unsigned long long)o->metrics_interval_ms);
+    else if (o->rate_wait_ms > 0)
+        fprintf(out, "Requests (%s): over %g s between two reads (--rate-wait)\n", s->metrics,
+                (double)o->rate_wait_ms / 1000.0);
+    else
+        fprintf(out, "Requests (%s): one read, no rate (--rate-wait 0)\n", s->metrics);
+}
+
+static void print_survey(FILE *out, const struct survey *s, const struct opts *o, unsigned width)
+{
+    static const char *const head[] = {"TARGET", "SLOT",   "VERSION", "STATE", "PID", "PORT",
+                                       "HEALTH", "WEIGHT", "REQ/S",   "ERR%",  "P95", "REASON"};
+    static const char *const head_plain[] = {"TARGET", "SLOT",   "VERSION", "STATE", "PID",
+                                             "PORT",   "HEALTH", "WEIGHT",  "REASON"};
+    bool figures = s->metrics != NULL;
+    size_t ncols = figures ? 12 : 9;
+    struct table *t = table_new(ncols, figures ? head : head_plain);
     size_t i;
 
     for (i = 0; i < s->n; i++) {
         const struct survey_instance *in = &s->inst[i];
-        char slot[16], pid[24], port[16], weight[48];
-        const char *cells[9];
+        char slot[16], pid[24], port[16], weight[48], req[32], err[32], p95[32];
+        const char *cells[12];
+        size_t c = 0;
 
         snprintf(slot, sizeof slot, "%s%s", hs_slot_name(in->slot), in->live ? " *" : "");
         if (in->look.service.pid > 0)
@@ -214,20 +313,27 @@ static void print_survey(FILE *out, const struct survey *s, unsigned width)
             snprintf(weight, sizeof weight, "%u (%s)", in->route.weight, in->route.state);
         else
             snprintf(weight, sizeof weight, "%u", in->route.weight);
-        cells[0] = in->target;
-        cells[1] = slot;
-        cells[2] = in->look.version[0] ? in->look.version : NULL;
-        cells[3] = state_word(in);
-        cells[4] = pid;
-        cells[5] = in->look.port ? port : NULL;
-        cells[6] = health_word(in);
-        cells[7] = weight;
-        cells[8] = reason(in);
+        figure_cells(in, req, err, p95, sizeof req);
+        cells[c++] = in->target;
+        cells[c++] = slot;
+        cells[c++] = in->look.version[0] ? in->look.version : NULL;
+        cells[c++] = state_word(in);
+        cells[c++] = pid;
+        cells[c++] = in->look.port ? port : NULL;
+        cells[c++] = health_word(in);
+        cells[c++] = weight;
+        if (figures) {
+            cells[c++] = req;
+            cells[c++] = err;
+            cells[c++] = p95;
+        }
+        cells[c++] = reason(in);
         table_row(t, cells);
     }
     table_print(t, out, width);
     table_free(t);
     print_router_line(out, s);
+    print_metrics_line(out, s, o);
 }
 
 static void add_or_null(cJSON *o, const char *key, const char *value)
@@ -236,6 +342,34 @@ static void add_or_null(cJSON *o, const char *key, const char *value)
         cJSON_AddStringToObject(o, key, value);
     else
         cJSON_AddNullToObject(o, key);
+}
+
+static void add_number_or_null(cJSON *o, const char *key, bool known, double v)
+{
+    if (known && isfinite(v))
+        cJSON_AddNumberToObject(o, key, v);
+    else
+        cJSON_AddNullToObject(o, key);
+}
+
+/* An instance's figures: null where unknown (or without a metric source), never 0 for it. */
+static void figures_json(cJSON *o, const struct survey_instance *in)
+{
+    const struct metricsrc_figures *f = &in->figures;
+    bool m = in->measured;
+
+    add_number_or_null(o, "req_s", m && f->rate_known, f->req_s);
+    add_number_or_null(o, "error_rate", m && f->error_known, f->error_rate);
+    add_number_or_null(o, "p50_ms", m && f->latency_known, f->p50_s * 1000.0);
+    add_number_or_null(o, "p95_ms", m && f->latency_known, f->p95_s * 1000.0);
+    add_number_or_null(o, "p99_ms", m && f->latency_known, f->p99_s * 1000.0);
+    if (m && f->latency_known)
+        cJSON_AddBoolToObject(o, "latency_capped", f->latency_capped);
+    add_number_or_null(o, "samples", m && f->rate_known, (double)f->samples);
+    add_number_or_null(o, "metrics_span_s", m && f->rate_known, f->span_s);
+    add_number_or_null(o, "metrics_resets", m, f->resets);
+    add_number_or_null(o, "metrics_bad_lines", m, f->bad_lines); /* of the newest read */
+    add_or_null(o, "metrics_why", m ? f->why : NULL);
 }
 
 static cJSON *survey_json(const struct survey *s, const char *env)
@@ -264,6 +398,14 @@ static cJSON *survey_json(const struct survey *s, const char *env)
     } else {
         cJSON_AddNullToObject(doc, "router");
     }
+    if (s->metrics != NULL) {
+        cJSON *m = cJSON_AddObjectToObject(doc, "metrics");
+
+        cJSON_AddStringToObject(m, "source", s->metrics);
+        cJSON_AddNumberToObject(m, "window_s", (double)s->metrics_window_ms / 1000.0);
+    } else {
+        cJSON_AddNullToObject(doc, "metrics");
+    }
     arr = cJSON_AddArrayToObject(doc, "instances");
     for (i = 0; i < s->n; i++) {
         const struct survey_instance *in = &s->inst[i];
@@ -289,6 +431,7 @@ static cJSON *survey_json(const struct survey *s, const char *env)
             cJSON_AddNullToObject(o, "weight");
         }
         cJSON_AddBoolToObject(o, "live", in->live);
+        figures_json(o, in);
         cJSON_AddItemToArray(arr, o);
     }
     return doc;
@@ -343,29 +486,45 @@ int cmd_slots(const struct cli_cmd *cmd, int argc, char **argv)
         cli_usage_error(cmd, "takes no arguments (targets are chosen with -H)");
         return EXIT_USAGE;
     }
-    if (o.watch && o.json) {
-        cli_usage_error(cmd, "--watch and --json do not go together");
-        return EXIT_USAGE;
-    }
     rc = ctx_open(&x, &o.fa, "slots", false);
     if (rc == 0)
         rc = ctx_lock(&x, NULL);
     if (rc != 0)
         return rc;
     ctx_router(&x, false);
+    ctx_metrics(&x);
+    if (x.metrics != NULL) {
+        o.metrics_interval_ms = metricsrc_get_spec(x.metrics)->interval_ms;
+        /* A watch shows the sliding window: the source is read every interval meanwhile. */
+        if (o.watch)
+            metricsrc_start(x.metrics);
+    }
     timer = loop_timer_new(x.c.s.loop, tick, &next);
     for (;;) {
         struct survey_wait w = {0};
+        struct survey_req req;
 
-        survey_take(x.c.s.loop, x.c.s.remote, &x.c.s.fleet, x.traffic, x.http, surveyed, &w);
+        memset(&req, 0, sizeof req);
+        req.loop = x.c.s.loop;
+        req.remote = x.c.s.remote;
+        req.fleet = &x.c.s.fleet;
+        req.traffic = x.traffic;
+        req.http = x.http;
+        req.metrics = x.metrics;
+        req.rate_wait_ms = o.rate_wait_ms;
+        survey_take(&req, surveyed, &w);
         change_wait(&x.c, &w.done);
         if (!w.done || x.c.signals > 0)
             break;
         rc = survey_rc(w.s);
         if (o.json) {
+            /* One document, or with --watch one a line each time (JSON lines). */
             cJSON *doc = survey_json(w.s, inv_env_name(x.c.s.fleet.env));
 
-            term_put_json(stdout, doc);
+            if (o.watch)
+                term_put_json_line(stdout, doc);
+            else
+                term_put_json(stdout, doc);
             cJSON_Delete(doc);
         } else {
             if (o.watch) {
@@ -381,13 +540,13 @@ int cmd_slots(const struct cli_cmd *cmd, int argc, char **argv)
                 printf("n3ctl slots, %s: every %us (Ctrl-C ends)   %s\n\n",
                        inv_env_name(x.c.s.fleet.env), o.interval_s, when);
             }
-            print_survey(stdout, w.s, tty ? term_width(stdout) : 0);
+            print_survey(stdout, w.s, &o, tty ? term_width(stdout) : 0);
         }
         fflush(stdout);
         survey_free(w.s);
         if (!o.watch)
             break;
-        if (!tty)
+        if (!tty && !o.json)
             putchar('\n');
         next = false;
         loop_timer_start(timer, o.interval_s * 1000u);

@@ -95,9 +95,11 @@ static const struct cli_opt lock_opts[] = {
 static const struct cli_opt slots_opts[] = {
     FLEET_OPTS,
     {'H', "hosts", "SELECTOR", "targets: a name, label:NAME or all (default); repeat to add"},
-    {'j', "json", NULL, "print JSON"},
+    {'j', "json", NULL, "print JSON (with --watch: one document a line each time)"},
     {'w', "watch", NULL, "look again every --interval seconds, until Ctrl-C"},
     {'i', "interval", "SECONDS", "--watch: seconds between looks (default 2)"},
+    {'r', "rate-wait", "SECONDS",
+     "seconds between the two reads a request rate is made from (default 1; 0: no rate)"},
     {0, NULL, NULL, NULL},
 };
 
@@ -234,13 +236,20 @@ const struct cli_cmd cli_cmds[] = {
     {
         .name = "slots",
         .args = NULL,
-        .summary = "every instance: version, state, health, weight, which slot is live",
+        .summary = "every instance: version, state, health, weight, requests, which slot is live",
         .details = "For each selected target and slot (blue, green): the version state.json\n"
                    "says runs there, the state of its process (running, starting, stopped,\n"
                    "crashed), its pid and port, its health after one round of its probes with\n"
                    "the reason, and the weight the router gives it, read back from the router.\n"
                    "* marks the live slot: the one with traffic (with a router), or the one\n"
                    "current points to. --watch looks again every --interval seconds.\n"
+                   "\n"
+                   "With a metric source (n3.json's \"metrics\"), REQ/S, ERR% (the share of 5xx)\n"
+                   "and P95 (latency; only from a source that has a histogram) for each\n"
+                   "instance, \"-\" when unknown (null in JSON, with metrics_why). A rate needs\n"
+                   "two reads: n3ctl slots reads the source, waits --rate-wait seconds, reads it\n"
+                   "again, and shows the figures of that span (not averages since the start);\n"
+                   "--watch reads it every metrics.interval_ms and shows its sliding window.\n"
                    "\n"
                    "Exit status: 0 everything could be read, 1 a target or the router could\n"
                    "not be, 2 usage or configuration error.",

@@ -255,9 +255,9 @@ bool term_add_output(struct buf *b, const char *s, size_t len)
     return sgr;
 }
 
-void term_put_json(FILE *f, const struct cJSON *doc)
+static void put_json(FILE *f, const struct cJSON *doc, bool compact)
 {
-    char *text = cJSON_Print(doc), *clean;
+    char *text = compact ? cJSON_PrintUnformatted(doc) : cJSON_Print(doc), *clean;
     struct buf b;
     size_t i, n, len;
 
@@ -282,4 +282,14 @@ void term_put_json(FILE *f, const struct cJSON *doc)
     fwrite(b.data, 1, b.len, f);
     buf_done(&b);
     free(clean);
+}
+
+void term_put_json(FILE *f, const struct cJSON *doc)
+{
+    put_json(f, doc, false);
+}
+
+void term_put_json_line(FILE *f, const struct cJSON *doc)
+{
+    put_json(f, doc, true);
 }

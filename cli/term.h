@@ -58,6 +58,8 @@ bool term_add_output(struct buf *b, const char *s, size_t len);
  * and the C1 controls written as \u escapes (cJSON writes them raw), so that the document is
  * valid JSON and safe on a terminal. */
 void term_put_json(FILE *f, const struct cJSON *doc);
+/* The same on one line, with nothing between the tokens (JSON lines: a document a line). */
+void term_put_json_line(FILE *f, const struct cJSON *doc);
 
 /* SGR sequences, or "" when colours are off. */
 const char *term_sgr(bool on, const char *seq);

@@ -15,6 +15,7 @@
 #include "core/cfg.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+#include "deploy/metricsrc.h"
 #include "deploy/probe.h"
 #include "deploy/router.h"
 #include "deploy/knownhosts.h"
@@ -31,7 +32,8 @@ struct inv_env {
     bool has_service;
     struct probe_spec *probes; /* its own, or copies of the top level's */
     size_t nprobes;
-    struct inv_router router; /* its own, or a copy of the top level's; kind NULL: none */
+    struct inv_router router;      /* its own, or a copy of the top level's; kind NULL: none */
+    struct metricsrc_spec metrics; /* its own, or a copy of the top level's; kind NULL: none */
 };
 
 struct inventory {
@@ -44,16 +46,25 @@ struct inventory {
     bool has_service;
     struct probe_spec *probes; /* the top level's */
     size_t nprobes;
-    struct inv_router router; /* the top level's */
+    struct inv_router router;      /* the top level's */
+    struct metricsrc_spec metrics; /* the top level's */
     struct inv_env *envs;
     size_t nenvs;
     char *default_env;
 };
 
-static const char *const top_keys[] = {
-    "version", "app",    "ssh",    "hooks",        "lock",
-    "service", "probes", "router", "environments", "default_environment",
-    NULL};
+static const char *const top_keys[] = {"version",
+                                       "app",
+                                       "ssh",
+                                       "hooks",
+                                       "lock",
+                                       "service",
+                                       "probes",
+                                       "router",
+                                       "metrics",
+                                       "environments",
+                                       "default_environment",
+                                       NULL};
 static const char *const service_keys[] = {
     "ports", "start",  "stop", "stop_grace_seconds", "ready_timeout_seconds",
     "mode",  "listen", NULL};
@@ -93,8 +104,9 @@ static const char *const ssh_keys[] = {
     "max_handshakes",
     NULL,
 };
-static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
-                                       "service", "probes",      "router",      NULL};
+static const char *const env_keys[] = {"targets",     "deploy_path", "lock_target",
+                                       "description", "service",     "probes",
+                                       "router",      "metrics",     NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -641,6 +653,39 @@ static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
     return 0;
 }
 
+/* "metrics": its source (a registered kind), the common keys and the kind's, checked by it. */
+static int load_metrics(struct loader *ld, const cJSON *o, struct metricsrc_spec *m)
+{
+    const cJSON *node = cfg_get(ld->cfg, o, "metrics", cJSON_Object, true, ld->err);
+
+    if (node == NULL)
+        return -1;
+    return metricsrc_spec_load(ld->cfg, node, m, ld->err);
+}
+
+/* A metric source that reads a router's counters needs that router. */
+static int check_metrics_router(struct loader *ld, const cJSON *env, struct inv_env *e)
+{
+    const cJSON *node = cfg_has(env, "metrics")
+                            ? cJSON_GetObjectItemCaseSensitive(env, "metrics")
+                            : cJSON_GetObjectItemCaseSensitive(cfg_root(ld->cfg), "metrics");
+    const struct metricsrc_kind *k = e->metrics.kind;
+
+    if (k == NULL || k->router == NULL)
+        return 0;
+    if (e->router.kind == NULL)
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(node, "source"),
+                         "the %s metric source reads the router's counters, and environment "
+                         "\"%s\" has no router (\"router\": {\"type\": \"%s\", ...})",
+                         k->name, e->name, k->router);
+    if (strcmp(e->router.kind->name, k->router) != 0)
+        return cfg_error(ld->cfg, ld->err, cJSON_GetObjectItemCaseSensitive(node, "source"),
+                         "the %s metric source reads the counters of a %s router, and "
+                         "environment \"%s\" has a %s router",
+                         k->name, k->router, e->name, e->router.kind->name);
+    return 0;
+}
+
 static void probes_free(struct probe_spec *v, size_t n)
 {
     size_t i;
@@ -946,6 +991,14 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
         e->router.kind = ld->inv->router.kind;
         e->router.config = cJSON_Duplicate(ld->inv->router.config, true);
     }
+    if (rc == 0 && cfg_has(o, "metrics")) {
+        if (load_metrics(ld, o, &e->metrics) != 0)
+            return -1;
+    } else if (rc == 0 && ld->inv->metrics.kind != NULL) {
+        metricsrc_spec_copy(&e->metrics, &ld->inv->metrics);
+    }
+    if (rc == 0 && check_metrics_router(ld, o, e) != 0)
+        return -1;
     if (rc == 0 && cfg_has(o, "probes")) {
         if (load_probes(ld, o, &e->probes, &e->nprobes) != 0)
             return -1;
@@ -995,8 +1048,10 @@ void inventory_free(struct inventory *inv)
         service_done(&inv->envs[i].service);
         probes_free(inv->envs[i].probes, inv->envs[i].nprobes);
         cJSON_Delete(inv->envs[i].router.config);
+        metricsrc_spec_done(&inv->envs[i].metrics);
     }
     cJSON_Delete(inv->router.config);
+    metricsrc_spec_done(&inv->metrics);
     free(inv->envs);
     service_done(&inv->service);
     probes_free(inv->probes, inv->nprobes);
@@ -1083,6 +1138,8 @@ int inventory_load(const char *path, struct inventory **out, struct err *err)
         goto fail;
     if (cfg_has(root, "router") && load_router(&ld, root, &inv->router) != 0)
         goto fail;
+    if (cfg_has(root, "metrics") && load_metrics(&ld, root, &inv->metrics) != 0)
+        goto fail;
     envs = cfg_get(c, root, "environments", cJSON_Object, true, err);
     if (envs == NULL)
         goto fail;
@@ -1155,6 +1212,11 @@ const char *inventory_hook_name(enum inv_hook h)
 const struct inv_router *inv_env_router(const struct inv_env *env)
 {
     return env->router.kind != NULL ? &env->router : NULL;
+}
+
+const struct metricsrc_spec *inv_env_metrics(const struct inv_env *env)
+{
+    return env->metrics.kind != NULL ? &env->metrics : NULL;
 }
 
 const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n)

@@ -114,6 +114,12 @@ struct inv_router {
  * one. */
 const struct inv_router *inv_env_router(const struct inv_env *env);
 
+struct metricsrc_spec;
+
+/* The environment's metric source (its own "metrics", or the top level's), or NULL when neither
+ * has one. */
+const struct metricsrc_spec *inv_env_metrics(const struct inv_env *env);
+
 /* The environment's probes (its own "probes", or the top level's): *n of them. */
 const struct probe_spec *inv_env_probes(const struct inv_env *env, size_t *n);
 

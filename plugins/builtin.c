@@ -1,6 +1,7 @@
 /* The built-in plugins, registered with the interfaces deploy/ declares. */
 #include "config.h"
 
+#include "deploy/metricsrc.h"
 #include "deploy/probe.h"
 #include "deploy/router.h"
 #include "plugins/builtin.h"
@@ -12,4 +13,6 @@ void plugins_register_builtins(void)
     probe_kind_register(&probe_command);
     router_kind_register(&router_haproxy);
     router_kind_register(&router_nginx);
+    metricsrc_kind_register(&metrics_prometheus);
+    metricsrc_kind_register(&metrics_haproxy);
 }
