@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/fleet.h"
+#include "cli/outfile.h"
 #include "cli/progress.h"
 #include "cli/report.h"
 #include "cli/stop.h"
@@ -31,111 +32,6 @@
 #include "deploy/remote.h"
 
 #define TRACE_RING 4096
-
-/*
- * An output file. A regular file (or a new one) is written next to its final name and
- * renamed into place, so it is never half-written; a symlink is followed to its target
- * first. Anything else (a pipe, /dev/stdout) is written directly.
- */
-struct outfile {
-    char *path; /* where the data ends up */
-    char *tmp;  /* NULL when writing directly */
-    FILE *f;
-};
-
-/* Where writing to path really goes: symlinks followed, also to a target not there yet. */
-static char *follow_links(const char *path)
-{
-    char *cur = xstrdup(path), target[PATH_MAX];
-    int hops;
-
-    for (hops = 0; hops < 40; hops++) {
-        struct stat st;
-        ssize_t n;
-        char *next;
-
-        if (lstat(cur, &st) != 0 || !S_ISLNK(st.st_mode))
-            break;
-        n = readlink(cur, target, sizeof target - 1);
-        if (n < 0)
-            break;
-        target[n] = '\0';
-        if (target[0] == '/' || strrchr(cur, '/') == NULL) {
-            next = xstrdup(target);
-        } else {
-            int dirlen = (int)(strrchr(cur, '/') - cur);
-
-            next = xasprintf("%.*s/%s", dirlen, cur, target);
-        }
-        free(cur);
-        cur = next;
-    }
-    return cur;
-}
-
-static int outfile_open(const struct cli_cmd *cmd, struct outfile *o, const char *path)
-{
-    struct stat st;
-    int fd = -1;
-
-    memset(o, 0, sizeof *o);
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "n3ctl %s: cannot write %s: it is a directory; give a file name\n",
-                cmd->name, path);
-        return -1;
-    }
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        o->path = xstrdup(path);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-    } else {
-        o->path = follow_links(path);
-        o->tmp = xasprintf("%s.tmp.XXXXXX", o->path);
-        fd = mkostemp(o->tmp, O_CLOEXEC);
-        if (fd >= 0)
-            fchmod(fd, 0644);
-    }
-    if (fd < 0 || (o->f = fdopen(fd, "w")) == NULL) {
-        fprintf(stderr, "n3ctl %s: cannot write %s: %s\n", cmd->name, path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        if (o->tmp != NULL && fd >= 0)
-            unlink(o->tmp);
-        free(o->tmp);
-        free(o->path);
-        memset(o, 0, sizeof *o);
-        return -1;
-    }
-    return 0;
-}
-
-/* Finish the file: rename into place if everything was written and keep is set; otherwise
- * remove the temporary file. */
-static int outfile_close(struct outfile *o, bool keep)
-{
-    int rc = 0;
-
-    if (o->f == NULL)
-        return 0;
-    if (fflush(o->f) != 0 || ferror(o->f))
-        rc = -1;
-    if (o->tmp != NULL && rc == 0 && fsync(fileno(o->f)) != 0)
-        rc = -1;
-    if (fclose(o->f) != 0)
-        rc = -1;
-    o->f = NULL;
-    if (o->tmp != NULL) {
-        if (rc == 0 && keep && rename(o->tmp, o->path) != 0)
-            rc = -1;
-        if (rc != 0 || !keep)
-            unlink(o->tmp);
-    }
-    if (rc != 0)
-        fprintf(stderr, "n3ctl: could not write %s: %s\n", o->path, strerror(errno));
-    free(o->tmp);
-    free(o->path);
-    memset(o, 0, sizeof *o);
-    return rc;
-}
 
 struct run {
     const struct cli_cmd *cmd;

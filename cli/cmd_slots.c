@@ -11,11 +11,14 @@
 #include <cjson/cJSON.h>
 
 #include "cli/change.h"
+#include "cli/outfile.h"
 #include "cli/cli.h"
 #include "cli/table.h"
 #include "cli/term.h"
 #include "core/buf.h"
 #include "core/loop.h"
+#include "core/metrics.h"
+#include "core/trace.h"
 #include "core/xalloc.h"
 #include "deploy/health.h"
 #include "deploy/hoststate.h"
@@ -116,7 +119,8 @@ struct opts {
     bool json, watch, force;
     unsigned interval_s;
     uint64_t rate_wait_ms;
-    uint64_t metrics_interval_ms; /* the source's, for the watch's line */
+    uint64_t metrics_interval_ms;           /* the source's, for the watch's line */
+    const char *metrics_path, *traces_path; /* slot: --metrics, --traces */
     int first;
 };
 
@@ -170,6 +174,12 @@ static int parse(const struct cli_cmd *cmd, int argc, char **argv, struct opts *
         case 'r':
             if (!parse_seconds(cmd, "--rate-wait", arg, 60, &o->rate_wait_ms))
                 return -1;
+            break;
+        case 'm':
+            o->metrics_path = arg;
+            break;
+        case 't':
+            o->traces_path = arg;
             break;
         case CLI_OPT_HELP:
             return 1;
@@ -741,6 +751,51 @@ static void drain_servers(struct ctx *x, enum hs_slot slot)
     }
 }
 
+#define SLOT_TRACE_RING 65536 /* spans kept: a check a probe an interval, for minutes */
+
+/* The --metrics and --traces files of a command that did nothing: not written. */
+static void discard_files(struct outfile *a, struct outfile *b)
+{
+    outfile_close(a, false);
+    outfile_close(b, false);
+}
+
+/* --metrics and --traces: what the probes did, each file whole or not at all. 0, or -1. */
+static int write_observed(struct outfile *mout, struct metrics *m, struct outfile *tout,
+                          struct trace *tr)
+{
+    struct buf text;
+    int rc = 0;
+
+    buf_init(&text);
+    if (m != NULL) {
+        metrics_write_prometheus(m, &text);
+        if (fwrite(text.data, 1, text.len, mout->f) != text.len)
+            rc = -1;
+        if (outfile_close(mout, rc == 0) != 0)
+            rc = -1;
+        buf_reset(&text);
+    }
+    if (tr != NULL) {
+        int wrc = 0;
+
+        if (trace_dropped(tr) > 0)
+            fprintf(stderr,
+                    "n3ctl: warning: %llu probe spans did not fit in the trace (the first "
+                    "ones): the file has the last %zu\n",
+                    (unsigned long long)trace_dropped(tr), trace_count(tr));
+        trace_write_jsonl(tr, &text);
+        if (text.len > 0 && fwrite(text.data, 1, text.len, tout->f) != text.len)
+            wrc = -1;
+        if (outfile_close(tout, wrc == 0) != 0 || wrc != 0)
+            rc = -1;
+    }
+    buf_done(&text);
+    metrics_free(m);
+    trace_free(tr);
+    return rc;
+}
+
 int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
 {
     struct opts o;
@@ -753,6 +808,9 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
     size_t i;
     bool start;
     int rc, p;
+    struct outfile mout = {0}, tout = {0};
+    struct metrics *metrics = NULL;
+    struct trace *trace = NULL;
 
     p = parse(cmd, argc, argv, &o);
     if (p != 0)
@@ -785,24 +843,42 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
     o.fa.selectors[0] = argv[o.first + 1];
     o.fa.selectors[1] = NULL;
     o.fa.nsel = 1;
+    if (!start && (o.metrics_path != NULL || o.traces_path != NULL)) {
+        cli_usage_error(cmd, "--metrics and --traces are for slot start (its probes)");
+        return EXIT_USAGE;
+    }
+    /* The files first: a name that cannot be written changes nothing. */
+    if (o.metrics_path != NULL && outfile_open(cmd, &mout, o.metrics_path) != 0)
+        return EXIT_USAGE;
+    if (o.traces_path != NULL && outfile_open(cmd, &tout, o.traces_path) != 0) {
+        outfile_close(&mout, false);
+        return EXIT_USAGE;
+    }
     snprintf(action, sizeof action, "slot.%s", what);
     rc = ctx_open(&x, &o.fa, action, false);
-    if (rc != 0)
+    if (rc != 0) {
+        discard_files(&mout, &tout);
         return rc;
+    }
     if (inv_env_service(x.c.s.fleet.env) == NULL) {
         fprintf(stderr,
                 "n3ctl: environment %s has no service in n3.json: say how its slots start "
                 "(\"service\": {\"ports\", \"start\"}, docs/config.md)\n",
                 inv_env_name(x.c.s.fleet.env));
+        discard_files(&mout, &tout);
         return ctx_end(&x, EXIT_USAGE, NULL, NULL);
     }
     snprintf(message, sizeof message, "slot %s %s %s%s%s", what, argv[o.first + 1],
              hs_slot_name(slot), version ? " " : "", version ? version : "");
     rc = ctx_lock(&x, message);
-    if (rc != 0)
+    if (rc != 0) {
+        discard_files(&mout, &tout);
         return rc;
-    if (ctx_router(&x, false) != 0)
+    }
+    if (ctx_router(&x, false) != 0) {
+        discard_files(&mout, &tout);
         return ctx_end(&x, EXIT_FAILED, "failed", NULL);
+    }
     if (start && version != NULL) {
         /* The release first, where it is missing. */
         struct have_wait h = {0};
@@ -820,8 +896,10 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
                     h.missing + h.unreadable, h.missing + h.unreadable == 1 ? "" : "s",
                     x.c.s.fleet.n);
             rc = change_push_release(&x.c, version, 8);
-            if (rc != 0)
+            if (rc != 0) {
+                discard_files(&mout, &tout);
                 return ctx_end(&x, rc, "failed", NULL);
+            }
         }
     }
     if (!start) {
@@ -834,6 +912,10 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
     }
     fprintf(stderr, "%s %s on %zu target%s\n", start ? "starting" : "stopping", hs_slot_name(slot),
             x.c.s.fleet.n, x.c.s.fleet.n == 1 ? "" : "s");
+    if (o.metrics_path != NULL)
+        metrics = metrics_new();
+    if (o.traces_path != NULL)
+        trace = trace_new(x.c.s.loop, SLOT_TRACE_RING);
     f.x = &x;
     f.left = x.c.s.fleet.n;
     f.targets = cJSON_CreateArray();
@@ -854,6 +936,8 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
         req.who = x.c.s.who;
         /* With a router its weight says whether the slot is live, and was checked above. */
         req.force = o.force || x.traffic != NULL;
+        req.metrics = metrics;
+        req.trace = trace;
         if (start)
             slot_start(&req, slot_done, s);
         else
@@ -866,6 +950,8 @@ int cmd_slot(const struct cli_cmd *cmd, int argc, char **argv)
         cJSON_AddStringToObject(detail, "version", version);
     cJSON_AddBoolToObject(detail, "forced", o.force);
     cJSON_AddItemToObject(detail, "targets", f.targets);
+    if (write_observed(&mout, metrics, &tout, trace) != 0)
+        f.failed++; /* said; what was done on the targets stands */
     fprintf(stderr, "%zu target%s: %zu done, %zu refused, %zu failed\n", x.c.s.fleet.n,
             x.c.s.fleet.n == 1 ? "" : "s", x.c.s.fleet.n - f.failed - f.refused - f.left, f.refused,
             f.failed + f.left);

@@ -106,6 +106,8 @@ static const struct cli_opt slots_opts[] = {
 static const struct cli_opt slot_opts[] = {
     FLEET_OPTS,
     {'f', "force", NULL, "stop: also a slot that has traffic (drained first) or is live"},
+    {'m', "metrics", "FILE", "start: write the probes' metrics to FILE in Prometheus text format"},
+    {'t', "traces", "FILE", "start: write the probes' spans (one a check) to FILE as JSON lines"},
     {0, NULL, NULL, NULL},
 };
 
@@ -268,6 +270,9 @@ const struct cli_cmd cli_cmds[] = {
                    "the slot's instance (TERM, then KILL after service.stop_grace_seconds);\n"
                    "a slot that has traffic is refused unless --force, which drains it in the\n"
                    "router first. Both take the deploy lock and write the audit logs.\n"
+                   "--metrics and --traces keep what the probes did while start waited:\n"
+                   "checks by result, their latency, the health state and the breaker\n"
+                   "(n3ctl_probe_*), and a probe.check span a check.\n"
                    "\n"
                    "Exit status: 0 done everywhere, 1 failed somewhere, 2 usage or\n"
                    "configuration error, 3 refused (the lock, a slot with traffic).",

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016 # jq filters and $(...) meant literally, in single quotes
-# Hostile values in n3.json reach no shell unquoted: a deploy path and a start command's
+# Hostile values in n3.json reach no shell unquoted (and slot start's --metrics and --traces): a deploy path and a start command's
 # variables made of quotes, spaces, $(...), backquotes and ';' start, probe and stop the sample
 # app as any other, and nothing they spell is run. (Bad ports, slot names and router values are
 # refused at their position: tests/cli/test_refusals.sh.)
@@ -32,8 +32,29 @@ jq --arg d "$D" --argjson b "$BLUE" --argjson g "$GREEN" '
                 "command": "test -n {slot} && test -n {target} # {version} {port}"}]' \
     "$CFG" >"$CFG.new" && mv "$CFG.new" "$CFG"
 
-run_n3 start slot start -c "$CFG" t1 blue v1.0.0
+# --metrics to a directory: refused before anything is done.
+mkdir -p "$T/adir"
+run_n3 baddir slot start -c "$CFG" --metrics "$T/adir" t1 blue v1.0.0
+expect_rc 2
+expect_grep err 'it is a directory'
+expect_absent "$D/.n3/run/blue.pid"
+run_n3 stopobs slot stop -c "$CFG" --traces "$T/x.jsonl" t1 blue
+expect_rc 2
+expect_absent "$T/x.jsonl"
+
+run_n3 start slot start -c "$CFG" --metrics "$T/probes.prom" --traces "$T/probes.jsonl" t1 blue v1.0.0
 expect_rc 0
+# What the probes did while start waited: counted by result, and a span a check.
+awk '/^n3ctl_probe_checks_total\{probe="http",target="t1",slot="blue",result="ok"\}/ { n = $2 }
+     END { exit !(n >= 2) }' "$T/probes.prom" ||
+    fail "no 2 ok checks of t1 blue in --metrics: $(grep checks_total "$T/probes.prom")"
+ok
+grep -q '^n3ctl_probe_state{probe="http",target="t1",slot="blue"} 1$' "$T/probes.prom" ||
+    fail "the probe's state is not healthy (1) in --metrics: $(grep probe_state "$T/probes.prom")"
+ok
+jq -e -s '[.[] | select(.name == "probe.check" and .attributes.target == "t1" and .attributes.result == "ok")] | length >= 2' \
+    "$T/probes.jsonl" >/dev/null || fail "no 2 ok probe.check spans in --traces: $(head -3 "$T/probes.jsonl")"
+ok
 V=$(curl -fsS "http://127.0.0.1:$BLUE/version") || fail "nothing answers on $BLUE"
 case $V in *v1.0.0*) ok ;; *) fail "the instance on $BLUE answers '$V'" ;; esac
 expect_present "$D/.n3/run/blue.pid"
