@@ -191,7 +191,6 @@ static void state_read(void *arg, struct hoststate *s, const char *warning, cons
 {
     struct tgt *g = arg;
     enum hs_slot live;
-    char link[1024], to[16];
 
     (void)warning;
     if (s == NULL) {
@@ -206,9 +205,7 @@ static void state_read(void *arg, struct hoststate *s, const char *warning, cons
         audit(g);
         return;
     }
-    snprintf(link, sizeof link, "%s/current", g->target->deploy_path);
-    snprintf(to, sizeof to, "slots/%s", hs_slot_name((enum hs_slot)g->live));
-    transport_symlink(g->t, to, link, linked, g);
+    slot_point_current(g->t, g->target->deploy_path, (enum hs_slot)g->live, linked, g);
 }
 
 static void on_targets(struct shiftop *o)
