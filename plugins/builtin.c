@@ -12,4 +12,6 @@ void plugins_register_builtins(void)
     probe_kind_register(&probe_command);
     router_kind_register(&router_haproxy);
     router_kind_register(&router_nginx);
+    router_kind_register(&router_exec);
+    router_kind_register(&router_none);
 }

@@ -12,6 +12,8 @@ struct router_kind;
 
 extern const struct router_kind router_haproxy;
 extern const struct router_kind router_nginx;
+extern const struct router_kind router_exec;
+extern const struct router_kind router_none;
 
 /* Register every built-in plugin (before n3.json is loaded: it names them). */
 void plugins_register_builtins(void);
