@@ -197,7 +197,7 @@ static void links_read(struct op *o);
 /* What `current` is, from the command of read_links: "link DEST", "none", or "other". */
 static void parse_link(struct op *o, const struct tgt *g, struct link *l, const char *out)
 {
-    char dest[1024], *base, *slash;
+    char dest[1024], shown[1024], *base, *slash;
     size_t n;
 
     l->live = -1;
@@ -215,6 +215,7 @@ static void parse_link(struct op *o, const struct tgt *g, struct link *l, const 
     }
     snprintf(dest, sizeof dest, "%s", out + 5);
     dest[strcspn(dest, "\n")] = '\0';
+    snprintf(shown, sizeof shown, "%s", dest);
     /* "slots/blue", "./slots/blue/", "/srv/app/slots/blue" */
     for (n = strlen(dest); n > 1 && dest[n - 1] == '/'; n--)
         dest[n - 1] = '\0';
@@ -235,7 +236,7 @@ static void parse_link(struct op *o, const struct tgt *g, struct link *l, const 
         add_error(o,
                   "%s's current points to %.300s, not to a slot (slots/blue or slots/green): "
                   "router none cannot tell which slot serves",
-                  g->name, out + 5);
+                  g->name, shown);
 }
 
 struct one {
