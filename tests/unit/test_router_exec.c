@@ -4,7 +4,8 @@
  * each break the protocol one way: exit at once (with their stderr's last line in the error),
  * print garbage, answer an id nobody asked for, write a line over 1 MiB, never answer (the
  * timeout, and the plugin stopped), speak protocol 2, say their load balancer is not healthy,
- * refuse a set (and stay). Every failure names the plugin; none hangs. And n3.json's checks.
+ * refuse a set (and stay). Every failure names the plugin; none hangs. The other example,
+ * examples/routers/haproxy-socat.sh, against a real HAProxy. And n3.json's checks.
  */
 #include "config.h"
 
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/cfg.h"
@@ -547,6 +549,81 @@ START_TEST(bad_servers)
 }
 END_TEST
 
+static bool sock_there(void *arg)
+{
+    struct stat st;
+
+    return stat(arg, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/* examples/routers/haproxy-socat.sh against a real HAProxy (started in the foreground, with
+ * its admin socket in the test's directory, and stopped by its pid). */
+START_TEST(haproxy_socat_example)
+{
+    struct fx f;
+    struct answer a;
+    char *cfg, *sock, *text, *prog;
+    pid_t haproxy;
+
+    fx_init(&f);
+    cfg = xasprintf("%s/haproxy.cfg", f.dir);
+    sock = xasprintf("%s/admin.sock", f.dir);
+    text = xasprintf("global\n    stats socket %s mode 600 level admin\n"
+                     "defaults\n    mode http\n    timeout connect 1s\n    timeout client 5s\n"
+                     "    timeout server 5s\n"
+                     "backend app\n    server t1_blue 127.0.0.1:1 weight 100\n"
+                     "    server t1_green 127.0.0.1:2 weight 0\n",
+                     sock);
+    tu_write_file(cfg, text);
+    free(text);
+    {
+        const char *argv[] = {"haproxy", "-db", "-f", cfg, NULL};
+
+        haproxy = tu_spawn(argv);
+    }
+    ck_assert_msg(haproxy > 0, "cannot start haproxy (scripts/check installs the Debian package)");
+    ck_assert(tu_run_until(f.loop, sock_there, sock, WAIT_MS));
+    prog = xasprintf("%s/examples/routers/haproxy-socat.sh", top_srcdir());
+    {
+        const char *argv[] = {prog, sock, "app", NULL};
+
+        ck_assert_msg(fx_open(&f, argv, 0) != NULL, "%s", f.err.msg);
+    }
+    do_read(&f, &a);
+    ck_assert_msg(a.rc == 0, "%s", a.msg);
+    ck_assert_uint_eq(a.v->servers[0].weight, 100);
+    ck_assert_uint_eq(a.v->servers[1].weight, 0);
+    router_view_free(a.v);
+    do_set(&f, 90, 10, &a);
+    ck_assert_msg(a.rc == 0, "%s", a.msg);
+    ck_assert_uint_eq(a.v->servers[0].weight, 90);
+    ck_assert_uint_eq(a.v->servers[1].weight, 10);
+    router_view_free(a.v);
+    memset(&a, 0, sizeof a);
+    f.kind->drain(f.r, 1, answer_cb, &a);
+    ck_assert(tu_run_until(f.loop, answered, &a, WAIT_MS));
+    ck_assert_msg(a.rc == 0, "%s", a.msg);
+    ck_assert_str_eq(a.v->servers[1].state, "drain");
+    router_view_free(a.v);
+    f.kind->close(f.r);
+    f.r = NULL;
+    kill(haproxy, SIGTERM);
+    waitpid(haproxy, NULL, 0);
+    /* HAProxy gone: the health check says so. */
+    {
+        const char *argv[] = {prog, sock, "app", NULL};
+
+        ck_assert(fx_open(&f, argv, 0) != NULL);
+    }
+    do_read(&f, &a);
+    expect_failure(&a, "says its load balancer is not healthy: HAProxy's admin socket");
+    free(prog);
+    free(cfg);
+    free(sock);
+    fx_done(&f);
+}
+END_TEST
+
 /* n3.json: the router object's checks, at the key's position. */
 static void expect_check(const char *json, const char *want)
 {
@@ -602,6 +679,7 @@ static Suite *exec_suite(void)
     tcase_add_test(t, protocol_2);
     tcase_add_test(t, unhealthy_and_refusing);
     tcase_add_test(t, bad_servers);
+    tcase_add_test(t, haproxy_socat_example);
     tcase_add_test(t, config_checks);
     suite_add_tcase(s, t);
     return s;
