@@ -1,4 +1,5 @@
-/* Processes: output capture, exit status, start errors, and stopping whole process groups. */
+/* Processes: output capture, exit status, start errors, stopping whole process groups, and a
+ * stdin kept open (input_pipe). */
 #include "config.h"
 
 #include <check.h>
