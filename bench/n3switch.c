@@ -120,7 +120,7 @@ int main(int argc, char **argv)
         return 1;
     }
     s.loop = loop_new();
-    s.traffic = traffic_open(s.loop, env, NULL, &err);
+    s.traffic = traffic_open(s.loop, env, NULL, NULL, &err);
     if (s.traffic == NULL) {
         fprintf(stderr, "n3switch: %s\n", err.msg);
         loop_free(s.loop);

@@ -54,7 +54,7 @@ static int ctx_open(struct ctx *x, const struct fleet_args *fa, const char *acti
     if (rc != 0)
         return rc;
     if (needs_router && inv_env_router(x->c.s.fleet.env) == NULL) {
-        traffic_open(x->c.s.loop, x->c.s.fleet.env, NULL, &err); /* it says what is missing */
+        traffic_open(x->c.s.loop, x->c.s.fleet.env, NULL, NULL, &err); /* it says what is missing */
         term_printf(stderr, "n3ctl: %s\n", err.msg);
         return change_end(&x->c, EXIT_USAGE, NULL, NULL);
     }
@@ -80,7 +80,7 @@ static int ctx_router(struct ctx *x, bool needed)
 
     if (inv_env_router(x->c.s.fleet.env) == NULL && !needed)
         return 0;
-    x->traffic = traffic_open(x->c.s.loop, x->c.s.fleet.env, NULL, &err);
+    x->traffic = traffic_open(x->c.s.loop, x->c.s.fleet.env, NULL, x->c.s.remote, &err);
     if (x->traffic == NULL) {
         term_printf(stderr, "n3ctl: %s%s\n", needed ? "" : "warning: ", err.msg);
         return needed ? -1 : 0;

@@ -35,10 +35,11 @@ struct proc {
     uv_poll_t exit_watch; /* the pidfd becomes readable when the child exits */
     int pidfd;
     uv_pipe_t out, err;
-    uv_pipe_t in; /* stdin, when the spec gave input */
+    uv_pipe_t in; /* stdin, when the spec gave input or input_pipe */
     uv_write_t in_req;
     char *input;
     bool has_in;
+    bool in_stream; /* input_pipe: stdin stays open for proc_write */
     struct tail tails[2];
     struct loop_timer *timer;
     uint64_t deadline_us; /* when the timer sends KILL */
@@ -327,6 +328,23 @@ static void input_written(uv_write_t *req, int status)
     close_input(req->data);
 }
 
+/* A proc_write in flight, with its copy of the bytes. */
+struct stream_write {
+    uv_write_t req;
+    char data[];
+};
+
+static void stream_written(uv_write_t *req, int status)
+{
+    struct proc *p = req->data;
+
+    /* A child that closed its stdin or exited (EPIPE), or the pipe closing (ECANCELED): the
+     * rest cannot go either. */
+    if (status != 0)
+        close_input(p);
+    free(req);
+}
+
 /* A pipe whose ends are both above stderr (so dup2 onto 1 or 2 is never a no-op), close-on-exec. */
 static int make_pipe(int fds[2])
 {
@@ -456,7 +474,7 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
         err_set(err, "cannot run \"%.200s\": pipe: %s", spec->argv[0], strerror(rc));
         return busy_error(rc) ? PROC_BUSY : -1;
     }
-    if (spec->input != NULL && make_pipe(inp) != 0) {
+    if ((spec->input != NULL || spec->input_pipe) && make_pipe(inp) != 0) {
         rc = errno;
         close(outp[0]);
         close(outp[1]);
@@ -513,7 +531,13 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
     uv_poll_init(loop_uv(loop), &p->exit_watch, pidfd);
     uv_poll_start(&p->exit_watch, UV_READABLE, exit_cb);
     p->out_open = p->err_open = true;
-    if (inp[1] >= 0) {
+    if (inp[1] >= 0 && spec->input_pipe) {
+        p->has_in = true;
+        p->in_stream = true;
+        p->in.data = p;
+        uv_pipe_init(loop_uv(loop), &p->in, 0);
+        uv_pipe_open(&p->in, inp[1]);
+    } else if (inp[1] >= 0) {
         uv_buf_t b;
 
         /* The input goes in as the pipe takes it; the pipe closes when all of it is written
@@ -553,6 +577,31 @@ void proc_terminate(struct proc *p, uint64_t grace_ms)
         p->group_termed = !p->group_empty;
     }
     arm_timer(p, grace_ms);
+}
+
+int proc_write(struct proc *p, const void *data, size_t len)
+{
+    struct stream_write *w;
+    uv_buf_t b;
+
+    if (!p->in_stream || p->finalizing || uv_is_closing((uv_handle_t *)&p->in))
+        return -1;
+    w = xmalloc(sizeof *w + len + 1);
+    memcpy(w->data, data, len);
+    w->req.data = p;
+    b = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&p->in, &b, 1, stream_written) != 0) {
+        free(w);
+        close_input(p);
+        return -1;
+    }
+    return 0;
+}
+
+void proc_close_input(struct proc *p)
+{
+    if (p->in_stream)
+        close_input(p);
 }
 
 pid_t proc_pid(const struct proc *p)

@@ -33,6 +33,8 @@ struct proc_spec {
     const char *cwd;         /* NULL: inherit */
     const void *input;       /* bytes for stdin (copied); NULL: stdin is /dev/null */
     size_t input_len;
+    bool input_pipe;     /* stdin is a pipe that stays open (input is not used): proc_write
+                          * feeds it as the child goes, proc_close_input ends it */
     size_t output_limit; /* bytes kept of each stream; 0: 64 KiB */
     uint64_t grace_ms;   /* TERM -> KILL for leftovers of the group after the leader exits */
     proc_output_fn on_output;
@@ -49,6 +51,14 @@ int proc_start(struct loop *loop, const struct proc_spec *spec, struct proc **ou
 /* Stop the whole process group: TERM now, KILL after grace_ms if anything is still there.
  * Calling it again with a shorter grace shortens the wait; grace 0 is KILL now. */
 void proc_terminate(struct proc *p, uint64_t grace_ms);
+
+/* For a process started with input_pipe: write data (copied) to its stdin, in order; the
+ * pipe takes it as the child reads. -1 when stdin is closed (proc_close_input, or a write
+ * failed: the child closed it or exited), and the bytes are dropped. SIGPIPE must be ignored
+ * (n3ctl's main does), so that a child that is gone fails the write instead of killing us. */
+int proc_write(struct proc *p, const void *data, size_t len);
+/* Close its stdin: the child reads end-of-file once it has read what was written. */
+void proc_close_input(struct proc *p);
 
 pid_t proc_pid(const struct proc *p);
 bool proc_exited(const struct proc *p);

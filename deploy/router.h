@@ -34,6 +34,11 @@ struct router_server {
     char name[ROUTER_NAME_MAX]; /* the router's name for it */
     char host[256];             /* where the slot's instance is, as the router reaches it */
     unsigned port;
+    /* The target itself, for a kind that works on the targets rather than on a load balancer
+     * (their current links): its transport, NULL when whoever opened the router gave none
+     * (traffic_open's targets), and its deploy path (the inventory's). */
+    struct transport *t;
+    const char *deploy_path;
 };
 
 /* What the router says of one server. */

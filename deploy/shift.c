@@ -24,13 +24,14 @@
 
 struct shiftop;
 
-/* One selected target, after the router was set. */
+/* One selected target: its state as it was before the router was set, and what follows. */
 struct tgt {
     struct shiftop *o;
     const struct inv_target *target;
     struct transport *t;
-    struct hoststate *state;
-    int live; /* the slot current is to point to, or -1: left as it is */
+    struct hoststate *state; /* read before the router was set (NULL: it could not be) */
+    char *state_msg;         /* why it could not be */
+    int live;                /* the slot current is to point to, or -1: left as it is */
     bool switched;
 };
 
@@ -59,8 +60,10 @@ static void finish(struct shiftop *o)
     o->done(o->arg, &o->res);
     router_view_free(o->res.before);
     router_view_free(o->res.after);
-    for (i = 0; o->tgts != NULL && i < o->req.fleet->n; i++)
+    for (i = 0; o->tgts != NULL && i < o->req.fleet->n; i++) {
         hoststate_free(o->tgts[i].state);
+        free(o->tgts[i].state_msg);
+    }
     free(o->tgts);
     free(o->weights);
     buf_done(&o->refusals);
@@ -187,28 +190,24 @@ static void linked(void *arg, const struct transport_result *r)
     release_write_state(g->t, g->target, g->state, now, state_written, g);
 }
 
-static void state_read(void *arg, struct hoststate *s, const char *warning, const char *msg)
+/* The live slot is what the state said before the router was set: a router may point current
+ * itself (one that works on the targets), and the link read now would say nothing moved. */
+static void after_set(struct tgt *g)
 {
-    struct tgt *g = arg;
     enum hs_slot live;
-    char link[1024], to[16];
 
-    (void)warning;
-    if (s == NULL) {
+    if (g->state == NULL) {
         note(g->o, "\n%s: the traffic moved, but its state could not be read: %s", g->target->name,
-             msg);
+             g->state_msg);
         audit(g);
         return;
     }
-    g->state = s;
-    if (g->live < 0 || (hoststate_live(s, &live) && (int)live == g->live)) {
+    if (g->live < 0 || (hoststate_live(g->state, &live) && (int)live == g->live)) {
         g->live = -1;
         audit(g);
         return;
     }
-    snprintf(link, sizeof link, "%s/current", g->target->deploy_path);
-    snprintf(to, sizeof to, "slots/%s", hs_slot_name((enum hs_slot)g->live));
-    transport_symlink(g->t, to, link, linked, g);
+    slot_point_current(g->t, g->target->deploy_path, (enum hs_slot)g->live, linked, g);
 }
 
 static void on_targets(struct shiftop *o)
@@ -216,16 +215,12 @@ static void on_targets(struct shiftop *o)
     const unsigned *w = o->req.weights;
     size_t i, n = o->req.fleet->n;
 
-    o->tgts = xcalloc(n + 1, sizeof *o->tgts);
     o->pending = n + 1;
     for (i = 0; i < n; i++) {
         struct tgt *g = &o->tgts[i];
 
-        g->o = o;
-        g->target = inv_env_find(o->req.fleet->env, o->req.fleet->names[i]);
-        g->t = remote_transport(o->req.remote, g->target->name);
         g->live = w[HS_BLUE] > w[HS_GREEN] ? HS_BLUE : w[HS_GREEN] > w[HS_BLUE] ? HS_GREEN : -1;
-        release_read_state(g->t, g->target, state_read, g);
+        after_set(g);
     }
     if (--o->pending == 0)
         finish(o);
@@ -305,6 +300,38 @@ static void looked(void *arg, const struct slot_result *r)
         looks_done(o);
 }
 
+/* ---- 2b. each target's state, before anything moves ---- */
+
+static void state_before(void *arg, struct hoststate *s, const char *warning, const char *msg)
+{
+    struct tgt *g = arg;
+
+    (void)warning;
+    g->state = s;
+    if (s == NULL)
+        g->state_msg = xstrdup(msg != NULL ? msg : "failed");
+    if (--g->o->pending == 0)
+        apply(g->o);
+}
+
+static void read_states(struct shiftop *o)
+{
+    size_t i, n = o->req.fleet->n;
+
+    o->tgts = xcalloc(n + 1, sizeof *o->tgts);
+    o->pending = n + 1;
+    for (i = 0; i < n; i++) {
+        struct tgt *g = &o->tgts[i];
+
+        g->o = o;
+        g->target = inv_env_find(o->req.fleet->env, o->req.fleet->names[i]);
+        g->t = remote_transport(o->req.remote, g->target->name);
+        release_read_state(g->t, g->target, state_before, g);
+    }
+    if (--o->pending == 0)
+        apply(o);
+}
+
 static void looks_done(struct shiftop *o)
 {
     if (o->refusals.len > 0 && !o->req.force) {
@@ -316,7 +343,7 @@ static void looks_done(struct shiftop *o)
     }
     if (o->refusals.len > 0)
         note(o, "forced, though not healthy:\n%.*s", (int)o->refusals.len, o->refusals.data);
-    apply(o);
+    read_states(o);
 }
 
 static void look_all(struct shiftop *o)

@@ -5,7 +5,9 @@
  * set, for the selected targets only (the others keep what they have), and read back: what it
  * reports is what it applied, and a difference from what was asked fails, naming both. Then,
  * on each selected target, current is pointed at the slot with the most traffic (when one has
- * more than the other), state.json says so, and the target's audit log has the change.
+ * more than the other), state.json says so, and the target's audit log has the change. Each
+ * target's state is read before the router is set: a router that points current itself (one
+ * that works on the targets) has moved it, and the state from before says it was elsewhere.
  */
 #ifndef N3_SHIFT_H
 #define N3_SHIFT_H

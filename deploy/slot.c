@@ -67,6 +67,18 @@ int slot_parse(const char *name, enum hs_slot *out)
     return -1;
 }
 
+struct transport_op *slot_point_current(struct transport *t, const char *deploy_path,
+                                        enum hs_slot slot, transport_done_fn done, void *arg)
+{
+    char *link = xasprintf("%s/current", deploy_path);
+    char *to = xasprintf("slots/%s", hs_slot_name(slot));
+    struct transport_op *op = transport_symlink(t, to, link, done, arg);
+
+    free(link);
+    free(to);
+    return op;
+}
+
 static void say(struct slotop *o, const char *stage)
 {
     if (o->req.on_stage != NULL)

@@ -24,6 +24,7 @@
 #include "deploy/health.h"
 #include "deploy/hoststate.h"
 #include "deploy/service.h"
+#include "deploy/transport.h"
 
 struct loop;
 struct transport;
@@ -72,5 +73,11 @@ void slot_look(const struct slot_req *req, slot_fn done, void *arg);
 
 /* "blue"/"green" to a slot; -1 when it is neither. */
 int slot_parse(const char *name, enum hs_slot *out);
+
+/* Point <deploy_path>/current to slots/<slot> on the target, atomically (a new link renamed
+ * over the old one): what makes a slot the live one. Only the link; state.json is the
+ * caller's. */
+struct transport_op *slot_point_current(struct transport *t, const char *deploy_path,
+                                        enum hs_slot slot, transport_done_fn done, void *arg);
 
 #endif

@@ -10,6 +10,7 @@
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
+#include "deploy/remote.h"
 #include "deploy/router.h"
 #include "deploy/traffic.h"
 #include "deploy/transport.h"
@@ -31,7 +32,7 @@ struct setop {
 };
 
 struct traffic *traffic_open(struct loop *loop, const struct inv_env *env, struct transport *lb,
-                             struct err *err)
+                             struct remote *targets, struct err *err)
 {
     const struct inv_router *ir = inv_env_router(env);
     struct traffic *t;
@@ -65,6 +66,8 @@ struct traffic *traffic_open(struct loop *loop, const struct inv_env *env, struc
             snprintf(rs->host, sizeof rs->host, "%s",
                      target->transport == INV_LOCAL ? "127.0.0.1" : target->host);
             rs->port = svc != NULL ? svc->ports[s] : 0;
+            rs->t = targets != NULL ? remote_transport(targets, target->name) : NULL;
+            rs->deploy_path = target->deploy_path;
         }
     }
     if (lb == NULL)

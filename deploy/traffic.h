@@ -17,12 +17,15 @@
 struct loop;
 struct transport;
 struct inv_env;
+struct remote;
 struct traffic;
 
-/* The environment's router: -1 with err when it has none, or it cannot be opened. lb is
- * where the router's own commands run (NULL: this machine). */
+/* The environment's router: NULL with err when it has none, or it cannot be opened. lb is
+ * where the router's own commands run (NULL: this machine). targets (NULL: none) gives each
+ * server its target's transport (router_server.t), for the kinds that work on the targets
+ * themselves; it must outlive the traffic. */
 struct traffic *traffic_open(struct loop *loop, const struct inv_env *env, struct transport *lb,
-                             struct err *err);
+                             struct remote *targets, struct err *err);
 void traffic_close(struct traffic *t);
 
 const char *traffic_kind(const struct traffic *t); /* "haproxy", ... */

@@ -15,4 +15,6 @@ void plugins_register_builtins(void)
     router_kind_register(&router_nginx);
     metricsrc_kind_register(&metrics_prometheus);
     metricsrc_kind_register(&metrics_haproxy);
+    router_kind_register(&router_exec);
+    router_kind_register(&router_none);
 }

@@ -14,6 +14,8 @@ struct router_kind;
 
 extern const struct router_kind router_haproxy;
 extern const struct router_kind router_nginx;
+extern const struct router_kind router_exec;
+extern const struct router_kind router_none;
 
 struct metricsrc_kind;
 

@@ -1,4 +1,5 @@
-/* Processes: output capture, exit status, start errors, and stopping whole process groups. */
+/* Processes: output capture, exit status, start errors, stopping whole process groups, and a
+ * stdin kept open (input_pipe). */
 #include "config.h"
 
 #include <check.h>
@@ -288,6 +289,89 @@ START_TEST(free_while_running_kills)
 }
 END_TEST
 
+static bool streamed_has(void *arg)
+{
+    struct ctx *c = arg;
+
+    return strstr(c->streamed.data, "b\n") != NULL;
+}
+
+/* stdin kept open: each write reaches the child as it reads, in order; closing it is EOF. */
+START_TEST(input_pipe_streams)
+{
+    struct loop *loop = loop_new();
+    const char *argv[] = {"/bin/sh", "-c", "while read -r l; do echo \"$l\"; done; echo eof", NULL};
+    struct proc_spec spec = {0};
+    struct ctx c = {false};
+    struct proc *p = NULL;
+    struct err err;
+    char *out;
+
+    signal(SIGPIPE, SIG_IGN);
+    buf_init(&c.streamed);
+    spec.argv = argv;
+    spec.input_pipe = true;
+    spec.on_done = on_done;
+    spec.on_output = on_output;
+    spec.arg = &c;
+    ck_assert_msg(proc_start(loop, &spec, &p, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(proc_write(p, "a\nb", 3), 0);
+    ck_assert_int_eq(proc_write(p, "\n", 1), 0);
+    /* Both lines came back before stdin was closed: the child is still reading. */
+    ck_assert(tu_run_until(loop, streamed_has, &c, 10000));
+    ck_assert(!proc_exited(p));
+    ck_assert_ptr_null(strstr(c.streamed.data, "eof"));
+    proc_close_input(p);
+    ck_assert_int_eq(proc_write(p, "c\n", 2), -1);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    ck_assert_int_eq(proc_exit_code(p), 0);
+    out = tail_str(p, PROC_STDOUT);
+    ck_assert_str_eq(out, "a\nb\neof\n");
+    free(out);
+    proc_free(p);
+    while (proc_count(loop) > 0)
+        loop_run_once(loop, true);
+    buf_done(&c.streamed);
+    loop_free(loop);
+}
+END_TEST
+
+static bool input_refused(void *arg)
+{
+    return proc_write(arg, "y", 1) != 0;
+}
+
+/* A child that exits without reading: the writes fail quietly, nothing is left behind. */
+START_TEST(input_pipe_child_gone)
+{
+    struct loop *loop = loop_new();
+    const char *argv[] = {"/bin/sh", "-c", "exec 0<&-; exit 3", NULL};
+    struct proc_spec spec = {0};
+    struct ctx c = {false};
+    struct proc *p = NULL;
+    struct err err;
+    static char big[256 * 1024];
+
+    signal(SIGPIPE, SIG_IGN);
+    buf_init(&c.streamed);
+    spec.argv = argv;
+    spec.input_pipe = true;
+    spec.on_done = on_done;
+    spec.arg = &c;
+    ck_assert_msg(proc_start(loop, &spec, &p, &err) == 0, "%s", err.msg);
+    ck_assert(tu_run_until(loop, is_done, &c, 10000));
+    memset(big, 'x', sizeof big);
+    ck_assert_int_eq(proc_write(p, big, sizeof big), 0); /* queued: it fails on the loop */
+    ck_assert(tu_run_until(loop, input_refused, p, 10000));
+    ck_assert_int_eq(proc_exit_code(p), 3);
+    proc_free(p);
+    while (proc_count(loop) > 0)
+        loop_run_once(loop, true);
+    buf_done(&c.streamed);
+    loop_free(loop);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("proc");
@@ -300,6 +384,8 @@ int main(void)
     tcase_add_test(t, kill_after_grace);
     tcase_add_test(t, escaped_pipe_holder_does_not_hang);
     tcase_add_test(t, free_while_running_kills);
+    tcase_add_test(t, input_pipe_streams);
+    tcase_add_test(t, input_pipe_child_gone);
     suite_add_tcase(s, t);
     return tu_run_suite(s);
 }
