@@ -9,55 +9,35 @@
 
 #include "core/cfg.h"
 #include "core/loop.h"
+#include "core/registry.h"
 #include "core/xalloc.h"
 #include "deploy/fleet.h"
 #include "deploy/inventory.h"
 #include "deploy/metricsrc.h"
 #include "deploy/traffic.h"
 
-#define KINDS_MAX 16
-#define KEYS_MAX  48
+#define KEYS_MAX 48
 /* Two start times further apart than this are two starts (a restart): a start time written
  * with a few decimals reads back the same from every scrape, and a restart takes longer. */
 #define START_TIME_SLACK 0.5
 
 /* ---- the registry ---- */
 
-static const struct metricsrc_kind *kinds[KINDS_MAX];
-static const char *kind_names[KINDS_MAX + 1];
-static size_t nkinds;
+static struct registry kinds = REGISTRY_INIT("metric source");
 
 void metricsrc_kind_register(const struct metricsrc_kind *k)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (kinds[i] == k)
-            return;
-        if (strcmp(kinds[i]->name, k->name) == 0)
-            fatal("two metric sources named \"%s\"", k->name);
-    }
-    if (nkinds == KINDS_MAX)
-        fatal("more than %d metric sources", KINDS_MAX);
-    kinds[nkinds] = k;
-    kind_names[nkinds++] = k->name;
-    kind_names[nkinds] = NULL;
+    registry_add(&kinds, k, k->name);
 }
 
 const struct metricsrc_kind *metricsrc_kind_find(const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (strcmp(kinds[i]->name, name) == 0)
-            return kinds[i];
-    }
-    return NULL;
+    return registry_find(&kinds, name);
 }
 
 const char *const *metricsrc_kind_names(void)
 {
-    return kind_names;
+    return kinds.names;
 }
 
 /* ---- n3.json ---- */
@@ -81,12 +61,10 @@ int metricsrc_spec_load(const struct cfg *c, const cJSON *node, struct metricsrc
         return -1;
     k = metricsrc_kind_find(source);
     if (k == NULL) {
-        const char *hint = cfg_suggest(source, kind_names);
-        char known[256] = "";
+        const char *hint = cfg_suggest(source, kinds.names);
+        char known[256];
 
-        for (i = 0; i < nkinds; i++)
-            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
-                     i == 0 ? "" : ", ", kind_names[i]);
+        registry_list(&kinds, known, sizeof known);
         return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(node, "source"),
                          "no metric source \"%.40s\"%s%s%s (the sources: %s)", source,
                          hint ? "; did you mean \"" : "", hint ? hint : "", hint ? "\"?" : "",

@@ -6,15 +6,13 @@
 #include <string.h>
 
 #include "core/cfg.h"
+#include "core/registry.h"
 #include "core/xalloc.h"
 #include "deploy/probe.h"
 
-#define KINDS_MAX 16
-#define KEYS_MAX  48
+#define KEYS_MAX 48
 
-static const struct probe_kind *kinds[KINDS_MAX];
-static const char *kind_names[KINDS_MAX + 1];
-static size_t nkinds;
+static struct registry kinds = REGISTRY_INIT("probe kind");
 
 /* The keys every probe has, whatever its kind. */
 static const char *const common_keys[] = {"name",
@@ -30,35 +28,17 @@ static const char *const common_keys[] = {"name",
 
 void probe_kind_register(const struct probe_kind *k)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (kinds[i] == k)
-            return;
-        if (strcmp(kinds[i]->name, k->name) == 0)
-            fatal("two probe kinds named \"%s\"", k->name);
-    }
-    if (nkinds == KINDS_MAX)
-        fatal("more than %d probe kinds", KINDS_MAX);
-    kinds[nkinds] = k;
-    kind_names[nkinds++] = k->name;
-    kind_names[nkinds] = NULL;
+    registry_add(&kinds, k, k->name);
 }
 
 const struct probe_kind *probe_kind_find(const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (strcmp(kinds[i]->name, name) == 0)
-            return kinds[i];
-    }
-    return NULL;
+    return registry_find(&kinds, name);
 }
 
 const char *const *probe_kind_names(void)
 {
-    return kind_names;
+    return kinds.names;
 }
 
 static int get_ms(const struct cfg *c, const cJSON *o, const char *key, double scale, double min,
@@ -102,12 +82,10 @@ int probe_spec_load(const struct cfg *c, const cJSON *node, struct probe_spec *s
         return -1;
     k = probe_kind_find(type);
     if (k == NULL) {
-        const char *hint = cfg_suggest(type, kind_names);
-        char known[256] = "";
+        const char *hint = cfg_suggest(type, kinds.names);
+        char known[256];
 
-        for (i = 0; i < nkinds; i++)
-            snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s",
-                     i == 0 ? "" : ", ", kind_names[i]);
+        registry_list(&kinds, known, sizeof known);
         if (hint != NULL)
             return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(node, "type"),
                              "no probe type \"%.40s\"; did you mean \"%s\"?", type, hint);

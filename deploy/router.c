@@ -5,46 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/registry.h"
 #include "core/xalloc.h"
 #include "deploy/router.h"
 
-#define KINDS_MAX 16
-
-static const struct router_kind *kinds[KINDS_MAX];
-static const char *kind_names[KINDS_MAX + 1];
-static size_t nkinds;
+static struct registry kinds = REGISTRY_INIT("router kind");
 
 void router_kind_register(const struct router_kind *k)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (kinds[i] == k)
-            return;
-        if (strcmp(kinds[i]->name, k->name) == 0)
-            fatal("two router kinds named \"%s\"", k->name);
-    }
-    if (nkinds == KINDS_MAX)
-        fatal("more than %d router kinds", KINDS_MAX);
-    kinds[nkinds] = k;
-    kind_names[nkinds++] = k->name;
-    kind_names[nkinds] = NULL;
+    registry_add(&kinds, k, k->name);
 }
 
 const struct router_kind *router_kind_find(const char *name)
 {
-    size_t i;
-
-    for (i = 0; i < nkinds; i++) {
-        if (strcmp(kinds[i]->name, name) == 0)
-            return kinds[i];
-    }
-    return NULL;
+    return registry_find(&kinds, name);
 }
 
 const char *const *router_kind_names(void)
 {
-    return kind_names;
+    return kinds.names;
 }
 
 void router_server_name(const char *tmpl, const char *target, enum hs_slot slot, char *out,
