@@ -26,6 +26,7 @@
 #include "deploy/router.h"
 #include "plugins/builtin.h"
 #include "tests/unit/testutil.h"
+#include "tests/unit/tu_router.h"
 
 #define WAIT_MS 20000
 
@@ -115,7 +116,7 @@ static char *script(struct fx *f, const char *name, const char *body)
     return path;
 }
 
-/* What a well-behaved plugin says first: the hello answered, the health check passed. */
+/* What a well-behaved plugin says first: the hello tu_answered, the health check passed. */
 #define PRELUDE                                                                                    \
     "IFS= read -r hello || exit 0\n"                                                               \
     "echo '{\"ok\": true, \"protocol\": 1}'\n"                                                     \
@@ -136,46 +137,24 @@ static void fx_done(struct fx *f)
     loop_free(f->loop);
 }
 
-struct answer {
-    bool done;
-    int rc;
-    struct router_view *v;
-    char msg[1200];
-};
-
-static void answer_cb(void *arg, int rc, const struct router_view *v, const char *msg)
-{
-    struct answer *a = arg;
-
-    a->done = true;
-    a->rc = rc;
-    a->v = v != NULL ? router_view_dup(v) : NULL;
-    snprintf(a->msg, sizeof a->msg, "%s", msg != NULL ? msg : "");
-}
-
-static bool answered(void *arg)
-{
-    return ((struct answer *)arg)->done;
-}
-
-static void do_read(struct fx *f, struct answer *a)
+static void do_read(struct fx *f, struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->read(f->r, answer_cb, a);
+    f->kind->read(f->r, tu_answer_cb, a);
     ck_assert(!a->done); /* never before the call has returned */
-    ck_assert_msg(tu_run_until(f->loop, answered, a, WAIT_MS), "no answer: a hang");
+    ck_assert_msg(tu_run_until(f->loop, tu_answered, a, WAIT_MS), "no answer: a hang");
 }
 
-static void do_set(struct fx *f, unsigned w0, unsigned w1, struct answer *a)
+static void do_set(struct fx *f, unsigned w0, unsigned w1, struct tu_answer *a)
 {
     const unsigned w[] = {w0, w1};
 
     memset(a, 0, sizeof *a);
-    f->kind->set_weights(f->r, w, answer_cb, a);
-    ck_assert_msg(tu_run_until(f->loop, answered, a, WAIT_MS), "no answer: a hang");
+    f->kind->set_weights(f->r, w, tu_answer_cb, a);
+    ck_assert_msg(tu_run_until(f->loop, tu_answered, a, WAIT_MS), "no answer: a hang");
 }
 
-static void expect_failure(struct answer *a, const char *want)
+static void expect_failure(struct tu_answer *a, const char *want)
 {
     ck_assert_int_eq(a->rc, -1);
     ck_assert_ptr_null(a->v);
@@ -201,7 +180,7 @@ static void expect_file(struct fx *f, const char *filter, const char *want)
 START_TEST(file_set_read_drain)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
 
     fx_init(&f);
     tu_write_file(f.weights, "{\"servers\": {\"t1_blue\": {\"weight\": 100, \"state\": "
@@ -233,8 +212,8 @@ START_TEST(file_set_read_drain)
     router_view_free(a.v);
 
     memset(&a, 0, sizeof a);
-    f.kind->drain(f.r, 1, answer_cb, &a);
-    ck_assert(tu_run_until(f.loop, answered, &a, WAIT_MS));
+    f.kind->drain(f.r, 1, tu_answer_cb, &a);
+    ck_assert(tu_run_until(f.loop, tu_answered, &a, WAIT_MS));
     ck_assert_msg(a.rc == 0, "%s", a.msg);
     ck_assert_str_eq(a.v->servers[1].state, "drain");
     ck_assert_uint_eq(a.v->servers[1].weight, 70);
@@ -254,7 +233,7 @@ END_TEST
 START_TEST(hello_names_the_servers)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *hello, *prog;
 
     fx_init(&f);
@@ -304,7 +283,7 @@ END_TEST
 START_TEST(exits_at_once)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const char *argv[] = {"/bin/sh", "-c", "echo 'lb-router: no config' >&2; exit 3", NULL};
 
     fx_init(&f);
@@ -335,7 +314,7 @@ END_TEST
 START_TEST(garbage)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *hello_garbage, *read_garbage;
 
     fx_init(&f);
@@ -369,7 +348,7 @@ END_TEST
 START_TEST(unknown_id)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *prog;
 
     fx_init(&f);
@@ -391,7 +370,7 @@ END_TEST
 START_TEST(line_too_long)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *prog;
 
     fx_init(&f);
@@ -424,7 +403,7 @@ static bool pid_gone(void *arg)
 START_TEST(never_answers)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *prog, *pidfile, *body;
 
     fx_init(&f);
@@ -459,7 +438,7 @@ END_TEST
 START_TEST(protocol_2)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *prog;
 
     fx_init(&f);
@@ -479,7 +458,7 @@ END_TEST
 START_TEST(unhealthy_and_refusing)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *sick, *no;
 
     fx_init(&f);
@@ -530,7 +509,7 @@ END_TEST
 START_TEST(bad_servers)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *prog;
 
     fx_init(&f);
@@ -561,7 +540,7 @@ static bool sock_there(void *arg)
 START_TEST(haproxy_socat_example)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *cfg, *sock, *text, *prog;
     pid_t haproxy;
 
@@ -600,8 +579,8 @@ START_TEST(haproxy_socat_example)
     ck_assert_uint_eq(a.v->servers[1].weight, 10);
     router_view_free(a.v);
     memset(&a, 0, sizeof a);
-    f.kind->drain(f.r, 1, answer_cb, &a);
-    ck_assert(tu_run_until(f.loop, answered, &a, WAIT_MS));
+    f.kind->drain(f.r, 1, tu_answer_cb, &a);
+    ck_assert(tu_run_until(f.loop, tu_answered, &a, WAIT_MS));
     ck_assert_msg(a.rc == 0, "%s", a.msg);
     ck_assert_str_eq(a.v->servers[1].state, "drain");
     router_view_free(a.v);

@@ -23,6 +23,7 @@
 #include "deploy/router.h"
 #include "plugins/builtin.h"
 #include "tests/unit/testutil.h"
+#include "tests/unit/tu_router.h"
 
 #define WAIT_MS 20000
 
@@ -150,48 +151,27 @@ static void fx_done(struct fx *f)
     loop_free(f->loop);
 }
 
-struct answer {
-    bool done;
-    int rc;
-    struct router_view *v;
-    char msg[600];
-};
-
-static void answer_cb(void *arg, int rc, const struct router_view *v, const char *msg)
+static void wait_answer(struct fx *f, struct tu_answer *a)
 {
-    struct answer *a = arg;
-
-    a->done = true;
-    a->rc = rc;
-    a->v = v != NULL ? router_view_dup(v) : NULL;
-    snprintf(a->msg, sizeof a->msg, "%s", msg != NULL ? msg : "");
+    ck_assert_msg(tu_run_until(f->loop, tu_answered, a, WAIT_MS), "the router did not answer");
 }
 
-static bool answered(void *arg)
-{
-    return ((struct answer *)arg)->done;
-}
-
-static void wait_answer(struct fx *f, struct answer *a)
-{
-    ck_assert_msg(tu_run_until(f->loop, answered, a, WAIT_MS), "the router did not answer");
-}
-
-static void do_read(struct fx *f, struct answer *a)
+static void do_read(struct fx *f, struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->read(f->r, answer_cb, a);
+    f->kind->read(f->r, tu_answer_cb, a);
     wait_answer(f, a);
 }
 
-static void do_set(struct fx *f, const unsigned *w, struct answer *a)
+static void do_set(struct fx *f, const unsigned *w, struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->set_weights(f->r, w, answer_cb, a);
+    f->kind->set_weights(f->r, w, tu_answer_cb, a);
     wait_answer(f, a);
 }
 
-static void weights_are(const struct answer *a, unsigned w0, unsigned w1, unsigned w2, unsigned w3)
+static void weights_are(const struct tu_answer *a, unsigned w0, unsigned w1, unsigned w2,
+                        unsigned w3)
 {
     ck_assert_msg(a->rc == 0, "%s", a->msg);
     ck_assert_uint_eq(a->v->n, 4);
@@ -204,7 +184,7 @@ static void weights_are(const struct answer *a, unsigned w0, unsigned w1, unsign
 START_TEST(read_set_and_keep_over_a_restart)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned w[] = {90, 10, 90, 10};
 
     fx_init(&f, "10s");
@@ -233,13 +213,13 @@ END_TEST
 START_TEST(drain_and_back)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned w[] = {50, 50, 50, 50};
 
     fx_init(&f, "10s");
     fx_open(&f, 4);
     memset(&a, 0, sizeof a);
-    f.kind->drain(f.r, 0, answer_cb, &a);
+    f.kind->drain(f.r, 0, tu_answer_cb, &a);
     wait_answer(&f, &a);
     ck_assert_msg(a.rc == 0, "%s", a.msg);
     ck_assert_str_eq(a.v->servers[0].state, "drain");
@@ -267,7 +247,7 @@ static bool elapsed(void *arg)
 START_TEST(idle_connection_closed_by_haproxy)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned w[] = {70, 30, 70, 30};
 
     fx_init(&f, "1s"); /* HAProxy closes an idle admin connection after a second */
@@ -287,7 +267,7 @@ END_TEST
 START_TEST(errors)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     unsigned w[] = {1, 1, 1, 1, 1};
 
     fx_init(&f, "10s");

@@ -23,6 +23,7 @@
 #include "deploy/transport.h"
 #include "plugins/builtin.h"
 #include "tests/unit/testutil.h"
+#include "tests/unit/tu_router.h"
 
 #define WAIT_MS 30000
 
@@ -137,48 +138,26 @@ static void fx_done(struct fx *f)
     loop_free(f->loop);
 }
 
-struct answer {
-    bool done;
-    int rc;
-    struct router_view *v;
-    char msg[800];
-};
-
-static void answer_cb(void *arg, int rc, const struct router_view *v, const char *msg)
-{
-    struct answer *a = arg;
-
-    a->done = true;
-    a->rc = rc;
-    a->v = v != NULL ? router_view_dup(v) : NULL;
-    snprintf(a->msg, sizeof a->msg, "%s", msg != NULL ? msg : "");
-}
-
-static bool answered(void *arg)
-{
-    return ((struct answer *)arg)->done;
-}
-
-static void do_set(struct fx *f, unsigned w0, unsigned w1, struct answer *a)
+static void do_set(struct fx *f, unsigned w0, unsigned w1, struct tu_answer *a)
 {
     const unsigned w[] = {w0, w1};
 
     memset(a, 0, sizeof *a);
-    f->kind->set_weights(f->r, w, answer_cb, a);
-    ck_assert(tu_run_until(f->loop, answered, a, WAIT_MS));
+    f->kind->set_weights(f->r, w, tu_answer_cb, a);
+    ck_assert(tu_run_until(f->loop, tu_answered, a, WAIT_MS));
 }
 
-static void do_read(struct fx *f, struct answer *a)
+static void do_read(struct fx *f, struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->read(f->r, answer_cb, a);
-    ck_assert(tu_run_until(f->loop, answered, a, WAIT_MS));
+    f->kind->read(f->r, tu_answer_cb, a);
+    ck_assert(tu_run_until(f->loop, tu_answered, a, WAIT_MS));
 }
 
 START_TEST(set_read_back_and_down)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *text;
 
     fx_init(&f);
@@ -207,8 +186,8 @@ START_TEST(set_read_back_and_down)
     do_set(&f, 50, 50, &a);
     router_view_free(a.v);
     memset(&a, 0, sizeof a);
-    f.kind->drain(f.r, 1, answer_cb, &a);
-    ck_assert(tu_run_until(f.loop, answered, &a, WAIT_MS));
+    f.kind->drain(f.r, 1, tu_answer_cb, &a);
+    ck_assert(tu_run_until(f.loop, tu_answered, &a, WAIT_MS));
     ck_assert_msg(a.rc == 0, "%s", a.msg);
     ck_assert_uint_eq(a.v->servers[0].weight, 50);
     ck_assert_uint_eq(a.v->servers[1].weight, 0);
@@ -220,7 +199,7 @@ END_TEST
 START_TEST(failed_test_changes_nothing)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     char *before, *after;
 
     fx_init(&f);
@@ -246,7 +225,7 @@ END_TEST
 START_TEST(upstream_not_included)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
 
     fx_init(&f);
     cJSON_ReplaceItemInObject(f.config, "upstream", cJSON_CreateString("other"));

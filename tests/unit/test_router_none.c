@@ -21,6 +21,7 @@
 #include "deploy/transport.h"
 #include "plugins/builtin.h"
 #include "tests/unit/testutil.h"
+#include "tests/unit/tu_router.h"
 
 #define WAIT_MS 20000
 #define NT      2
@@ -151,46 +152,24 @@ static void fx_done(struct fx *f)
     loop_free(f->loop);
 }
 
-struct answer {
-    bool done;
-    int rc;
-    struct router_view *v;
-    char msg[2048];
-};
-
-static void answer_cb(void *arg, int rc, const struct router_view *v, const char *msg)
-{
-    struct answer *a = arg;
-
-    a->done = true;
-    a->rc = rc;
-    a->v = v != NULL ? router_view_dup(v) : NULL;
-    snprintf(a->msg, sizeof a->msg, "%s", msg != NULL ? msg : "");
-}
-
-static bool answered(void *arg)
-{
-    return ((struct answer *)arg)->done;
-}
-
-static void do_read(struct fx *f, struct answer *a)
+static void do_read(struct fx *f, struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->read(f->r, answer_cb, a);
+    f->kind->read(f->r, tu_answer_cb, a);
     ck_assert(!a->done);
-    ck_assert(tu_run_until(f->loop, answered, a, WAIT_MS));
+    ck_assert(tu_run_until(f->loop, tu_answered, a, WAIT_MS));
 }
 
-static void do_set(struct fx *f, const unsigned w[NT * 2], struct answer *a)
+static void do_set(struct fx *f, const unsigned w[NT * 2], struct tu_answer *a)
 {
     memset(a, 0, sizeof *a);
-    f->kind->set_weights(f->r, w, answer_cb, a);
+    f->kind->set_weights(f->r, w, tu_answer_cb, a);
     ck_assert(!a->done);
-    ck_assert(tu_run_until(f->loop, answered, a, WAIT_MS));
+    ck_assert(tu_run_until(f->loop, tu_answered, a, WAIT_MS));
 }
 
 /* The view's weights, "100 0 0 100". */
-static void expect_weights(const struct answer *a, const char *want)
+static void expect_weights(const struct tu_answer *a, const char *want)
 {
     char got[64] = "";
     size_t i, n = 0;
@@ -216,7 +195,7 @@ static void expect_current(struct fx *f, int k, const char *want)
 START_TEST(read_is_current)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
 
     fx_init(&f);
     do_read(&f, &a);
@@ -236,7 +215,7 @@ END_TEST
 START_TEST(set_moves_current)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned all_green[] = {0, 100, 0, 100}, back[] = {100, 0, 0, 100};
     ino_t t2_before;
 
@@ -260,7 +239,7 @@ END_TEST
 START_TEST(weights_refused)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned split[] = {90, 10, 100, 0}, none[] = {0, 0, 0, 100}, half[] = {100, 0, 50, 0};
 
     fx_init(&f);
@@ -292,7 +271,7 @@ END_TEST
 START_TEST(no_current_yet)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     const unsigned as_is[] = {100, 0, 0, 0}, first[] = {100, 0, 100, 0};
 
     fx_init(&f);
@@ -314,7 +293,7 @@ END_TEST
 START_TEST(current_not_a_slot)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
 
     fx_init(&f);
     set_current(&f, 1, "releases/v1");
@@ -331,14 +310,14 @@ END_TEST
 START_TEST(drain_changes_nothing)
 {
     struct fx f;
-    struct answer a;
+    struct tu_answer a;
     ino_t before;
 
     fx_init(&f);
     before = current_ino(&f, 0);
     memset(&a, 0, sizeof a);
-    f.kind->drain(f.r, 0, answer_cb, &a);
-    ck_assert(tu_run_until(f.loop, answered, &a, WAIT_MS));
+    f.kind->drain(f.r, 0, tu_answer_cb, &a);
+    ck_assert(tu_run_until(f.loop, tu_answered, &a, WAIT_MS));
     expect_weights(&a, "100 0 0 100");
     router_view_free(a.v);
     ck_assert(current_ino(&f, 0) == before);
