@@ -577,23 +577,11 @@ static void output_cb(struct proc *p, enum proc_stream stream, const char *data,
         return; /* stderr: kept in the proc's bounded tail */
     enter(x);
     while (len > 0 && !x->closed && x->state != X_STOPPING && x->state != X_IDLE) {
-        nl = memchr(data, '\n', len);
-        if (nl == NULL) {
-            if (x->line.len + len > LINE_MAX_BYTES) {
-                char what[160];
+        size_t piece;
 
-                doing(x, what, sizeof what);
-                buf_reset(&x->line);
-                broken(x, true,
-                       "wrote a line longer than %u MiB (the router protocol's limit) for %s; "
-                       "it was stopped",
-                       LINE_MAX_BYTES / (1024u * 1024u), what);
-                break;
-            }
-            buf_add(&x->line, data, len);
-            break;
-        }
-        if (x->line.len + (size_t)(nl - data) > LINE_MAX_BYTES) {
+        nl = memchr(data, '\n', len);
+        piece = nl != NULL ? (size_t)(nl - data) : len; /* the line's part in this chunk */
+        if (x->line.len + piece > LINE_MAX_BYTES) {
             char what[160];
 
             doing(x, what, sizeof what);
@@ -604,8 +592,10 @@ static void output_cb(struct proc *p, enum proc_stream stream, const char *data,
                    LINE_MAX_BYTES / (1024u * 1024u), what);
             break;
         }
-        buf_add(&x->line, data, (size_t)(nl - data));
-        len -= (size_t)(nl - data) + 1;
+        buf_add(&x->line, data, piece);
+        if (nl == NULL)
+            break;
+        len -= piece + 1;
         data = nl + 1;
         {
             size_t n;
