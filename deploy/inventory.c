@@ -612,6 +612,34 @@ static const char *host_port(const char *s, unsigned *port)
     return colon;
 }
 
+static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
+                       const char *env_deploy_path, bool need_deploy_path);
+static void target_done(struct inv_target *t);
+
+static void router_on_free(struct inv_router *r)
+{
+    if (r->on != NULL) {
+        target_done(r->on);
+        free(r->on);
+        r->on = NULL;
+    }
+}
+
+/* The router's "on": a target object (name, transport, host, port, user), no deploy_path
+ * needed: nothing is deployed there. */
+static int load_router_on(struct loader *ld, const cJSON *router, struct inv_router *r)
+{
+    const cJSON *on;
+
+    if (!cfg_has(router, "on"))
+        return 0;
+    on = cfg_get(ld->cfg, router, "on", cJSON_Object, true, ld->err);
+    if (on == NULL)
+        return -1;
+    r->on = xcalloc(1, sizeof *r->on);
+    return load_target(ld, on, r->on, NULL, false);
+}
+
 static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
 {
     const cJSON *node = cfg_get(ld->cfg, o, "router", cJSON_Object, true, ld->err);
@@ -631,6 +659,7 @@ static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
     }
     allowed[n++] = "type";
     allowed[n++] = "frontend";
+    allowed[n++] = "on";
     for (i = 0; k->keys != NULL && k->keys[i] != NULL && n < 39; i++)
         allowed[n++] = k->keys[i];
     allowed[n] = NULL;
@@ -650,7 +679,7 @@ static int load_router(struct loader *ld, const cJSON *o, struct inv_router *r)
     }
     r->kind = k;
     r->config = cJSON_Duplicate(node, true);
-    return 0;
+    return load_router_on(ld, node, r);
 }
 
 /* "metrics": its source (a registered kind), the common keys and the kind's, checked by it. */
@@ -811,7 +840,7 @@ static int load_host(struct loader *ld, const cJSON *o, const char *host, struct
 }
 
 static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
-                       const char *env_deploy_path)
+                       const char *env_deploy_path, bool need_deploy_path)
 {
     const char *name = NULL, *host = NULL, *user = NULL;
     const cJSON *labels, *item;
@@ -864,7 +893,7 @@ static int load_target(struct loader *ld, const cJSON *o, struct inv_target *t,
         t->deploy_path = xstrdup(env_deploy_path);
     if (get_abs_path(ld, o, "deploy_path", &t->deploy_path) != 0)
         return -1;
-    if (t->deploy_path == NULL)
+    if (t->deploy_path == NULL && need_deploy_path)
         return cfg_error(ld->cfg, ld->err, o,
                          "target \"%s\" has no deploy_path (give it here, or for its "
                          "environment)",
@@ -957,7 +986,7 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
     i = 0;
     cJSON_ArrayForEach(item, targets)
     {
-        if (load_target(ld, item, &e->targets[i], deploy_path) != 0) {
+        if (load_target(ld, item, &e->targets[i], deploy_path, true) != 0) {
             rc = -1;
             break;
         }
@@ -990,6 +1019,9 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
     } else if (rc == 0 && ld->inv->router.kind != NULL) {
         e->router.kind = ld->inv->router.kind;
         e->router.config = cJSON_Duplicate(ld->inv->router.config, true);
+        if (load_router_on(ld, cJSON_GetObjectItemCaseSensitive(cfg_root(ld->cfg), "router"),
+                           &e->router) != 0)
+            return -1;
     }
     if (rc == 0 && cfg_has(o, "metrics")) {
         if (load_metrics(ld, o, &e->metrics) != 0)
@@ -1048,9 +1080,11 @@ void inventory_free(struct inventory *inv)
         service_done(&inv->envs[i].service);
         probes_free(inv->envs[i].probes, inv->envs[i].nprobes);
         cJSON_Delete(inv->envs[i].router.config);
+        router_on_free(&inv->envs[i].router);
         metricsrc_spec_done(&inv->envs[i].metrics);
     }
     cJSON_Delete(inv->router.config);
+    router_on_free(&inv->router);
     metricsrc_spec_done(&inv->metrics);
     free(inv->envs);
     service_done(&inv->service);

@@ -108,6 +108,9 @@ struct router_kind;
 struct inv_router {
     const struct router_kind *kind;
     struct cJSON *config;
+    /* "on": the host the router runs on, reached as a target is (ssh: its commands, and a
+     * TCP admin socket through a tunnel); NULL: this machine. */
+    struct inv_target *on;
 };
 
 /* The environment's router (its own "router", or the top level's), or NULL when neither has

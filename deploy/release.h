@@ -118,7 +118,6 @@ void release_read_state(struct transport *t, const struct inv_target *target, ho
 /* Write s to the target's state.json, "updated" now (atomically: a temporary file renamed over
  * it). */
 void release_write_state(struct transport *t, const struct inv_target *target,
-                         const struct hoststate *s, int64_t now, transport_done_fn done,
-                         void *arg);
+                         const struct hoststate *s, int64_t now, transport_done_fn done, void *arg);
 
 #endif

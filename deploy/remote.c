@@ -30,6 +30,7 @@ struct remote {
     struct remote_target *targets;
     size_t ntargets;
     struct exec_runner runner;
+    struct transport *router_tr; /* to the router's host (its "on"), made on first use */
 };
 
 /* One attempt on a target. */
@@ -93,6 +94,23 @@ struct transport *remote_transport(struct remote *r, const char *target)
     struct err err;
 
     return rt != NULL ? target_transport(r, rt, &err) : NULL;
+}
+
+struct transport *remote_router_transport(struct remote *r, struct err *err)
+{
+    const struct inv_router *ir = inv_env_router(r->env);
+
+    if (ir == NULL || ir->on == NULL)
+        return NULL;
+    if (r->router_tr != NULL)
+        return r->router_tr;
+    if (ir->on->transport == INV_SSH && ensure_pool(r, err) != 0)
+        return NULL;
+    r->router_tr =
+        transport_new(r->loop, ir->on, r->pool, inventory_ssh(r->inv)->command_timeout_ms);
+    r->router_tr->notice = r->opts.notice;
+    r->router_tr->notice_arg = r->opts.notice_arg;
+    return r->router_tr;
 }
 
 bool remote_offline(const struct remote *r, const char *target)
@@ -247,6 +265,7 @@ void remote_free(struct remote *r)
         return;
     for (i = 0; i < r->ntargets; i++)
         transport_free(r->targets[i].tr);
+    transport_free(r->router_tr);
     ssh_pool_free(r->pool);
     free(r->targets);
     free(r);

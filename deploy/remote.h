@@ -34,6 +34,10 @@ void remote_free(struct remote *r);
 const struct exec_runner *remote_runner(struct remote *r);
 /* The transport of a target of the environment (made on first use), or NULL. */
 struct transport *remote_transport(struct remote *r, const char *target);
+/* The transport to the host the environment's router runs on (n3.json's router "on"), made on
+ * first use; NULL when the router runs on this machine, or (with err) when it cannot be. */
+struct transport *remote_router_transport(struct remote *r, struct err *err);
+
 struct ssh_settings;
 struct inv_ssh;
 

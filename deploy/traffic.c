@@ -70,6 +70,21 @@ struct traffic *traffic_open(struct loop *loop, const struct inv_env *env, struc
             rs->deploy_path = target->deploy_path;
         }
     }
+    /* Where the router runs: the caller's, its "on" host (through the targets' connections),
+     * or this machine. */
+    if (lb == NULL && ir->on != NULL) {
+        if (targets == NULL) {
+            err_set(err, "the router of %s runs on %s (its \"on\"), and nothing here reaches it",
+                    inv_env_name(env), ir->on->name);
+            traffic_close(t);
+            return NULL;
+        }
+        lb = remote_router_transport(targets, err);
+        if (lb == NULL) {
+            traffic_close(t);
+            return NULL;
+        }
+    }
     if (lb == NULL)
         lb = t->own_lb = transport_local_new(loop, "local");
     memset(&ctx, 0, sizeof ctx);

@@ -21,7 +21,8 @@ struct remote;
 struct traffic;
 
 /* The environment's router: NULL with err when it has none, or it cannot be opened. lb is
- * where the router's own commands run (NULL: this machine). targets (NULL: none) gives each
+ * where the router's own commands run (NULL: its "on" host through targets, else this
+ * machine). targets (NULL: none) gives each
  * server its target's transport (router_server.t), for the kinds that work on the targets
  * themselves; it must outlive the traffic. */
 struct traffic *traffic_open(struct loop *loop, const struct inv_env *env, struct transport *lb,

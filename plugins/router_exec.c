@@ -54,6 +54,10 @@ static int check_config(const struct cfg *c, const cJSON *r, struct err *err)
     const char *server = NULL;
     int64_t timeout;
 
+    if (cfg_has(r, "on"))
+        return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(r, "on"),
+                         "the exec router runs its plugin on this machine: have the plugin reach "
+                         "the load balancer itself (docs/plugins.md)");
     if (cmd == NULL)
         return -1;
     if (cJSON_GetArraySize(cmd) == 0)

@@ -26,6 +26,7 @@
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/router.h"
+#include "deploy/transport.h"
 #include "plugins/builtin.h"
 
 #define PROMPT     "\n> "
@@ -58,7 +59,19 @@ struct hap {
     struct cmd *head, *tail; /* queued; the head is in flight once sent */
     struct loop_timer *timer;
     bool closed_for_good;
+    /* On a load balancer reached over SSH (the router's "on"): the admin socket's TCP address
+     * there, through a bridge (h->socket is the bridge's unix socket). */
+    struct transport *lb;
+    char *where;              /* for messages: "127.0.0.1:9999 on lb1, through SSH" */
+    const char *bridge_error; /* why the bridge's last tunnel failed, "" when none */
+    struct op *writing;       /* ops writing the state on the load balancer */
 };
+
+/* Where the admin socket is, for messages. */
+static const char *where(const struct hap *h)
+{
+    return h->where != NULL ? h->where : h->socket != NULL ? h->socket : h->host;
+}
 
 typedef void (*answer_fn)(struct hap *h, void *arg, int rc, const char *text, size_t len,
                           const char *error);
@@ -113,6 +126,17 @@ static int check_config(const struct cfg *c, const cJSON *r, struct err *err)
     if (state != NULL && state[0] != '/')
         return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(r, "state_file"),
                          "an absolute path (HAProxy's server-state-file)");
+    if (socket != NULL && cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(r, "on"))) {
+        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(r, "on"), "transport");
+
+        if (!cJSON_IsString(tr) || strcmp(tr->valuestring, "local") != 0)
+            return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(r, "socket"),
+                             "HAProxy on another host is reached through its SSH connection, "
+                             "which carries TCP, not a unix socket: give its admin socket a TCP "
+                             "address on that host's loopback (\"address\": \"127.0.0.1:9999\", "
+                             "and in haproxy.cfg: stats socket ipv4@127.0.0.1:9999 level admin)");
+    }
     return 0;
 }
 
@@ -190,8 +214,8 @@ static void timer_cb(void *arg)
     struct hap *h = arg;
     char why[256];
 
-    snprintf(why, sizeof why, "HAProxy's admin socket (%s) did not answer within %us",
-             h->socket != NULL ? h->socket : h->host, (h->open ? ANSWER_MS : CONNECT_MS) / 1000u);
+    snprintf(why, sizeof why, "HAProxy's admin socket (%s) did not answer within %us", where(h),
+             (h->open ? ANSWER_MS : CONNECT_MS) / 1000u);
     if (h->head != NULL)
         h->head->retried = true; /* no second try for what timed out */
     drop(h, why);
@@ -239,7 +263,21 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         buf_add(&h->in, b->base, (size_t)n);
     free(b->base);
     if (n < 0) {
-        drop(h, n == UV_EOF ? "HAProxy closed the admin connection" : uv_strerror((int)n));
+        char why[600];
+
+        if (n == UV_EOF && h->bridge_error != NULL && h->bridge_error[0] != '\0') {
+            /* The tunnel could not be opened: no second try that would wait on the same. */
+            snprintf(why, sizeof why, "cannot connect to HAProxy's admin socket %s: %s", where(h),
+                     h->bridge_error);
+            if (h->head != NULL)
+                h->head->retried = true;
+            drop(h, why);
+            fail_all(h, why);
+            return;
+        }
+        snprintf(why, sizeof why, "%s",
+                 n == UV_EOF ? "HAProxy closed the admin connection" : uv_strerror((int)n));
+        drop(h, why);
         if (h->head != NULL && !h->closing)
             pump(h);
         return;
@@ -297,8 +335,8 @@ static void connected(uv_connect_t *req, int status)
 
     h->connecting = false;
     if (status != 0) {
-        snprintf(why, sizeof why, "cannot connect to HAProxy's admin socket %s: %s",
-                 h->socket != NULL ? h->socket : h->host, uv_strerror(status));
+        snprintf(why, sizeof why, "cannot connect to HAProxy's admin socket %s: %s", where(h),
+                 uv_strerror(status));
         loop_timer_stop(h->timer);
         h->closing = true;
         uv_close((uv_handle_t *)&h->h, closed_cb);
@@ -533,6 +571,7 @@ struct op {
     struct router_view v;
     int step;
     char error[512];
+    struct op *wnext; /* writing the state on the load balancer */
 };
 
 static void op_finish(struct op *o, int rc, const char *fmt, ...)
@@ -601,6 +640,34 @@ static void op_next(struct op *o)
     }
     command(h, cmd.data, op_step, o);
     buf_done(&cmd);
+}
+
+/* The state written on the load balancer (through its transport, atomically). */
+static void state_written(void *arg, const struct transport_result *r)
+{
+    struct op *o = arg;
+    struct op **pp;
+
+    if (o->h == NULL) { /* the router was closed meanwhile: its caller has heard */
+        free(o->v.servers);
+        free(o->weights);
+        free(o);
+        return;
+    }
+    for (pp = &o->h->writing; *pp != NULL; pp = &(*pp)->wnext) {
+        if (*pp == o) {
+            *pp = o->wnext;
+            break;
+        }
+    }
+    if (r->status != TRANSPORT_OK || r->exit_code != 0)
+        op_finish(o, -1,
+                  "the weights are set, but HAProxy's server state could not be written to %s "
+                  "on %s (%s): a reload would lose them",
+                  o->h->state_file, transport_name(o->h->lb),
+                  r->status != TRANSPORT_OK ? r->msg : "the command failed");
+    else
+        op_finish(o, 0, NULL);
 }
 
 static void write_state_file(struct op *o, const char *text, size_t len)
@@ -676,6 +743,19 @@ static void op_step(struct hap *h, void *arg, int rc, const char *text, size_t l
         op_finish(o, 0, NULL);
         return;
     case 4:
+        if (o->h->lb != NULL) {
+            struct buf data;
+
+            buf_init(&data);
+            buf_add(&data, text, len);
+            buf_adds(&data, "\n");
+            o->wnext = o->h->writing;
+            o->h->writing = o;
+            transport_write_file(o->h->lb, o->h->state_file, data.data, data.len, 0644,
+                                 state_written, o);
+            buf_done(&data);
+            return;
+        }
         write_state_file(o, text, len);
         if (o->error[0] != '\0')
             op_finish(o, -1, "%s", o->error);
@@ -757,7 +837,6 @@ static struct router *hap_open(const struct router_ctx *ctx, struct err *err)
                *address = json_string(ctx->config, "address"),
                *state = json_string(ctx->config, "state_file");
 
-    (void)err;
     h->loop = ctx->loop;
     if (socket != NULL) {
         h->socket = xstrdup(socket);
@@ -771,6 +850,25 @@ static struct router *hap_open(const struct router_ctx *ctx, struct err *err)
         else
             h->host = xasprintf("%.*s", (int)hl, address);
         h->port = (unsigned)strtoul(colon + 1, NULL, 10);
+        /* On a load balancer reached over SSH: through a bridge to that address there. */
+        if (ctx->lb != NULL) {
+            const char *path = NULL;
+
+            switch (transport_bridge(ctx->lb, h->host, h->port, &path, &h->bridge_error, err)) {
+            case 1:
+                h->socket = xstrdup(path);
+                h->lb = ctx->lb;
+                h->where = xasprintf("%s on %s, through its SSH connection", address,
+                                     transport_name(ctx->lb));
+                break;
+            case -1:
+                free(h->host);
+                free(h);
+                return NULL;
+            default:
+                break;
+            }
+        }
     }
     h->backend = xstrdup(json_string(ctx->config, "backend"));
     h->state_file = state != NULL ? xstrdup(state) : NULL;
@@ -787,7 +885,15 @@ static void hap_close(struct router *r)
     struct hap *h = (struct hap *)r;
 
     fail_all(h, "the router was closed");
+    while (h->writing != NULL) { /* their writes end on their own; the callers hear now */
+        struct op *o = h->writing;
+
+        h->writing = o->wnext;
+        o->h = NULL;
+        o->done(o->arg, -1, NULL, "the router was closed before HAProxy's state was written");
+    }
     loop_timer_free(h->timer);
+    free(h->where);
     free(h->socket);
     free(h->host);
     free(h->backend);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cfg.h"
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/shell.h"
@@ -488,10 +489,19 @@ static void none_drain(struct router *r, size_t i, router_fn done, void *arg)
     start((struct none *)r, OP_DRAIN, NULL, done, arg);
 }
 
+static int check_config(const struct cfg *c, const cJSON *r, struct err *err)
+{
+    if (cfg_has(r, "on"))
+        return cfg_error(c, err, cJSON_GetObjectItemCaseSensitive(r, "on"),
+                         "router none works on the targets themselves (their current link): "
+                         "it runs on no host of its own");
+    return 0;
+}
+
 const struct router_kind router_none = {
     .name = "none",
     .keys = keys,
-    .check = NULL,
+    .check = check_config,
     .open = none_open,
     .set_weights = none_set_weights,
     .read = none_read,

@@ -811,7 +811,10 @@ haproxy_start() {
     mkdir -p "$dir"
     {
         printf 'global\n    stats socket %s/admin.sock mode 600 level admin\n' "$dir"
-        printf '    stats timeout 30s\n    server-state-file %s/state\n' "$dir"
+        # HAPROXY_STATS_TCP=PORT: also an admin socket on TCP (a router reached over SSH)
+        [ -z "${HAPROXY_STATS_TCP:-}" ] ||
+            printf '    stats socket ipv4@127.0.0.1:%s level admin\n' "$HAPROXY_STATS_TCP"
+        printf '    stats timeout 30s\n    server-state-file %s\n' "${HAPROXY_STATE:-$dir/state}"
         printf 'defaults\n    mode http\n    timeout connect 2s\n    timeout client 30s\n'
         printf '    timeout server 30s\n    load-server-state-from-file global\n'
         printf 'frontend fe\n    bind 127.0.0.1:%s\n    default_backend app\n' "$port"
@@ -862,6 +865,24 @@ haproxy_weight() {
 }
 
 # ---- slots started by n3ctl: instances in sessions of their own ----
+
+# share FILE VERSION: that version's share of the answered requests, in percent (0-100).
+share() {
+    jq -r --arg v "$2" '([.versions[] | select(.version == $v) | .count] | add // 0) * 100
+        / (if .answered > 0 then .answered else 1 end) | round' "$1"
+}
+
+# expect_share FILE VERSION WANT: within 3 points over the load's requests (at least 1,000,
+# none failed).
+expect_share() {
+    local got
+    got=$(share "$1" "$2")
+    jq -e '.answered >= 1000 and .errors_total == 0' "$1" >/dev/null ||
+        fail "$1: fewer than 1,000 answers, or errors: $(jq -c '{answered, errors_total, errors}' "$1")"
+    [ "$got" -ge $(($3 - 3)) ] && [ "$got" -le $(($3 + 3)) ] ||
+        fail "$2 got $got % of the traffic through the router, not $3 % (+/- 3): $(jq -c .versions "$1")"
+    ok
+}
 
 # stop_instances DEPLOY_PATH...: on exit, KILL the process group of every instance whose pid
 # file is under DEPLOY_PATH/.n3/run (a test that failed may leave them running).

@@ -42,22 +42,6 @@ load() {
 $(show "$T/$1.err")"
 }
 
-# share FILE VERSION: that version's share of the answered requests, in percent (0-100).
-share() {
-    jq -r --arg v "$2" '([.versions[] | select(.version == $v) | .count] | add // 0) * 100
-        / (if .answered > 0 then .answered else 1 end) | round' "$1"
-}
-
-# expect_share FILE VERSION WANT: within 3 points over the load's requests (at least 1,000).
-expect_share() {
-    local got
-    got=$(share "$1" "$2")
-    jq -e '.answered >= 1000' "$1" >/dev/null || fail "$1: fewer than 1,000 answers: $(cat "$1")"
-    [ "$got" -ge $(($3 - 3)) ] && [ "$got" -le $(($3 + 3)) ] ||
-        fail "$2 got $got % of the traffic through HAProxy, not $3 % (+/- 3): $(jq -c .versions "$1")"
-    ok
-}
-
 expect_clean() { # FILE: no error, no 5xx, no connection error
     jq -e '.errors_total == 0 and .answered == .scheduled' "$1" >/dev/null ||
         fail "requests were lost or failed: $(jq -c '{scheduled, answered, errors_total, errors}' "$1")"

@@ -56,17 +56,6 @@ load() { # NAME: 1,200 requests through nginx; the summary (JSON) in $T/NAME.out
     [ "$rc" -eq 0 ] || fail "n3load $1 failed ($rc): $(show "$T/$1.err")"
 }
 
-expect_share() { # FILE VERSION WANT: within 3 points, over at least 1,000 answers
-    local got
-    got=$(jq -r --arg v "$2" '([.versions[] | select(.version == $v) | .count] | add // 0) * 100
-        / (if .answered > 0 then .answered else 1 end) | round' "$1")
-    jq -e '.answered >= 1000 and .errors_total == 0' "$1" >/dev/null ||
-        fail "$1: fewer than 1,000 answers, or errors: $(jq -c '{answered, errors_total, errors}' "$1")"
-    [ "$got" -ge $(($3 - 3)) ] && [ "$got" -le $(($3 + 3)) ] ||
-        fail "$2 got $got % of the traffic through nginx, not $3 % (+/- 3): $(jq -c .versions "$1")"
-    ok
-}
-
 run_n3 blue slot start -c "$CFG" t1 blue v1.0.0
 expect_rc 0
 run_n3 green slot start -c "$CFG" t1 green v2.0.0
