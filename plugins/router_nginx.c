@@ -37,6 +37,7 @@ struct ngx {
     char *test, *reload, *dump;
     struct router_server *servers;
     size_t n;
+    struct op *ops; /* in flight: told when the router closes before they end */
 };
 
 static bool plain_name(const char *s)
@@ -101,10 +102,13 @@ static struct router *ngx_open(const struct router_ctx *ctx, struct err *err)
     return (struct router *)x;
 }
 
+static void ops_orphan(struct ngx *x);
+
 static void ngx_close(struct router *r)
 {
     struct ngx *x = (struct ngx *)r;
 
+    ops_orphan(x);
     free(x->file);
     free(x->upstream);
     free(x->test);
@@ -185,12 +189,52 @@ static int parse_upstream(struct ngx *x, const char *text, struct router_view *v
 /* ---- operations ---- */
 
 struct op {
-    struct ngx *x;
-    bool setting; /* a set, before its read-back */
+    struct ngx *x; /* NULL once the router closed: its caller has heard */
+    bool setting;  /* a set, before its read-back */
     router_fn done;
     void *arg;
     struct router_view v;
+    struct op *next;
 };
+
+static void op_unlink(struct op *o)
+{
+    struct op **pp;
+
+    for (pp = &o->x->ops; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == o) {
+            *pp = o->next;
+            break;
+        }
+    }
+}
+
+static void op_free(struct op *o)
+{
+    free(o->v.servers);
+    free(o);
+}
+
+/* What is in flight ends now for its callers; the commands' answers find it orphaned. */
+static void ops_orphan(struct ngx *x)
+{
+    while (x->ops != NULL) {
+        struct op *o = x->ops;
+
+        x->ops = o->next;
+        o->x = NULL;
+        o->done(o->arg, -1, NULL, "the router was closed before nginx answered");
+    }
+}
+
+/* A command's answer for an op whose router has closed: nothing more to do. */
+static bool orphaned(struct op *o)
+{
+    if (o->x != NULL)
+        return false;
+    op_free(o);
+    return true;
+}
 
 static void op_finish(struct op *o, int rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -206,9 +250,9 @@ static void op_finish(struct op *o, int rc, const char *fmt, ...)
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
     }
+    op_unlink(o);
     o->done(o->arg, rc, rc == 0 ? &o->v : NULL, msg[0] ? msg : NULL);
-    free(o->v.servers);
-    free(o);
+    op_free(o);
 }
 
 static void dumped(void *arg, const struct transport_result *r)
@@ -218,6 +262,8 @@ static void dumped(void *arg, const struct transport_result *r)
     char *text;
     size_t i;
 
+    if (orphaned(o))
+        return;
     if (r->status != TRANSPORT_OK || r->exit_code != 0) {
         char *err = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup("");
 
@@ -271,6 +317,8 @@ static struct op *op_new(struct ngx *x, router_fn done, void *arg)
     o->x = x;
     o->done = done;
     o->arg = arg;
+    o->next = x->ops;
+    x->ops = o;
     o->v.n = x->n;
     o->v.servers = xcalloc(x->n + 1, sizeof *o->v.servers);
     return o;
@@ -291,6 +339,8 @@ static void applied(void *arg, const struct transport_result *r)
     struct op *o = arg;
     char *out, *err;
 
+    if (orphaned(o))
+        return;
     out = r->out != NULL ? tail_dup(r->out, NULL) : xstrdup("");
     err = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup("");
     if (r->status != TRANSPORT_OK) {
