@@ -95,7 +95,8 @@ static void ctx_metrics(struct ctx *x)
 
     if (inv_env_metrics(x->c.s.fleet.env) == NULL)
         return;
-    x->metrics = metricsrc_open_env(x->c.s.loop, &x->c.s.fleet, x->http, x->traffic, &err);
+    x->metrics =
+        metricsrc_open_env(x->c.s.loop, &x->c.s.fleet, x->http, x->traffic, x->c.s.remote, &err);
     if (x->metrics == NULL)
         term_printf(stderr, "n3ctl: warning: no request figures: %s\n", err.msg);
 }

@@ -14,6 +14,7 @@
 #include "deploy/fleet.h"
 #include "deploy/inventory.h"
 #include "deploy/metricsrc.h"
+#include "deploy/remote.h"
 #include "deploy/traffic.h"
 
 #define KEYS_MAX 48
@@ -506,7 +507,8 @@ struct metricsrc *metricsrc_open(struct loop *loop, const struct metricsrc_spec 
 }
 
 struct metricsrc *metricsrc_open_env(struct loop *loop, const struct fleet *fleet,
-                                     struct httpc *http, struct traffic *traffic, struct err *err)
+                                     struct httpc *http, struct traffic *traffic,
+                                     struct remote *targets, struct err *err)
 {
     const struct metricsrc_spec *spec = inv_env_metrics(fleet->env);
     const struct inv_service *svc = inv_env_service(fleet->env);
@@ -527,7 +529,9 @@ struct metricsrc *metricsrc_open_env(struct loop *loop, const struct fleet *flee
 
         inst[i].target = t->name;
         inst[i].slot = (enum hs_slot)(i % HS_NSLOTS);
-        inst[i].host = t->transport == INV_LOCAL ? "127.0.0.1" : t->host;
+        inst[i].via_target = svc != NULL && svc->loopback;
+        inst[i].host = t->transport == INV_LOCAL || inst[i].via_target ? "127.0.0.1" : t->host;
+        inst[i].t = targets != NULL ? remote_transport(targets, t->name) : NULL;
         inst[i].port = svc != NULL ? svc->ports[inst[i].slot] : 0;
         inst[i].server = traffic != NULL ? traffic_find(traffic, t->name, inst[i].slot) : -1;
     }

@@ -114,12 +114,19 @@ double metricsrc_bucket_quantile(double q, const double *le, const double *count
 /* ---- kinds ---- */
 
 /* Where one instance is. */
+struct remote;
+struct transport;
+
 struct metricsrc_instance {
     const char *target;
     enum hs_slot slot;
-    const char *host; /* its address from here */
+    const char *host; /* its address from here ("127.0.0.1" on the target, via_target) */
     unsigned port;
     int server; /* its server in the router's views (deploy/traffic.h), or -1 */
+    /* It listens only on its target's loopback (service "listen": "loopback"): reached through
+     * t (transport_bridge); t may be NULL when no transport was given. */
+    bool via_target;
+    struct transport *t;
 };
 
 /* What a kind is opened with. */
@@ -184,7 +191,8 @@ typedef void (*metricsrc_fn)(void *arg);
  * each, in the fleet's order, blue then green (as deploy/survey.h has them). NULL with err when
  * the environment has no metrics, or the kind cannot be opened (a router it needs is NULL). */
 struct metricsrc *metricsrc_open_env(struct loop *loop, const struct fleet *fleet,
-                                     struct httpc *http, struct traffic *traffic, struct err *err);
+                                     struct httpc *http, struct traffic *traffic,
+                                     struct remote *targets, struct err *err);
 /* With a spec and the instances given (the tests). */
 struct metricsrc *metricsrc_open(struct loop *loop, const struct metricsrc_spec *spec,
                                  const struct metricsrc_instance *inst, size_t n,

@@ -25,6 +25,7 @@
 #include "core/loop.h"
 #include "core/xalloc.h"
 #include "deploy/metricsrc.h"
+#include "deploy/transport.h"
 #include "plugins/builtin.h"
 #include "plugins/httpc.h"
 #include "plugins/promtext.h"
@@ -59,6 +60,8 @@ struct psrc {
     struct httpc *http;
     size_t n;
     char **urls;
+    char **sockets; /* an instance on its target's loopback: the bridge to it (or NULL) */
+    const char **bridge_errors;
     struct pmap map;
     size_t body_max;
     uint64_t timeout_ms;
@@ -339,7 +342,11 @@ static void scraped(void *arg, const struct httpc_result *r)
 
     k->op = NULL;
     out->at_us = loop_now_us(p->loop);
-    if (!r->ok)
+    if (!r->ok && p->sockets[k->i] != NULL && p->bridge_errors[k->i] != NULL &&
+        p->bridge_errors[k->i][0] != '\0')
+        snprintf(out->error, sizeof out->error, "%.120s, through SSH: %.200s", p->urls[k->i],
+                 p->bridge_errors[k->i]);
+    else if (!r->ok)
         snprintf(out->error, sizeof out->error, "%.120s: %.200s", p->urls[k->i],
                  r->refused ? "connection refused" : r->error);
     else if (r->status < 200 || r->status > 299)
@@ -375,6 +382,7 @@ static void p_read(void *src, struct metricsrc_sample *out, metricsrc_read_fn do
         }
         memset(&req, 0, sizeof req);
         req.url = p->urls[i];
+        req.unix_socket = p->sockets[i];
         req.timeout_ms = p->timeout_ms;
         req.body_max = p->body_max;
         p->scrapes[i].p = p;
@@ -455,6 +463,8 @@ void metrics_prometheus_parse(const cJSON *config, const char *url, const char *
     pmap_done(&m);
 }
 
+static void p_close(void *src);
+
 static void *p_open(const struct metricsrc_ctx *ctx, struct err *err)
 {
     struct psrc *p;
@@ -471,7 +481,11 @@ static void *p_open(const struct metricsrc_ctx *ctx, struct err *err)
     p->http = ctx->http;
     p->n = ctx->n;
     p->urls = xcalloc(p->n + 1, sizeof *p->urls);
+    p->sockets = xcalloc(p->n + 1, sizeof *p->sockets);
+    p->bridge_errors = xcalloc(p->n + 1, sizeof *p->bridge_errors);
     p->scrapes = xcalloc(p->n + 1, sizeof *p->scrapes);
+    pmap_init(&p->map, ctx->config);
+    p->later = loop_timer_new(p->loop, later_cb, p);
     for (i = 0; i < p->n; i++) {
         const struct metricsrc_instance *in = &ctx->inst[i];
 
@@ -480,13 +494,22 @@ static void *p_open(const struct metricsrc_ctx *ctx, struct err *err)
         p->urls[i] =
             xasprintf(strchr(in->host, ':') != NULL ? "http://[%s]:%u%s" : "http://%s:%u%s",
                       in->host, in->port, path);
+        /* On its target's loopback only: through the target's SSH connection. */
+        if (in->via_target && in->t != NULL) {
+            const char *bridge = NULL;
+
+            if (transport_bridge(in->t, in->host, in->port, &bridge, &p->bridge_errors[i], err) <
+                0) {
+                p_close(p);
+                return NULL;
+            }
+            p->sockets[i] = bridge != NULL ? xstrdup(bridge) : NULL;
+        }
     }
-    pmap_init(&p->map, ctx->config);
     p->body_max = BODY_MAX_DEFAULT;
     if (cJSON_IsNumber(v = cJSON_GetObjectItemCaseSensitive(ctx->config, "body_max_bytes")))
         p->body_max = (size_t)v->valuedouble;
     p->timeout_ms = ctx->timeout_ms;
-    p->later = loop_timer_new(p->loop, later_cb, p);
     return p;
 }
 
@@ -499,7 +522,10 @@ static void p_close(void *src)
         if (p->scrapes[i].op != NULL)
             httpc_cancel(p->scrapes[i].op);
         free(p->urls[i]);
+        free(p->sockets[i]);
     }
+    free(p->sockets);
+    free(p->bridge_errors);
     loop_timer_free(p->later);
     pmap_done(&p->map);
     free(p->urls);

@@ -6,7 +6,8 @@
 # probes go through sshd and not straight to the port: with the target's sshd forbidding
 # forwarding (AllowTcpForwarding no) the same instance, still answering on its port, is
 # unhealthy, with the server's reason. A target whose sshd dies while its slot is being
-# probed: the command ends (no hang) with the connection named, and `slots` says why.
+# probed: the command ends (no hang) with the connection named, and `slots` says why. Its
+# /metrics is scraped through the same tunnel.
 set -eu
 . "$(dirname "$0")/lib.sh"
 t_start
@@ -28,6 +29,7 @@ CFG=$(fleet_config app '.app = {"name": "demo", "repository": "'"$REPO"'", "tag_
     | .service = {"ports": {"blue": '"$BLUE"', "green": '"$GREEN"'}, "listen": "loopback",
                   "start": "exec ./n3app --port {port} --slot {slot} --grace 5",
                   "ready_timeout_seconds": 10, "stop_grace_seconds": 5}
+    | .metrics = {"source": "prometheus", "interval_ms": 200, "window_s": 10}
     | .probes = [{"name": "web", "type": "http", "path": "/health", "interval_seconds": 0.5,
                   "timeout_seconds": 0.5, "healthy_threshold": 2}]')
 TCP_CFG=$T/tcp.json
@@ -45,6 +47,9 @@ run_n3 look slots -c "$CFG" --json
 expect_rc 0
 jq_eq look.out '.instances[] | select(.slot == "blue") | .health' healthy "blue is healthy through the tunnel"
 jq_eq look.out '.instances[] | select(.slot == "blue") | .state' running "blue runs"
+# Its /metrics scraped through the tunnel too: two reads, a rate (0: nothing sent it traffic).
+jq_eq look.out '.instances[] | select(.slot == "blue") | .req_s' 0 \
+    "blue's request rate, scraped through SSH: $(jq -c '.instances[] | select(.slot == "blue") | {req_s, metrics_why}' "$T/look.out")"
 # The bridge's socket is gone with the process that made it.
 expect_eq "no bridge directory left behind" "" "$(find "${XDG_RUNTIME_DIR:-/tmp}" -maxdepth 1 -name 'n3ctl-bridge-*' -newer "$CFG" 2>/dev/null)"
 
@@ -63,6 +68,9 @@ jq_eq forbidden.out '.instances[] | select(.slot == "blue") | .health == "health
     "blue is not healthy when sshd forbids the tunnel: $(jq -c '.instances[] | select(.slot == "blue")' "$T/forbidden.out")"
 jq_eq forbidden.out '.instances[] | select(.slot == "blue") | .reason | test("through SSH.*prohibited")' true \
     "the reason is the server's: $(jq -r '.instances[] | select(.slot == "blue") | .reason' "$T/forbidden.out")"
+jq_eq forbidden.out '.instances[] | select(.slot == "blue") | .req_s' null "no request rate without the tunnel"
+jq_eq forbidden.out '.instances[] | select(.slot == "blue") | .metrics_why | test("through SSH.*prohibited")' true \
+    "the scrape says why: $(jq -r '.instances[] | select(.slot == "blue") | .metrics_why' "$T/forbidden.out")"
 run_n3 forbidden_tcp slots -c "$TCP_CFG" --json
 expect_rc 0
 jq_eq forbidden_tcp.out '.instances[] | select(.slot == "blue") | .reason | test("prohibited")' true \
