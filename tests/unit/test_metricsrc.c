@@ -484,8 +484,9 @@ static void count_cb(void *arg)
 START_TEST(source_on_the_fake_loop)
 {
     struct loop *loop = loop_new_fake(0, 1);
-    struct metricsrc_instance inst[2] = {{"t1", HS_BLUE, "127.0.0.1", 8001, -1},
-                                         {"t1", HS_GREEN, "127.0.0.1", 8002, -1}};
+    struct metricsrc_instance inst[2] = {
+        {.target = "t1", .slot = HS_BLUE, .host = "127.0.0.1", .port = 8001, .server = -1},
+        {.target = "t1", .slot = HS_GREEN, .host = "127.0.0.1", .port = 8002, .server = -1}};
     struct metricsrc_spec spec;
     struct metricsrc *m;
     struct metricsrc_figures f;
@@ -1032,6 +1033,7 @@ START_TEST(prometheus_on_the_sample_app)
     ck_assert(s.start_time > 1e9);
 
     spec_from(&spec, "{\"source\": \"prometheus\", \"window_s\": 600, \"interval_ms\": 1000}");
+    memset(&inst, 0, sizeof inst);
     inst.target = "t1";
     inst.slot = HS_BLUE;
     inst.host = "127.0.0.1";
