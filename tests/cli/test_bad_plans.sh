@@ -141,7 +141,7 @@ run_big() {
 new_case random.json
 head -c 10000000 /dev/urandom >"$W/random.json"
 run_big random.json '^n3ctl: random\.json:[0-9]+:[0-9]+: (not valid UTF-8 \(byte 0x[0-9A-F]{2} at offset [0-9]+\)|the file holds a NUL byte \(at offset [0-9]+\))'
-off=$(sed -n 's/.* at offset \([0-9]*\)).*/\1/p' big.err)
+off=$(sed -n 's/.*at offset \([0-9]*\)).*/\1/p' big.err)
 pos=$(sed -n 's/^n3ctl: random\.json:\([0-9]*:[0-9]*\): .*/\1/p' big.err)
 # LINE:COL of byte offset $off: newlines before it, and bytes since the last one.
 want=$(head -c "$off" "$W/random.json" | od -An -v -tx1 | tr -s ' \n' '\n' | grep -v '^$' |
