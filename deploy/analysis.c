@@ -846,6 +846,15 @@ static void verdict_init(struct analysis_verdict *v, const struct analysis_rule 
     v->wall_us = wall_us;
 }
 
+/* A rule's name as n3.json gives it when it has no "name": not worth repeating. */
+static bool default_name(const char *name, enum analysis_metric m)
+{
+    size_t n = strlen(metric_names[m]);
+
+    return strncmp(name, metric_names[m], n) == 0 &&
+           (name[n] == '\0' || strcmp(name + n, "_vs_stable") == 0);
+}
+
 /* One verdict in a line: "t2 green: error_rate 4.8 % > 1 % over 1,203 requests". */
 static void verdict_line(const struct analysis_verdict *v, struct buf *out)
 {
@@ -854,7 +863,7 @@ static void verdict_line(const struct analysis_verdict *v, struct buf *out)
 
     if (v->target != NULL)
         buf_addf(out, "%s %s: ", v->target, hs_slot_name(v->slot));
-    if (strcmp(v->rule, mname) != 0)
+    if (!default_name(v->rule, v->metric))
         buf_addf(out, "%s: ", v->rule);
     fmt_count(n1, sizeof n1, v->samples);
     fmt_count(n2, sizeof n2, v->baseline_samples);

@@ -3,7 +3,7 @@
  * rate, p50/p95/p99 latency, request rate), judged for every candidate instance (a target's
  * slot), alone or against the stable version over the same window; and the gate that takes a
  * measurement every interval on the loop's clock and counts the results with Argo Rollouts'
- * meanings (docs: ../shared/ROLLOUTS.md). Pure logic: the figures come from the caller.
+ * meanings. Pure logic: the figures come from the caller.
  *
  * n3.json (an "analysis" object; it sits under a rollout's config):
  *
@@ -71,7 +71,8 @@
  * count measurements taken (errors are not counted, as in Argo): Successful, unless none of
  * them passed, then Inconclusive (Argo calls that Successful; a gate that never saw a pass
  * must not advance a rollout). count 0 runs until analysis_gate_stop and ends on its own only
- * by failing. Any non-error measurement resets the error streak.
+ * by failing (or by more inconclusive measurements than its limit). Any non-error measurement
+ * resets the error streak.
  *
  * on_failure is the rollout's (issue 10, point 4): "rollback" (traffic to stable at once, the
  * candidate stopped after abort_delay), "abort" (traffic to stable, the candidate kept for

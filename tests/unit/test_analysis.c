@@ -553,7 +553,8 @@ struct harness {
 static void answer(struct harness *h, unsigned seq, enum answer a)
 {
     struct analysis_instance c = inst("t2", HS_GREEN, figs(1203, 0.001, 0.2));
-    struct analysis_input in = {.candidate = &c, .ncandidate = 1};
+    struct analysis_instance st = inst("t2", HS_BLUE, figs(20000, 0.001, 0.2));
+    struct analysis_input in = {.candidate = &c, .ncandidate = 1, .stable = &st, .nstable = 1};
 
     if (a == A_FAIL)
         c.f.error_rate = 0.048;
@@ -652,8 +653,8 @@ START_TEST(gate_failure_limit_0)
     ck_assert_uint_eq(h.asked, 3); /* nothing after the end */
     ck_assert_uint_eq(h.ends, 1);
     ck_assert_int_eq(h.end_state, ANALYSIS_GATE_FAILED);
-    ck_assert_str_eq(h.end_reason,
-                     "a measurement failed: t2 green: error_rate 4.8 % > 1 % over 1,203 requests");
+    ck_assert_str_eq(h.end_reason, "a measurement failed: t2 green: error_rate 4.8 % > 1 % over "
+                                   "1,203 requests (and 1 more failed)");
     ck_assert_str_eq(analysis_gate_reason(h.g), h.end_reason);
     analysis_gate_counts(h.g, &c);
     ck_assert_uint_eq(c.taken, 3);
@@ -675,8 +676,10 @@ START_TEST(gate_failure_limit_2)
     run(&h, 5);
     ck_assert_uint_eq(h.asked, 6);
     ck_assert_int_eq(h.end_state, ANALYSIS_GATE_FAILED);
-    ck_assert_str_eq(h.end_reason, "3 measurements failed, more than the failure_limit of 2; the "
-                                   "last: t2 green: error_rate 4.8 % > 1 % over 1,203 requests");
+    ck_assert_str_eq(h.end_reason,
+                     "3 measurements failed, more than the failure_limit of 2; the "
+                     "last: t2 green: error_rate 4.8 % > 1 % over 1,203 requests (and 1 "
+                     "more failed)");
     gate_end(&h);
 }
 END_TEST
@@ -693,7 +696,7 @@ START_TEST(gate_inconclusive_limit)
     ck_assert_int_eq(h.end_state, ANALYSIS_GATE_INCONCLUSIVE);
     ck_assert_str_eq(h.end_reason, "a measurement was inconclusive: t2 green: error_rate "
                                    "inconclusive: 12 requests in the window, fewer than the 100 a "
-                                   "verdict needs (and 1 more inconclusive)");
+                                   "verdict needs (and 2 more inconclusive)");
     gate_end(&h);
     /* 1: the second. */
     gate_start(&h, GATE(", \"inconclusive_limit\": 1"), s, 3, A_PASS);
@@ -864,7 +867,8 @@ START_TEST(gate_no_answer)
                      "the metric source failed: no answer within 10.00s (the interval)");
     {
         struct analysis_instance ci = inst("t2", HS_GREEN, figs(1203, 0.001, 0.2));
-        struct analysis_input in = {.candidate = &ci, .ncandidate = 1};
+        struct analysis_instance st = inst("t2", HS_BLUE, figs(20000, 0.001, 0.2));
+        struct analysis_input in = {.candidate = &ci, .ncandidate = 1, .stable = &st, .nstable = 1};
 
         ck_assert_int_eq(analysis_gate_measured(h.g, 1, &in), -1); /* too late */
         /* Measurement 2 answered 3 s into its interval: the third is still at 20 s. */
@@ -1102,10 +1106,15 @@ START_TEST(n3_json_refused)
                    "analysis.rules[0].baseline: only a comparison with the stable version "
                    "(\"compare\": \"stable\") takes this key");
     expect_refused("{\"rules\": [{\"metric\": \"error_rate\", \"compare\": \"stable\", "
+                   "\"baseline\": \"same_targt\"}]}",
+                   "\"same_targt",
+                   "analysis.rules[0].baseline: no baseline \"same_targt\"; did you mean "
+                   "\"same_target\"?");
+    expect_refused("{\"rules\": [{\"metric\": \"error_rate\", \"compare\": \"stable\", "
                    "\"baseline\": \"same_host\"}]}",
                    "\"same_host",
-                   "analysis.rules[0].baseline: no baseline \"same_host\"; did you mean "
-                   "\"same_target\"?");
+                   "analysis.rules[0].baseline: no baseline \"same_host\"; it is \"all\" or "
+                   "\"same_target\"");
     /* Names. */
     expect_refused("{\"rules\": [{\"metric\": \"p95\", \"max_ms\": 1}, {\"metric\": \"p95\", "
                    "\"max_ms\": 2}]}",
