@@ -937,6 +937,7 @@ static void summarize(struct analysis_measurement *m, size_t nrules, size_t nins
                                                    : "inconclusive");
     }
     m->summary = buf_detach(&s, NULL);
+    buf_done(&s); /* detach leaves it ready for more */
 }
 
 struct analysis_measurement *analysis_judge(const struct analysis_spec *spec,
