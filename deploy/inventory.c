@@ -16,6 +16,7 @@
 #include "core/xalloc.h"
 #include "deploy/inventory.h"
 #include "deploy/metricsrc.h"
+#include "deploy/rolloutcfg.h"
 #include "deploy/probe.h"
 #include "deploy/router.h"
 #include "deploy/knownhosts.h"
@@ -34,6 +35,8 @@ struct inv_env {
     size_t nprobes;
     struct inv_router router;      /* its own, or a copy of the top level's; kind NULL: none */
     struct metricsrc_spec metrics; /* its own, or a copy of the top level's; kind NULL: none */
+    struct rolloutcfg rollout;     /* its own "rollout", or the top level's (has_rollout) */
+    bool has_rollout;
 };
 
 struct inventory {
@@ -53,17 +56,9 @@ struct inventory {
     char *default_env;
 };
 
-static const char *const top_keys[] = {"version",
-                                       "app",
-                                       "ssh",
-                                       "hooks",
-                                       "lock",
-                                       "service",
-                                       "probes",
-                                       "router",
-                                       "metrics",
-                                       "environments",
-                                       "default_environment",
+static const char *const top_keys[] = {"version", "app",     "ssh",          "hooks",
+                                       "lock",    "service", "probes",       "router",
+                                       "metrics", "rollout", "environments", "default_environment",
                                        NULL};
 static const char *const service_keys[] = {
     "ports", "start",  "stop", "stop_grace_seconds", "ready_timeout_seconds",
@@ -104,9 +99,9 @@ static const char *const ssh_keys[] = {
     "max_handshakes",
     NULL,
 };
-static const char *const env_keys[] = {"targets",     "deploy_path", "lock_target",
-                                       "description", "service",     "probes",
-                                       "router",      "metrics",     NULL};
+static const char *const env_keys[] = {"targets", "deploy_path", "lock_target", "description",
+                                       "service", "probes",      "router",      "metrics",
+                                       "rollout", NULL};
 static const char *const target_keys[] = {"name",   "transport",   "host",        "port", "user",
                                           "labels", "deploy_path", "description", NULL};
 
@@ -958,6 +953,41 @@ static int check_router_ports(struct loader *ld, const cJSON *o, const struct in
     return 0;
 }
 
+/* "rollout": the environment's own or the top level's, loaded for it, and its strategy
+ * against the environment's router: weights need a router that can split traffic. */
+static int load_rollout(struct loader *ld, const cJSON *o, struct inv_env *e)
+{
+    const cJSON *node = cfg_has(o, "rollout")
+                            ? cJSON_GetObjectItemCaseSensitive(o, "rollout")
+                            : cJSON_GetObjectItemCaseSensitive(cfg_root(ld->cfg), "rollout");
+    const cJSON *where;
+
+    if (node == NULL)
+        return 0;
+    e->has_rollout = true;
+    if (rolloutcfg_load(ld->cfg, node, STRATEGY_CANARY, &e->rollout, ld->err) != 0)
+        return -1;
+    if (!rollout_strategy_weighted(e->rollout.spec.strategy))
+        return 0;
+    where = cJSON_GetObjectItemCaseSensitive(node, "strategy");
+    if (where == NULL)
+        where = node;
+    if (e->router.kind == NULL)
+        return cfg_error(ld->cfg, ld->err, where,
+                         "the %s strategy moves traffic by weights, and environment %s has no "
+                         "router: give it one (\"router\", docs/config.md), or use canary-hosts "
+                         "or rolling",
+                         rollout_strategy_name(e->rollout.spec.strategy), e->name);
+    if (e->router.kind->no_weights)
+        return cfg_error(ld->cfg, ld->err, where,
+                         "the %s strategy moves traffic by weights, and environment %s's router "
+                         "(%s) cannot split it: use canary-hosts or rolling, or a router that "
+                         "sets weights",
+                         rollout_strategy_name(e->rollout.spec.strategy), e->name,
+                         e->router.kind->name);
+    return 0;
+}
+
 static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
 {
     const cJSON *targets, *item;
@@ -1029,6 +1059,8 @@ static int load_env(struct loader *ld, const cJSON *o, struct inv_env *e)
     } else if (rc == 0 && ld->inv->metrics.kind != NULL) {
         metricsrc_spec_copy(&e->metrics, &ld->inv->metrics);
     }
+    if (rc == 0 && load_rollout(ld, o, e) != 0)
+        return -1;
     if (rc == 0 && check_metrics_router(ld, o, e) != 0)
         return -1;
     if (rc == 0 && cfg_has(o, "probes")) {
@@ -1082,6 +1114,8 @@ void inventory_free(struct inventory *inv)
         cJSON_Delete(inv->envs[i].router.config);
         router_on_free(&inv->envs[i].router);
         metricsrc_spec_done(&inv->envs[i].metrics);
+        if (inv->envs[i].has_rollout)
+            rolloutcfg_done(&inv->envs[i].rollout);
     }
     cJSON_Delete(inv->router.config);
     router_on_free(&inv->router);
@@ -1246,6 +1280,11 @@ const char *inventory_hook_name(enum inv_hook h)
 const struct inv_router *inv_env_router(const struct inv_env *env)
 {
     return env->router.kind != NULL ? &env->router : NULL;
+}
+
+const struct rolloutcfg *inv_env_rollout(const struct inv_env *env)
+{
+    return env->has_rollout ? &env->rollout : NULL;
 }
 
 const struct metricsrc_spec *inv_env_metrics(const struct inv_env *env)

@@ -116,6 +116,10 @@ struct inv_router {
 /* The environment's router (its own "router", or the top level's), or NULL when neither has
  * one. */
 const struct inv_router *inv_env_router(const struct inv_env *env);
+struct rolloutcfg;
+/* The environment's "rollout" (its own, or the top level's), or NULL when n3.json has none
+ * (rollout start takes a strategy's defaults then). */
+const struct rolloutcfg *inv_env_rollout(const struct inv_env *env);
 
 struct metricsrc_spec;
 

@@ -74,6 +74,9 @@ struct router_ctx {
 struct router_kind {
     const char *name;
     const char *const *keys; /* its own keys in the router object, NULL-terminated */
+    /* It cannot split traffic by weights (each target serves from one slot): the weighted
+     * rollout strategies refuse it. */
+    bool no_weights;
     /* Check them when n3.json loads: 0, or -1 with cfg_error at the key's position. */
     int (*check)(const struct cfg *c, const cJSON *router, struct err *err);
     struct router *(*open)(const struct router_ctx *ctx, struct err *err);

@@ -501,6 +501,7 @@ static int check_config(const struct cfg *c, const cJSON *r, struct err *err)
 const struct router_kind router_none = {
     .name = "none",
     .keys = keys,
+    .no_weights = true,
     .check = check_config,
     .open = none_open,
     .set_weights = none_set_weights,

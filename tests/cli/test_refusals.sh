@@ -158,6 +158,19 @@ refused routerfe '.router = {"type": "haproxy", "socket": "/run/h.sock", "backen
     '"8080"' router.frontend 'HOST:PORT where the router takes the traffic ("127.0.0.1:8080"), a port from 1 to 65535'
 refused svclisten '.service = '"$SVC"' | .service.listen = "loopbak"' listen service.listen \
     'unknown listen "loopbak"; did you mean "loopback"?'
+# ---- the rollout: its strategy against the router ----
+refused rolloutnorouter '.rollout = {"strategy": "canary"}' strategy rollout.strategy \
+    'the canary strategy moves traffic by weights, and environment fleet has no router: give it one ("router", docs/config.md), or use canary-hosts or rolling'
+refused rolloutnone '.router = {"type": "none"} | .rollout = {"strategy": "blue-green"}' strategy rollout.strategy \
+    "the blue-green strategy moves traffic by weights, and environment fleet's router (none) cannot split it: use canary-hosts or rolling, or a router that sets weights"
+refused rolloutkind '.rollout = {"strategy": "canry"}' strategy rollout.strategy \
+    'unknown strategy "canry"; did you mean "canary"?'
+refused rolloutstep '.router = {"type": "none"} | .rollout = {"strategy": "rolling", "steps": [{"set_weight": 10}]}' \
+    '"set_weight"' rollout.steps[0].set_weight 'set_weight moves traffic through a router; the rolling strategy moves whole hosts: use set_hosts'
+cfg=$(fleet_config rolloutok '.router = {"type": "none"} | .environments.fleet.rollout = {"strategy": "canary-hosts", "steps": [{"set_hosts": 1}, {"analysis": {"count": 2}}, {"set_hosts": "100%"}]}')
+run_n3_detached rolloutok exec -c "$cfg" -- true
+expect_rc 0
+
 # The same port on a router elsewhere is no clash.
 cfg=$(fleet_config routerfar '.service = '"$SVC"' | .router = {"type": "haproxy", "address": "192.0.2.1:8001", "backend": "app", "frontend": "192.0.2.1:8001"}')
 run_n3_detached routerfar exec -c "$cfg" -- true
