@@ -53,7 +53,6 @@ struct journal {
     struct rec *recs; /* recs[i] is seq i + 1 */
     size_t n, cap;
     char last_hash[65]; /* of the last line, without its newline */
-    size_t last_start;  /* where the last line starts in text */
     size_t torn;        /* bytes of a torn last line, cut off or left out */
     size_t torn_at;
     struct loop *clock;
@@ -387,7 +386,6 @@ static int parse_text(struct journal *j, struct err *err)
             return -1;
         }
         audit_line_hash(s, n, hash);
-        j->last_start = pos;
     }
     if (line == 0)
         return err_set(err,
@@ -957,7 +955,6 @@ int journal_append(struct journal *j, enum journal_type type, const char *action
     if (take_record(j, r, (unsigned long)j->n + 2, j->last_hash, err) != 0)
         fatal("journal_append wrote a record it cannot read: %s", err->msg);
     audit_line_hash(line, len - 1, j->last_hash);
-    j->last_start = old;
     free(line);
     if (seq != NULL)
         *seq = (uint64_t)j->n;
@@ -1055,7 +1052,8 @@ struct journal_mirror {
     bool known;           /* remote: the remote file is the local bytes [0, remote) */
     size_t remote;
     char *diverged;
-    bool dead; /* journal_mirror_free was called */
+    bool dead;    /* journal_mirror_free was called */
+    bool calling; /* inside a job's done */
 };
 
 static void pump(struct journal_mirror *m);
@@ -1107,6 +1105,9 @@ void journal_mirror_free(struct journal_mirror *m)
     if (m == NULL)
         return;
     m->dead = true;
+    /* From a done callback: the pump that called it frees the mirror when it is idle. */
+    if (m->calling)
+        return;
     if (!m->busy && !m->scheduled && m->head == NULL) {
         mirror_destroy(m);
         return;
@@ -1124,9 +1125,13 @@ const char *journal_mirror_diverged(const struct journal_mirror *m)
     return m->diverged;
 }
 
-static void finish(struct mjob *job, int rc, const char *msg)
+/* done may free the mirror (it is only marked then: see journal_mirror_free), close the journal
+ * or queue more. */
+static void finish(struct journal_mirror *m, struct mjob *job, int rc, const char *msg)
 {
+    m->calling = true;
     job->done(job->arg, rc, msg);
+    m->calling = false;
     free(job);
 }
 
@@ -1153,7 +1158,7 @@ static void job_failed(struct journal_mirror *m, struct mjob *job, const char *w
         msg = xasprintf("the journal up to seq %" PRIu64 " was not mirrored to %s (%s): %s; the "
                         "local journal has it all the same",
                         job->seq, transport_name(m->t), m->path, why);
-    finish(job, -1, msg);
+    finish(m, job, -1, msg);
     free(msg);
 }
 
@@ -1360,7 +1365,7 @@ static void command_done(void *arg, const struct transport_result *r)
         free(why);
     } else if (job != NULL) {
         m->remote = job->end;
-        finish(job, 0, NULL);
+        finish(m, job, 0, NULL);
     } else if (m->j != NULL) {
         probe_done(m, out);
         if (!m->known && m->diverged == NULL) {
@@ -1395,7 +1400,7 @@ static void pump(struct journal_mirror *m)
             run(m, &cmd, NULL, 0);
             buf_done(&cmd);
         } else if (m->remote >= job->end) {
-            finish(pop(m), 0, NULL); /* a catch-up before brought it there */
+            finish(m, pop(m), 0, NULL); /* a catch-up before brought it there */
         } else {
             buf_init(&cmd);
             append_command(m, job->end, &cmd);
@@ -1453,14 +1458,13 @@ int journal_append_mirrored(struct journal *j, struct journal_mirror *m, enum jo
     return 0;
 }
 
-void journal_mirror_sync(struct journal *j, struct journal_mirror *m, journal_done_fn done,
-                         void *arg)
+int journal_mirror_sync(struct journal *j, struct journal_mirror *m, journal_done_fn done,
+                        void *arg, struct err *err)
 {
-    struct err err;
-
-    if (mirror_bind(j, m, &err) != 0)
-        fatal("journal_mirror_sync: %s", err.msg);
+    if (mirror_bind(j, m, err) != 0)
+        return -1;
     enqueue(m, (uint64_t)j->n, j->text.len, done, arg);
+    return 0;
 }
 
 void journal_close(struct journal *j)

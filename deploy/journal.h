@@ -172,9 +172,11 @@ struct journal_mirror *journal_mirror_new(struct loop *loop, struct transport *t
 int journal_append_mirrored(struct journal *j, struct journal_mirror *m, enum journal_type type,
                             const char *action, uint64_t intent, const cJSON *data, uint64_t *seq,
                             journal_done_fn done, void *arg, struct err *err);
-/* Bring the remote copy up to everything j holds (after a failed append, or on resume). */
-void journal_mirror_sync(struct journal *j, struct journal_mirror *m, journal_done_fn done,
-                         void *arg);
+/* Bring the remote copy up to everything j holds (after a failed append, or on resume): queued
+ * like an append, done as for one. -1 with err (and no done) for a read-only journal, a stopped
+ * mirror, or a mirror of another journal. */
+int journal_mirror_sync(struct journal *j, struct journal_mirror *m, journal_done_fn done,
+                        void *arg, struct err *err);
 /* Nothing queued or in flight. */
 bool journal_mirror_idle(const struct journal_mirror *m);
 /* The divergence message, or NULL while there is none. */

@@ -120,6 +120,16 @@ static char *line_of(const char *text, int k)
     return xstrndup(s, nl != NULL ? (size_t)(nl - s) : strlen(s));
 }
 
+/* The file holds exactly text. */
+static void assert_file_is(const char *path, const char *text)
+{
+    char *got = tu_read_file(path);
+
+    ck_assert_ptr_nonnull(got);
+    ck_assert_str_eq(got, text);
+    free(got);
+}
+
 static void assert_prefix(const char *s, const char *prefix)
 {
     ck_assert_msg(strncmp(s, prefix, strlen(prefix)) == 0, "\"%s\" does not start with \"%s\"", s,
@@ -247,7 +257,7 @@ START_TEST(create_is_exclusive)
     ck_assert_int_eq(journal_create(tmp, "r1", h, &j, &err), -1);
     ck_assert_ptr_null(j);
     assert_has(err.msg, "exists already");
-    ck_assert_str_eq(tu_read_file(path), before);
+    assert_file_is(path, before);
     cJSON_Delete(h);
     free(before);
     free(path);
@@ -376,8 +386,8 @@ START_TEST(torn_last_line_is_cut_and_kept)
     assert_has(err.msg, torn);
     ck_assert_uint_eq(journal_torn(j), 32);
     ck_assert_uint_eq(journal_count(j), 3);
-    ck_assert_str_eq(tu_read_file(path), before);
-    ck_assert_str_eq(tu_read_file(torn), "{\"seq\":4,\"time\":\"2026-11-27T06:5\n");
+    assert_file_is(path, before);
+    assert_file_is(torn, "{\"seq\":4,\"time\":\"2026-11-27T06:5\n");
     ck_assert_int_eq(file_mode(torn), 0600);
     ck_assert_uint_eq(append_n(j, JOURNAL_OUTCOME, "set_weight", 3, 5), 4);
     journal_close(j);
@@ -393,7 +403,7 @@ START_TEST(torn_last_line_is_cut_and_kept)
     assert_has(err.msg, "after seq 4");
     ck_assert_uint_eq(journal_count(j), 4);
     journal_close(j);
-    ck_assert_str_eq(tu_read_file(path), before);
+    assert_file_is(path, before);
     kept = tu_read_file(torn);
     ck_assert_str_eq(kept, "{\"seq\":4,\"time\":\"2026-11-27T06:5\nnot json at all\n");
     free(kept);
@@ -453,7 +463,7 @@ START_TEST(changed_or_removed_middle_lines_are_errors)
     ck_assert_int_eq(journal_open(path, &j, &err), -1);
     ck_assert_ptr_null(j);
     assert_has(err.msg, "line 4: prev does not match line 3: line 3 was changed");
-    ck_assert_str_eq(tu_read_file(path), bad); /* nothing cut, nothing appended */
+    assert_file_is(path, bad); /* nothing cut, nothing appended */
     free(bad);
     free(line);
 
@@ -482,7 +492,9 @@ START_TEST(changed_or_removed_middle_lines_are_errors)
     assert_has(err.msg, "line 6: \"type\"");
     free(bad);
     free(line);
-    ck_assert_int_eq(access(xasprintf("%s.torn", path), F_OK), -1);
+    line = xasprintf("%s.torn", path);
+    ck_assert_int_eq(access(line, F_OK), -1);
+    free(line);
 
     rewrite(path, good);
     ck_assert_int_eq(journal_open(path, &j, &err), 0);
@@ -508,7 +520,7 @@ START_TEST(oversized_record_leaves_the_file_as_it_was)
     ck_assert_int_eq(journal_append(j, JOURNAL_STATE, "snapshot", 0, d, &seq, &err), -1);
     assert_has(err.msg, "more than the 65536 a journal line may have; nothing was written");
     ck_assert_uint_eq(seq, 0);
-    ck_assert_str_eq(tu_read_file(path), before);
+    assert_file_is(path, before);
     ck_assert_uint_eq(journal_count(j), 1);
     /* Just under the limit is taken. */
     big[65536 - 200] = '\0';
@@ -584,7 +596,7 @@ START_TEST(short_write_is_undone)
     ck_assert_int_eq(journal_append(j, JOURNAL_EVENT, "big", 0, d, NULL, &err), -1);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
     assert_has(err.msg, "nothing was appended");
-    ck_assert_str_eq(tu_read_file(path), before);
+    assert_file_is(path, before);
     ck_assert_uint_eq(journal_count(j), 1);
     ck_assert_msg(journal_append(j, JOURNAL_EVENT, "big", 0, d, NULL, &err) == 0, "%s", err.msg);
     ck_assert_uint_eq(journal_count(j), 2);
@@ -655,7 +667,7 @@ START_TEST(versions_other_fields_ignored_other_numbers_refused)
     assert_has(err.msg, "reads version 1 only");
     ck_assert_int_eq(journal_parse("there", text, strlen(text), &j, &err), -1);
     assert_has(err.msg, "there is a journal of format version 2");
-    ck_assert_str_eq(tu_read_file(path), text);
+    assert_file_is(path, text);
     free(text);
 
     rewrite(path, "{\"some\":\"other file\"}\n");
@@ -835,10 +847,11 @@ END_TEST
 static void sync_mirror(struct journal *j, struct journal_mirror *m, struct dones *d)
 {
     struct done_arg *a = xcalloc(1, sizeof *a);
+    struct err err;
 
     a->d = d;
     a->seq = journal_count(j);
-    journal_mirror_sync(j, m, on_done, a);
+    ck_assert_msg(journal_mirror_sync(j, m, on_done, a, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(mirror_sync_brings_a_partial_copy_up_to_date)
@@ -946,6 +959,88 @@ START_TEST(mirror_divergence_is_reported_not_appended_to)
     journal_mirror_free(m);
     journal_close(j);
     free(before);
+    fx_done(&f);
+}
+END_TEST
+
+/* A mirror that cannot write (its directory's parent is a file): the append fails there, the
+ * local record stands, and the next append sends everything the copy lacks. */
+START_TEST(mirror_failure_keeps_the_local_record_and_catches_up)
+{
+    struct fx f;
+    struct journal *j = create(tmp, "r1");
+    struct journal_mirror *m;
+    struct dones d = {0};
+    char *blocker = xasprintf("%s/blocker", tmp), *remote = xasprintf("%s/sub/r1.jsonl", blocker),
+         *copy;
+
+    fx_init(&f);
+    tu_write_file(blocker, "a file where a directory should be\n");
+    m = journal_mirror_new(f.loop, f.t, remote);
+    mirrored(j, m, &d, 1);
+    wait_dones(&f, &d, 1);
+    ck_assert_int_eq(d.rcs[0], -1);
+    assert_has(d.msg, "was not mirrored to lock-target");
+    assert_has(d.msg, "cannot create the directory");
+    assert_has(d.msg, "has it all the same");
+    ck_assert_ptr_null(journal_mirror_diverged(m));
+    ck_assert_uint_eq(journal_count(j), 1);
+
+    ck_assert_int_eq(unlink(blocker), 0);
+    mirrored(j, m, &d, 2);
+    wait_dones(&f, &d, 2);
+    ck_assert_msg(d.rcs[1] == 0, "%s", d.msg);
+    copy = tu_read_file(remote);
+    ck_assert_str_eq(copy, journal_text(j, NULL));
+    free(copy);
+    journal_mirror_free(m);
+    journal_close(j);
+    fx_done(&f);
+    free(remote);
+    free(blocker);
+}
+END_TEST
+
+struct freer {
+    struct journal_mirror *m;
+    struct dones *d;
+};
+
+static void free_on_first(void *arg, int rc, const char *msg)
+{
+    struct freer *fr = arg;
+
+    fr->d->rcs[fr->d->n++] = rc;
+    snprintf(fr->d->msg, sizeof fr->d->msg, "%s", msg != NULL ? msg : "");
+    if (fr->d->n == 1)
+        journal_mirror_free(fr->m);
+}
+
+/* Freed from its own done, with appends still queued: they are told, from the loop, and the
+ * mirror goes away after (ASan runs check that nothing is touched after). */
+START_TEST(mirror_freed_from_its_done)
+{
+    struct fx f;
+    struct journal *j = create(tmp, "r1");
+    struct dones d = {0};
+    struct freer fr = {NULL, &d};
+    struct err err;
+    int i;
+
+    fx_init(&f);
+    fr.m = journal_mirror_new(f.loop, f.t, f.remote);
+    for (i = 0; i < 3; i++)
+        ck_assert_msg(journal_append_mirrored(j, fr.m, JOURNAL_EVENT, "tick", 0, NULL, NULL,
+                                              free_on_first, &fr, &err) == 0,
+                      "%s", err.msg);
+    wait_dones(&f, &d, 3);
+    ck_assert_int_eq(d.rcs[0], 0);
+    ck_assert_int_eq(d.rcs[1], -1);
+    ck_assert_int_eq(d.rcs[2], -1);
+    assert_has(d.msg, "the mirror was stopped before it was sent");
+    /* The journal goes on without it. */
+    ck_assert_uint_eq(append_n(j, JOURNAL_EVENT, "tick", 0, 4), 4);
+    journal_close(j);
     fx_done(&f);
 }
 END_TEST
@@ -1174,6 +1269,8 @@ static Suite *suite(void)
     tcase_add_test(tc, mirror_catches_up);
     tcase_add_test(tc, mirror_sync_brings_a_partial_copy_up_to_date);
     tcase_add_test(tc, mirror_divergence_is_reported_not_appended_to);
+    tcase_add_test(tc, mirror_failure_keeps_the_local_record_and_catches_up);
+    tcase_add_test(tc, mirror_freed_from_its_done);
     tcase_add_test(tc, fetch_reads_back_verifies_and_adopts);
     tcase_add_test(tc, sigkill_at_random_moments_leaves_a_resumable_journal);
     suite_add_tcase(s, tc);
