@@ -920,7 +920,8 @@ START_TEST(mirror_divergence_is_reported_not_appended_to)
     wait_dones(&f, &d, 6);
     ck_assert_int_eq(d.rcs[5], -1);
     assert_has(d.msg, "has diverged");
-    assert_has(d.msg, "behind n3ctl's back");
+    assert_has(d.msg, "bytes where this mirror left");
+    assert_has(d.msg, "appended or removed there behind n3ctl's back");
     assert_has(d.msg, "the local journal");
     assert_has(d.msg, "has it all the same");
     ck_assert_ptr_nonnull(journal_mirror_diverged(m));
