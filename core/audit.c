@@ -59,21 +59,20 @@ static cJSON *clean_string(const char *s)
 
 /* A copy of detail, cleaned like the other strings. Raw JSON is refused: cJSON prints it as
  * it is, so it could hold a newline and split the record. */
-static cJSON *clean_copy(const cJSON *v, int depth, struct err *err)
+static cJSON *clean_copy(const cJSON *v, const char *what, int depth, struct err *err)
 {
     const cJSON *c;
     cJSON *out, *item;
     char *key;
 
     if (depth > AUDIT_DEPTH_MAX) {
-        err_set(err, "the audit detail is nested deeper than %d levels; flatten it",
-                AUDIT_DEPTH_MAX);
+        err_set(err, "%s is nested deeper than %d levels; flatten it", what, AUDIT_DEPTH_MAX);
         return NULL;
     }
     if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
         out = must(cJSON_IsObject(v) ? cJSON_CreateObject() : cJSON_CreateArray());
         for (c = v->child; c != NULL; c = c->next) {
-            if ((item = clean_copy(c, depth + 1, err)) == NULL) {
+            if ((item = clean_copy(c, what, depth + 1, err)) == NULL) {
                 cJSON_Delete(out);
                 return NULL;
             }
@@ -97,8 +96,13 @@ static cJSON *clean_copy(const cJSON *v, int depth, struct err *err)
         return must(cJSON_CreateBool(cJSON_IsTrue(v)));
     if (cJSON_IsNull(v))
         return must(cJSON_CreateNull());
-    err_set(err, "the audit detail holds raw or invalid JSON; build it from cJSON values");
+    err_set(err, "%s holds raw or invalid JSON; build it from cJSON values", what);
     return NULL;
+}
+
+cJSON *audit_clean_json(const cJSON *v, const char *what, struct err *err)
+{
+    return clean_copy(v, what, 0, err);
 }
 
 static int format_time(int64_t t, char out[21], struct err *err)
@@ -162,9 +166,8 @@ static bool is_object(const cJSON *v)
     return cJSON_IsObject(v);
 }
 
-static bool is_hash(const cJSON *v)
+bool audit_hash_ok(const char *s)
 {
-    const char *s = is_string(v) ? v->valuestring : NULL;
     size_t i;
 
     if (s == NULL || strlen(s) != 64)
@@ -173,6 +176,11 @@ static bool is_hash(const cJSON *v)
         if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
             return false;
     return true;
+}
+
+static bool is_hash(const cJSON *v)
+{
+    return audit_hash_ok(is_string(v) ? v->valuestring : NULL);
 }
 
 /* What a record holds; other keys are allowed, for records of later versions. */
@@ -192,16 +200,14 @@ static const struct record_key {
     {.name = "prev", .ok = is_hash, .want = "64 lowercase hex digits"},
 };
 
-/* The record in line, or NULL with why saying what is wrong with it. */
-static cJSON *parse_record(const char *line, size_t len, char *why, size_t whylen)
+cJSON *audit_parse_line(const char *line, size_t len, size_t max, char *why, size_t whylen)
 {
     const char *end = NULL;
     cJSON *r;
     size_t i;
 
-    if (len > AUDIT_LINE_MAX) {
-        snprintf(why, whylen, "longer than %u bytes, and n3ctl writes no record that long",
-                 AUDIT_LINE_MAX);
+    if (len > max) {
+        snprintf(why, whylen, "longer than %zu bytes, and n3ctl writes no record that long", max);
         return NULL;
     }
     /* cJSON takes raw control characters inside strings; a record never holds one (they are
@@ -223,6 +229,17 @@ static cJSON *parse_record(const char *line, size_t len, char *why, size_t whyle
         cJSON_Delete(r);
         return NULL;
     }
+    return r;
+}
+
+/* The record in line, or NULL with why saying what is wrong with it. */
+static cJSON *parse_record(const char *line, size_t len, char *why, size_t whylen)
+{
+    cJSON *r;
+    size_t i;
+
+    if ((r = audit_parse_line(line, len, AUDIT_LINE_MAX, why, whylen)) == NULL)
+        return NULL;
     for (i = 0; i < sizeof record_keys / sizeof record_keys[0]; i++) {
         const struct record_key *k = &record_keys[i];
 
@@ -297,7 +314,8 @@ char *audit_format(const char *prev_line, const struct audit_entry *e, struct er
         err_set(err, "the audit detail must be a JSON object");
         return NULL;
     }
-    detail = e->detail != NULL ? clean_copy(e->detail, 0, err) : must(cJSON_CreateObject());
+    detail = e->detail != NULL ? clean_copy(e->detail, "the audit detail", 0, err)
+                               : must(cJSON_CreateObject());
     if (detail == NULL)
         return NULL;
 
@@ -412,30 +430,21 @@ static int read_last_line(int fd, const char *path, off_t size, char **out, stru
     return 0;
 }
 
-/* One write() puts the record in place. A short one (a full disk) is finished, or else cut off
- * again, so that the log never keeps half a record. */
+/* The record is put in place whole (a short write, on a full disk, is finished, or else cut off
+ * again), so that the log never keeps half a record. */
 static int write_record(int fd, const char *path, off_t size, const struct buf *b, struct err *err)
 {
-    size_t off = 0;
-    ssize_t n;
-    int saved;
+    int write_errno, cut_errno;
+    int rc = fs_write_whole(fd, size, b->data, b->len, &write_errno, &cut_errno);
 
-    while (off < b->len) {
-        n = write(fd, b->data + off, b->len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            saved = n < 0 ? errno : ENOSPC;
-            if (off > 0 && ftruncate(fd, size) != 0)
-                return err_set(err,
-                               "cannot write the audit log %s: %s; and its torn last record "
-                               "could not be removed (%s): " AUDIT_HINT,
-                               path, strerror(saved), strerror(errno));
-            return err_set(err, "cannot write the audit log %s: %s; nothing was appended", path,
-                           strerror(saved));
-        }
-        off += (size_t)n;
-    }
+    if (rc == -2)
+        return err_set(err,
+                       "cannot write the audit log %s: %s; and its torn last record "
+                       "could not be removed (%s): " AUDIT_HINT,
+                       path, strerror(write_errno), strerror(cut_errno));
+    if (rc != 0)
+        return err_set(err, "cannot write the audit log %s: %s; nothing was appended", path,
+                       strerror(write_errno));
     return 0;
 }
 

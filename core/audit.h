@@ -105,6 +105,21 @@ char *audit_head_path(const char *log_path);
  * positive integer, targets strings, detail an object, prev 64 lowercase hex). */
 cJSON *audit_parse(const char *line, size_t len);
 
+/*
+ * The pieces of the chain that other hash-chained logs (deploy/journal.h) share with this one.
+ *
+ * One line as one JSON object (caller frees): at most max bytes, no raw control character (a
+ * record escapes them, and a raw newline would make it two lines), nothing after the object.
+ * NULL with why saying what is wrong otherwise ("not JSON", "longer than ...").
+ */
+cJSON *audit_parse_line(const char *line, size_t len, size_t max, char *why, size_t whylen);
+/* Is s 64 lowercase hex digits (a SHA-256 as audit_line_hash writes it)? */
+bool audit_hash_ok(const char *s);
+/* A copy of v that prints as one line of valid UTF-8 (caller frees): invalid bytes in strings
+ * and keys become U+FFFD; raw JSON and nesting deeper than 32 are refused, with err saying so
+ * about `what` ("the audit detail", "the journal data"). */
+cJSON *audit_clean_json(const cJSON *v, const char *what, struct err *err);
+
 /* The local log: $XDG_STATE_HOME/n3ctl/audit.log (when absolute), or
  * ~/.local/state/n3ctl/audit.log ($HOME, else the password database). Caller frees; NULL when
  * there is no absolute home directory. */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "core/fs.h"
 #include "core/xalloc.h"
@@ -53,4 +54,28 @@ int fs_mkdirs_for(const char *file, struct err *err)
     }
     free(dir);
     return rc;
+}
+
+int fs_write_whole(int fd, off_t size, const void *data, size_t len, int *write_errno,
+                   int *cut_errno)
+{
+    const char *p = data;
+    size_t off = 0;
+    ssize_t n;
+
+    while (off < len) {
+        n = write(fd, p + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            *write_errno = n < 0 ? errno : ENOSPC;
+            if (off > 0 && ftruncate(fd, size) != 0) {
+                *cut_errno = errno;
+                return -2;
+            }
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return 0;
 }
