@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include "core/fmt.h"
 #include "core/audit.h"
 #include "core/buf.h"
 #include "core/fs.h"
@@ -127,16 +128,7 @@ static bool is_seq(const cJSON *v)
 
 static bool is_time(const cJSON *v)
 {
-    static const char shape[] = "dddd-dd-ddTdd:dd:ddZ";
-    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
-    size_t i;
-
-    if (s == NULL || strlen(s) != sizeof shape - 1)
-        return false;
-    for (i = 0; i < sizeof shape - 1; i++)
-        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
-            return false;
-    return true;
+    return fmt_shape_ok(cJSON_IsString(v) ? v->valuestring : NULL, "dddd-dd-ddTdd:dd:ddZ");
 }
 
 static bool is_string(const cJSON *v)

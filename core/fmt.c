@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "core/fmt.h"
 
@@ -17,4 +18,17 @@ void fmt_duration(char *out, size_t len, unsigned long long us)
         snprintf(out, len, "%llum%02llus", ms / 60000, (ms / 1000) % 60);
     else
         snprintf(out, len, "%lluh%02llum", ms / 3600000, (ms / 60000) % 60);
+}
+
+bool fmt_shape_ok(const char *s, const char *shape)
+{
+    size_t i;
+
+    if (s == NULL || strlen(s) != strlen(shape))
+        return false;
+    for (i = 0; shape[i] != '\0'; i++) {
+        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
+            return false;
+    }
+    return true;
 }

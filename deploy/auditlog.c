@@ -459,26 +459,6 @@ unexpected:
             "that prints text?); not appending");
 }
 
-/* A failed command's stderr as one line: its lines joined with "; ", n3ctl's prefix dropped. */
-static char *one_line(const struct transport_result *r)
-{
-    char *text = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup(""), *line, *save = NULL;
-    struct buf b;
-
-    buf_init(&b);
-    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-        if (strncmp(line, "n3ctl: ", 7) == 0)
-            line += 7;
-        buf_addf(&b, "%s%s", b.len > 0 ? "; " : "", line);
-    }
-    free(text);
-    if (b.len == 0)
-        buf_addf(&b, "exit %d", r->exit_code);
-    line = buf_detach(&b, NULL);
-    buf_done(&b);
-    return line;
-}
-
 static void step_done(void *arg, const struct transport_result *r)
 {
     struct append *a = arg;
@@ -502,7 +482,7 @@ static void step_done(void *arg, const struct transport_result *r)
         return;
     }
     if (r->exit_code != 0) {
-        char *why = one_line(r);
+        char *why = transport_stderr_line(r, "exit ");
 
         fail(a, "%.800s", why);
         free(why);

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/fmt.h"
 #include "core/audit.h"
 #include "core/buf.h"
 #include "core/fs.h"
@@ -137,16 +138,7 @@ static char *quoted(const char *s)
 
 static bool time_ok(const cJSON *v)
 {
-    static const char shape[] = "dddd-dd-ddTdd:dd:dd.dddZ";
-    const char *s = cJSON_IsString(v) ? v->valuestring : NULL;
-    size_t i;
-
-    if (s == NULL || strlen(s) != sizeof shape - 1)
-        return false;
-    for (i = 0; i < sizeof shape - 1; i++)
-        if (shape[i] == 'd' ? !(s[i] >= '0' && s[i] <= '9') : s[i] != shape[i])
-            return false;
-    return true;
+    return fmt_shape_ok(cJSON_IsString(v) ? v->valuestring : NULL, "dddd-dd-ddTdd:dd:dd.dddZ");
 }
 
 static bool seq_ok(const cJSON *v)
@@ -1261,26 +1253,6 @@ static void append_command(const struct journal_mirror *m, size_t end, struct bu
     or_fail(cmd, "the line was appended, but could not be synced to disk");
 }
 
-/* A failed command's stderr as one line, n3ctl's prefix dropped. */
-static char *one_line(const struct transport_result *r)
-{
-    char *text = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup(""), *line, *save = NULL;
-    struct buf b;
-
-    buf_init(&b);
-    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
-        if (strncmp(line, "n3ctl: ", 7) == 0)
-            line += 7;
-        buf_addf(&b, "%s%s", b.len > 0 ? "; " : "", line);
-    }
-    free(text);
-    if (b.len == 0)
-        buf_addf(&b, "the command exited with %d", r->exit_code);
-    line = buf_detach(&b, NULL);
-    buf_done(&b);
-    return line;
-}
-
 static void command_done(void *arg, const struct transport_result *r);
 
 static void run(struct journal_mirror *m, const struct buf *cmd, const char *input, size_t len)
@@ -1360,7 +1332,7 @@ static void command_done(void *arg, const struct transport_result *r)
         job_failed(m, job, m->diverged);
     } else if (r->exit_code != 0) {
         m->known = false;
-        why = one_line(r);
+        why = transport_stderr_line(r, "the command exited with ");
         job_failed(m, job != NULL ? job : pop(m), why);
         free(why);
     } else if (job != NULL) {

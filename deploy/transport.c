@@ -754,3 +754,22 @@ int transport_sha256_local(const char *path, char hex[65], struct err *err)
     hex[64] = '\0';
     return 0;
 }
+
+char *transport_stderr_line(const struct transport_result *r, const char *fallback)
+{
+    char *text = r->err != NULL ? tail_dup(r->err, NULL) : xstrdup(""), *line, *save = NULL;
+    struct buf b;
+
+    buf_init(&b);
+    for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+        if (strncmp(line, "n3ctl: ", 7) == 0)
+            line += 7;
+        buf_addf(&b, "%s%s", b.len > 0 ? "; " : "", line);
+    }
+    free(text);
+    if (b.len == 0)
+        buf_addf(&b, "%s%d", fallback, r->exit_code);
+    line = buf_detach(&b, NULL);
+    buf_done(&b);
+    return line;
+}

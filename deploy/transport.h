@@ -199,6 +199,10 @@ struct transport_op *transport_upload(struct transport *t, const char *local, co
                                       transport_progress_fn progress, transport_done_fn done,
                                       void *arg);
 
+/* A failed command's stderr as one line (its lines joined with "; ", n3ctl's "n3ctl: " prefix
+ * dropped), or, when it said nothing, fallback followed by the exit status (malloc'd). */
+char *transport_stderr_line(const struct transport_result *r, const char *fallback);
+
 /* For implementations: fill a result. */
 void transport_result_init(struct transport_result *r, enum transport_status status);
 void transport_result_fail(struct transport_result *r, enum transport_status status,

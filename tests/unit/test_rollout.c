@@ -210,7 +210,14 @@ static const struct rollout_ops ops = {
 
 static int analysis_marker; /* the gates' spec: opaque to the engine */
 
-static void world_start(struct rollout_spec *spec, size_t ntargets)
+/* The world's setup before the rollout starts. */
+struct setup {
+    int journal_fails;
+    bool prepare_fails;
+    const char *candidate;
+};
+
+static void world_start_with(struct rollout_spec *spec, size_t ntargets, const struct setup *su)
 {
     struct rollout_params p;
 
@@ -218,12 +225,14 @@ static void world_start(struct rollout_spec *spec, size_t ntargets)
     W.loop = loop_new_fake(1700000000000u, 1);
     buf_init(&W.log);
     buf_init(&W.events);
+    W.journal_fails = su->journal_fails;
+    W.prepare_fails = su->prepare_fails;
     memset(&p, 0, sizeof p);
     p.loop = W.loop;
     p.spec = spec;
     p.id = "r1";
     p.environment = "prod";
-    p.candidate = "v1.1.0";
+    p.candidate = su->candidate != NULL ? su->candidate : "v1.1.0";
     p.stable = "v1.0.0";
     p.ntargets = ntargets;
     p.ops = &ops;
@@ -231,6 +240,13 @@ static void world_start(struct rollout_spec *spec, size_t ntargets)
     W.r = rollout_new(&p);
     rollout_start(W.r);
     loop_fake_advance(W.loop, 0);
+}
+
+static void world_start(struct rollout_spec *spec, size_t ntargets)
+{
+    static const struct setup none;
+
+    world_start_with(spec, ntargets, &none);
 }
 
 static void world_done(struct rollout_spec *spec)
@@ -537,25 +553,11 @@ START_TEST(journal_first)
     struct rollout_spec s;
 
     two_steps(&s, POLICY_ROLLBACK);
-    memset(&W, 0, sizeof W);
     /* The intent of set_weight (the 3rd write) cannot be written: nothing is set. */
     {
-        struct rollout_params p;
+        const struct setup su = {.journal_fails = 3};
 
-        W.loop = loop_new_fake(1700000000000u, 1);
-        buf_init(&W.log);
-        buf_init(&W.events);
-        W.journal_fails = 3;
-        memset(&p, 0, sizeof p);
-        p.loop = W.loop;
-        p.spec = &s;
-        p.candidate = "v1.1.0";
-        p.stable = "v1.0.0";
-        p.ntargets = 1;
-        p.ops = &ops;
-        p.arg = &W;
-        W.r = rollout_new(&p);
-        rollout_start(W.r);
+        world_start_with(&s, 1, &su);
     }
     settle();
     ck_assert_str_eq(state(), "Paused");
@@ -603,24 +605,10 @@ START_TEST(candidate_does_not_start)
     struct rollout_spec s;
 
     two_steps(&s, POLICY_ROLLBACK);
-    memset(&W, 0, sizeof W);
     {
-        struct rollout_params p;
+        const struct setup su = {.prepare_fails = true, .candidate = "v1.3.0"};
 
-        W.loop = loop_new_fake(1700000000000u, 1);
-        buf_init(&W.log);
-        buf_init(&W.events);
-        W.prepare_fails = true;
-        memset(&p, 0, sizeof p);
-        p.loop = W.loop;
-        p.spec = &s;
-        p.candidate = "v1.3.0";
-        p.stable = "v1.0.0";
-        p.ntargets = 1;
-        p.ops = &ops;
-        p.arg = &W;
-        W.r = rollout_new(&p);
-        rollout_start(W.r);
+        world_start_with(&s, 1, &su);
     }
     settle();
     ck_assert_str_eq(state(), "RolledBack");
