@@ -469,23 +469,32 @@ static int lock_file(int fd, const char *path, struct err *err)
     return err_set(err, "cannot lock the journal %s: %s", path, strerror(errno));
 }
 
+/* An id that cannot name a journal: true, with err saying why. */
+static bool id_refused(const char *id, struct err *err)
+{
+    char *q;
+
+    if (journal_id_ok(id))
+        return false;
+    q = quoted(id);
+    err_set(err,
+            "the rollout id %s cannot name a journal: an id is 1 to %d of A-Z a-z 0-9 . _ - and "
+            "does not start with '.' or '-'",
+            q, JOURNAL_ID_MAX);
+    free(q);
+    return true;
+}
+
 /* DIR/ID.jsonl, new (O_EXCL), locked, holding data synced, and DIR synced: its fd and path.
  * On failure nothing is left. */
 static int write_new(const char *dir, const char *id, const char *data, size_t len, int *fd_out,
                      char **path_out, struct err *err)
 {
-    char *path, *q;
+    char *path;
     int fd, write_errno = 0, cut_errno = 0, rc;
 
-    if (!journal_id_ok(id)) {
-        q = quoted(id);
-        rc = err_set(err,
-                     "the rollout id %s cannot name a journal: an id is 1 to %d of A-Z a-z 0-9 "
-                     ". _ - and does not start with '.' or '-'",
-                     q, JOURNAL_ID_MAX);
-        free(q);
-        return rc;
-    }
+    if (id_refused(id, err))
+        return -1;
     if (dir == NULL || dir[0] == '\0')
         return err_set(err, "no directory to keep the journal of rollout %s in", id);
     if (fs_mkdirs(dir, err) != 0)
@@ -625,19 +634,12 @@ int journal_create(const char *dir, const char *id, const cJSON *header, struct 
                    struct err *err)
 {
     struct journal *j;
-    char *line, *path, *q;
-    int fd, rc;
+    char *line, *path;
+    int fd;
 
     *out = NULL;
-    if (!journal_id_ok(id)) {
-        q = quoted(id);
-        rc = err_set(err,
-                     "the rollout id %s cannot name a journal: an id is 1 to %d of A-Z a-z 0-9 "
-                     ". _ - and does not start with '.' or '-'",
-                     q, JOURNAL_ID_MAX);
-        free(q);
-        return rc;
-    }
+    if (id_refused(id, err))
+        return -1;
     if ((line = header_line(id, header, err)) == NULL)
         return -1;
     if (write_new(dir, id, line, strlen(line), &fd, &path, err) != 0) {
